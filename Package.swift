@@ -1,0 +1,64 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// losad: on-device model compression daemon (see shared docs/ARCHITECTURE.md).
+// Numerics are compiled for the CPU that builds them: losad is built on the
+// machine that runs it, like llama.cpp's GGML_NATIVE default.
+let nativeCodegen: [SwiftSetting] = [
+    .unsafeFlags(["-target-cpu", "native"], .when(platforms: [.linux])),
+]
+
+let package = Package(
+    name: "losad",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "losad", targets: ["losad"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Headers only: OpenBLAS is loaded at run time (Kernels/OpenBLAS.swift)
+        // so that OPENBLAS_CORETYPE can be chosen before the library initialises.
+        .systemLibrary(
+            name: "CBLAS",
+            path: "Sources/CBLAS",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .systemLibrary(
+            name: "CSystemd",
+            path: "Sources/CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        .target(
+            name: "Kernels",
+            dependencies: [
+                "CBLAS",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: nativeCodegen
+        ),
+        .executableTarget(
+            name: "losad",
+            dependencies: [
+                "Kernels",
+                "CSystemd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "KernelsBenchmark",
+            dependencies: ["Kernels"],
+            path: "Benchmarks/KernelsBenchmark",
+            swiftSettings: nativeCodegen
+        ),
+        .testTarget(
+            name: "KernelsTests",
+            dependencies: ["Kernels"],
+            swiftSettings: nativeCodegen
+        ),
+    ]
+)
