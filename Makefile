@@ -1,0 +1,42 @@
+# losad — build, test, benchmark and demo entry points.
+# `make demo` and `make test` work on a fresh Debian machine with Swift: each
+# installs what is missing first.
+
+SWIFT ?= swift
+SWIFT_BUILD_FLAGS ?=
+PYTHON ?= python3
+
+.PHONY: all deps build release test demo demo-model bench-kernels clean
+
+all: build
+
+## deps: install the Debian packages losad needs (only those missing)
+deps:
+	@bash scripts/install-deps.sh
+
+## build: debug build of every target
+build: deps
+	$(SWIFT) build $(SWIFT_BUILD_FLAGS)
+
+## release: optimised build
+release: deps
+	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS)
+
+## test: the whole test suite (what CI runs)
+test: deps
+	$(SWIFT) test $(SWIFT_BUILD_FLAGS)
+
+## demo-model: fetch SmolLM2-135M-Instruct (GGUF Q4_1) into .cache/models
+demo-model:
+	@bash scripts/fetch-demo-model.sh >/dev/null
+
+## demo: set everything up and run the main job on the demo model
+demo: release demo-model
+	@bash scripts/demo.sh
+
+## bench-kernels: sgemm and element-wise throughput, side by side with numpy
+bench-kernels: release
+	@bash scripts/bench-kernels.sh
+
+clean:
+	rm -rf .build
