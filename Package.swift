@@ -40,10 +40,16 @@ let package = Package(
             ],
             swiftSettings: nativeCodegen
         ),
+        .target(
+            name: "ModelFormats",
+            dependencies: ["Kernels"],
+            swiftSettings: nativeCodegen
+        ),
         .executableTarget(
             name: "losad",
             dependencies: [
                 "Kernels",
+                "ModelFormats",
                 "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -58,6 +64,12 @@ let package = Package(
         .testTarget(
             name: "KernelsTests",
             dependencies: ["Kernels"],
+            swiftSettings: nativeCodegen
+        ),
+        .testTarget(
+            name: "ModelFormatsTests",
+            dependencies: ["ModelFormats"],
+            resources: [.copy("Fixtures")],
             swiftSettings: nativeCodegen
         ),
     ]

@@ -1,0 +1,74 @@
+/// The tensor element types of ggml/GGUF, with the one table of block sizes
+/// every reader, writer and codec uses (ggml's `ggml-common.h` is the spec).
+///
+/// A quantised type stores `blockSize` elements in `bytesPerBlock` bytes;
+/// plain types have a block of one element.
+public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
+    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3
+    case q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9
+    case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14, q8_K = 15
+    case iq2_xxs = 16, iq2_xs = 17, iq3_xxs = 18, iq1_s = 19, iq4_nl = 20, iq3_s = 21, iq2_s = 22, iq4_xs = 23
+    case i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, iq1_m = 29, bf16 = 30
+    case tq1_0 = 34, tq2_0 = 35
+
+    /// (elements per block, bytes per block).
+    public var blockLayout: (blockSize: Int, bytesPerBlock: Int) {
+        switch self {
+        case .f32: return (1, 4)
+        case .f16, .bf16: return (1, 2)
+        case .q4_0: return (32, 2 + 16)
+        case .q4_1: return (32, 2 + 2 + 16)
+        case .q5_0: return (32, 2 + 4 + 16)
+        case .q5_1: return (32, 2 + 2 + 4 + 16)
+        case .q8_0: return (32, 2 + 32)
+        case .q8_1: return (32, 4 + 32)
+        case .q2_K: return (256, 16 + 64 + 2 + 2)
+        case .q3_K: return (256, 32 + 64 + 12 + 2)
+        case .q4_K: return (256, 2 + 2 + 12 + 128)
+        case .q5_K: return (256, 2 + 2 + 12 + 32 + 128)
+        case .q6_K: return (256, 128 + 64 + 16 + 2)
+        case .q8_K: return (256, 4 + 256 + 32)
+        case .iq2_xxs: return (256, 2 + 64)
+        case .iq2_xs: return (256, 2 + 64 + 8)
+        case .iq3_xxs: return (256, 2 + 96)
+        case .iq1_s: return (256, 2 + 32 + 16)
+        case .iq4_nl: return (32, 2 + 16)
+        case .iq3_s: return (256, 2 + 64 + 32 + 8 + 4)
+        case .iq2_s: return (256, 2 + 64 + 16)
+        case .iq4_xs: return (256, 2 + 2 + 4 + 128)
+        case .i8: return (1, 1)
+        case .i16: return (1, 2)
+        case .i32: return (1, 4)
+        case .i64, .f64: return (1, 8)
+        case .iq1_m: return (256, 32 + 16 + 8)
+        case .tq1_0: return (256, 2 + 4 * 13)
+        case .tq2_0: return (256, 2 + 64)
+        }
+    }
+
+    public var blockSize: Int { blockLayout.blockSize }
+    public var bytesPerBlock: Int { blockLayout.bytesPerBlock }
+
+    /// ggml's name for the type (as `gguf` and llama.cpp print it).
+    public var description: String {
+        switch self {
+        case .f32: return "F32"
+        case .f16: return "F16"
+        case .bf16: return "BF16"
+        case .f64: return "F64"
+        case .i8: return "I8"
+        case .i16: return "I16"
+        case .i32: return "I32"
+        case .i64: return "I64"
+        default: return "\(self)".uppercased()  // q4_K → Q4_K, iq2_xs → IQ2_XS
+        }
+    }
+
+    /// Bytes needed for `elements` values, or nil when the count is not a whole
+    /// number of blocks or the size overflows.
+    public func byteCount(elements: Int) -> Int? {
+        guard elements >= 0, elements % blockSize == 0 else { return nil }
+        let (bytes, overflow) = (elements / blockSize).multipliedReportingOverflow(by: bytesPerBlock)
+        return overflow ? nil : bytes
+    }
+}
