@@ -22,9 +22,9 @@ build: deps
 release: deps
 	$(SWIFT) build -c release $(SWIFT_BUILD_FLAGS)
 
-## test: the whole test suite (what CI runs)
+## test: the whole test suite (what CI runs), with the reference data it compares against
 test: deps
-	$(SWIFT) test $(SWIFT_BUILD_FLAGS)
+	@env $$(bash scripts/prepare-test-references.sh) $(SWIFT) test $(SWIFT_BUILD_FLAGS)
 
 ## demo-model: fetch SmolLM2-135M-Instruct (GGUF Q4_1) into .cache/models
 demo-model:

@@ -6,7 +6,8 @@ import Testing
         let bytes: [UInt8] = [1, 0, 0, 0, 2, 0]
         try bytes.withUnsafeBytes { raw in
             var cursor = ByteCursor(bytes: raw, file: "x.gguf")
-            #expect(try cursor.read(UInt32.self, field: "version") == 1)
+            let version = try cursor.read(UInt32.self, field: "version")
+            #expect(version == 1)
             #expect(throws: ModelFormatError.truncated(file: "x.gguf", field: "tensor count", offset: 4, needed: 8, available: 2)) {
                 _ = try cursor.read(UInt64.self, field: "tensor count")
             }
