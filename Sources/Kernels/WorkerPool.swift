@@ -89,15 +89,19 @@ public final class WorkerPool: @unchecked Sendable {
     /// Claims and runs chunks of the current loop until none is left.
     private func drainTasks() {
         while true {
-            pthread_mutex_lock(lock)
-            guard let run = task, nextTask < taskCount else {
+            // `run` must be released before the chunk is counted as finished: the
+            // caller's non-escaping body is checked for escapes once all chunks are done.
+            do {
+                pthread_mutex_lock(lock)
+                guard let run = task, nextTask < taskCount else {
+                    pthread_mutex_unlock(lock)
+                    return
+                }
+                let chunk = nextTask
+                nextTask += 1
                 pthread_mutex_unlock(lock)
-                return
+                run(chunk)
             }
-            let chunk = nextTask
-            nextTask += 1
-            pthread_mutex_unlock(lock)
-            run(chunk)
             pthread_mutex_lock(lock)
             unfinished -= 1
             if unfinished == 0 { pthread_cond_signal(finished) }

@@ -9,7 +9,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
     case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14, q8_K = 15
     case iq2_xxs = 16, iq2_xs = 17, iq3_xxs = 18, iq1_s = 19, iq4_nl = 20, iq3_s = 21, iq2_s = 22, iq4_xs = 23
     case i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, iq1_m = 29, bf16 = 30
-    case tq1_0 = 34, tq2_0 = 35
+    case tq1_0 = 34, tq2_0 = 35, mxfp4 = 39
 
     /// (elements per block, bytes per block).
     public var blockLayout: (blockSize: Int, bytesPerBlock: Int) {
@@ -43,6 +43,7 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .iq1_m: return (256, 32 + 16 + 8)
         case .tq1_0: return (256, 2 + 4 * 13)
         case .tq2_0: return (256, 2 + 64)
+        case .mxfp4: return (32, 1 + 16)
         }
     }
 
@@ -60,7 +61,30 @@ public enum GGMLType: UInt32, Sendable, CaseIterable, CustomStringConvertible {
         case .i16: return "I16"
         case .i32: return "I32"
         case .i64: return "I64"
-        default: return "\(self)".uppercased()  // q4_K → Q4_K, iq2_xs → IQ2_XS
+        case .q4_0: return "Q4_0"
+        case .q4_1: return "Q4_1"
+        case .q5_0: return "Q5_0"
+        case .q5_1: return "Q5_1"
+        case .q8_0: return "Q8_0"
+        case .q8_1: return "Q8_1"
+        case .q2_K: return "Q2_K"
+        case .q3_K: return "Q3_K"
+        case .q4_K: return "Q4_K"
+        case .q5_K: return "Q5_K"
+        case .q6_K: return "Q6_K"
+        case .q8_K: return "Q8_K"
+        case .iq2_xxs: return "IQ2_XXS"
+        case .iq2_xs: return "IQ2_XS"
+        case .iq3_xxs: return "IQ3_XXS"
+        case .iq1_s: return "IQ1_S"
+        case .iq4_nl: return "IQ4_NL"
+        case .iq3_s: return "IQ3_S"
+        case .iq2_s: return "IQ2_S"
+        case .iq4_xs: return "IQ4_XS"
+        case .iq1_m: return "IQ1_M"
+        case .tq1_0: return "TQ1_0"
+        case .tq2_0: return "TQ2_0"
+        case .mxfp4: return "MXFP4"
         }
     }
 
