@@ -51,6 +51,9 @@ public final class GGUFFile: @unchecked Sendable {
         self.owner = owner
     }
 
+    /// The file's size in bytes.
+    public var fileSize: Int { bytes.count }
+
     /// The info of the tensor called `name`, if the file has one.
     public func tensorInfo(named name: String) -> GGUFTensorInfo? {
         tensorIndex[name].map { tensors[$0] }
