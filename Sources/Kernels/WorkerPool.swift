@@ -87,26 +87,35 @@ public final class WorkerPool: @unchecked Sendable {
     }
 
     /// Claims and runs chunks of the current loop until none is left.
+    ///
+    /// The caller's body is non-escaping: `parallelFor` checks on return that no
+    /// reference to it survives. So a worker must never hold the closure once its
+    /// chunk is counted as finished, nor while it merely finds no chunk left —
+    /// hence the count is checked before `task` is touched, and the closure
+    /// lives only inside `runChunk`.
     private func drainTasks() {
         while true {
-            // `run` must be released before the chunk is counted as finished: the
-            // caller's non-escaping body is checked for escapes once all chunks are done.
-            do {
-                pthread_mutex_lock(lock)
-                guard let run = task, nextTask < taskCount else {
-                    pthread_mutex_unlock(lock)
-                    return
-                }
-                let chunk = nextTask
-                nextTask += 1
+            pthread_mutex_lock(lock)
+            guard nextTask < taskCount else {
                 pthread_mutex_unlock(lock)
-                run(chunk)
+                return
             }
+            let chunk = nextTask
+            nextTask += 1
+            runChunk(chunk)  // unlocks
             pthread_mutex_lock(lock)
             unfinished -= 1
             if unfinished == 0 { pthread_cond_signal(finished) }
             pthread_mutex_unlock(lock)
         }
+    }
+
+    /// Runs one chunk of the current task; called with `lock` held, returns with it released.
+    @inline(never)
+    private func runChunk(_ chunk: Int) {
+        let run = task!
+        pthread_mutex_unlock(lock)
+        run(chunk)
     }
 
     private func workerLoop() {
