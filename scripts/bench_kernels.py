@@ -19,7 +19,7 @@ def measure(body):
             break
         calls *= 2
     best = float("inf")
-    for _ in range(5):
+    for _ in range(10):
         start = time.perf_counter()
         for _ in range(calls):
             body()
@@ -66,12 +66,19 @@ def main():
             info = record["info"]
         else:
             ours[record["name"]] = record
+    # What the kernel choice is worth: the key shape with OpenBLAS forced to its generic kernels.
+    import os
+    forced = subprocess.run([binary, "--key-shape-only"], check=True, capture_output=True, text=True,
+                            env={**os.environ, "OPENBLAS_CORETYPE": "Prescott"})
+    generic = [json.loads(line) for line in forced.stdout.splitlines() if "name" in line][0]
     import threadpoolctl  # noqa: F401  (reports numpy's BLAS below)
     pools = threadpoolctl.threadpool_info()
     numpy_blas = ", ".join(f"{p.get('internal_api')} {p.get('version')} {p.get('architecture')} x{p.get('num_threads')}" for p in pools)
     print(f"losad: OpenBLAS core {info.get('openblas_core')}, {info.get('openblas_threads')} BLAS threads, "
           f"{info.get('workers')} worker threads ({info.get('openblas_config')})")
     print(f"numpy {np.__version__}: {numpy_blas}")
+    print(f"for comparison, OPENBLAS_CORETYPE=Prescott: sgemm 576x1536 rows=512 at "
+          f"{generic['flops'] / generic['seconds'] / 1e9:.1f} GFLOP/s")
     print()
     header = f"{'case':<34} {'losad':>12} {'numpy':>12} {'ratio':>7}  unit"
     print(header)

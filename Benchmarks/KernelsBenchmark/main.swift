@@ -16,7 +16,7 @@ func measure(_ body: () -> Void) -> Double {
         calls *= 2
     }
     var best = Double.infinity
-    for _ in 0..<5 {
+    for _ in 0..<10 {
         let start = DispatchTime.now().uptimeNanoseconds
         for _ in 0..<calls { body() }
         best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(calls))
@@ -52,6 +52,13 @@ print(String(decoding: try! JSONSerialization.data(withJSONObject: ["info": info
 
 // MARK: - sgemm at the shapes of a 135M LLaMA: activations [rows, in] · Wᵀ, W [out, in]
 
+/// `--key-shape-only`: just 576×1536 at 512 rows, to compare kernel sets (OPENBLAS_CORETYPE) quickly.
+if CommandLine.arguments.contains("--key-shape-only") {
+    let weight = randomTensor([1536, 576], scale: 0.05), x = randomTensor([512, 576]), y = Tensor(zeros: [512, 1536])
+    emit("sgemm 576x1536 rows=512", measure { matmul(x, weight, transposeB: true, into: y) }, flops: 2.0 * 512 * 576 * 1536)
+    exit(0)
+}
+
 let linearShapes = [(576, 576), (576, 1536), (1536, 576), (576, 49152)]
 for (inFeatures, outFeatures) in linearShapes {
     let weight = randomTensor([outFeatures, inFeatures], scale: 0.05)
@@ -63,3 +70,48 @@ for (inFeatures, outFeatures) in linearShapes {
         emit("sgemm \(inFeatures)x\(outFeatures) rows=\(rows)", seconds, flops: 2.0 * Double(rows * inFeatures * outFeatures))
     }
 }
+
+// MARK: - Element-wise and row-wise ops at decoder shapes (bytes = values read + written)
+
+let tokens = 2048, hidden = 576, ffn = 1536, heads = 9, headDim = 64, vocabulary = 49152
+let a = randomTensor([tokens, ffn]), b = randomTensor([tokens, ffn]), c = Tensor(zeros: [tokens, ffn])
+let d = randomTensor([tokens, ffn]), e = Tensor(zeros: [tokens, ffn])
+let ffnBytes = Double(tokens * ffn * 4)
+emit("add [2048x1536]", measure { add(a, b, into: c) }, bytes: 3 * ffnBytes)
+emit("multiply [2048x1536]", measure { multiply(a, b, into: c) }, bytes: 3 * ffnBytes)
+emit("silu [2048x1536]", measure { silu(a, into: c) }, bytes: 2 * ffnBytes)
+emit("swiglu [2048x1536]", measure { swiglu(gate: a, up: b, into: c) }, bytes: 3 * ffnBytes)
+emit("swiglu backward [2048x1536]", measure {
+    c.zero(); e.zero()
+    swigluBackward(d, gate: a, up: b, dGate: c, dUp: e)
+}, bytes: 5 * ffnBytes)
+
+let x = randomTensor([tokens, hidden]), w = randomTensor([hidden]), y = Tensor(zeros: [tokens, hidden])
+let dy = randomTensor([tokens, hidden]), dx = Tensor(zeros: [tokens, hidden]), dw = Tensor(zeros: [hidden])
+let hiddenBytes = Double(tokens * hidden * 4)
+emit("rmsnorm [2048x576]", measure { rmsNorm(x, weight: w, epsilon: 1e-5, into: y) }, bytes: 2 * hiddenBytes)
+emit("rmsnorm backward [2048x576]", measure {
+    dx.zero(); dw.zero()
+    rmsNormBackward(dy, x: x, weight: w, reciprocalRMS: nil, epsilon: 1e-5, dX: dx, dWeight: dw)
+}, bytes: 3 * hiddenBytes)
+
+let scores = randomTensor([heads * 512, 512], scale: 4), probabilities = Tensor(zeros: [heads * 512, 512])
+let dProbabilities = randomTensor([heads * 512, 512]), dScores = Tensor(zeros: [heads * 512, 512])
+let scoreBytes = Double(scores.count * 4)
+emit("softmax [4608x512]", measure { softmax(scores, into: probabilities) }, bytes: 2 * scoreBytes)
+emit("softmax backward [4608x512]", measure {
+    dScores.zero()
+    softmaxBackward(dProbabilities, y: probabilities, dX: dScores)
+}, bytes: 3 * scoreBytes)
+
+let queries = randomTensor([tokens, heads, headDim])
+let table = RotaryTable(headDimension: headDim, theta: 100_000, positionCount: tokens)
+let positions = (0..<tokens).map { Int32($0) }
+emit("rope half-split [2048x9x64]", measure {
+    rotaryEmbeddingForward(queries, positions: positions, table: table, layout: .halfSplit)
+}, bytes: 2 * Double(queries.count * 4))
+
+let logits = randomTensor([512, vocabulary], scale: 8)
+let targets = (0..<512).map { Int32(($0 * 7919) % vocabulary) }
+emit("cross-entropy [512x49152]", measure { _ = crossEntropy(logits: logits, targets: targets) },
+     bytes: Double(logits.count * 4))

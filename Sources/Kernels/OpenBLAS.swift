@@ -106,6 +106,10 @@ public final class OpenBLAS: @unchecked Sendable {
         if case .detected(let core) = choice {
             setenv("OPENBLAS_CORETYPE", core, 1)
         }
+        // OpenBLAS's idle threads spin for 2^28 cycles after each call by default,
+        // taking the cores from the worker pool that runs the element-wise ops
+        // between products; 2^4 puts them to sleep at once (a user's value wins).
+        setenv("OPENBLAS_THREAD_TIMEOUT", "4", 0)
         var errors: [String] = []
         for name in candidateNames {
             if let handle = dlopen(name, RTLD_NOW | RTLD_GLOBAL) {
