@@ -5,27 +5,32 @@ import Foundation
 extension ModelConfig {
     /// Parses `config.json` bytes; `file` names the file in errors.
     public init(huggingFaceConfig data: Data, file: String) throws {
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: data) } catch {
-            throw ModelFormatError.invalid(file: file, field: "JSON", reason: "not valid JSON (\(error.localizedDescription))")
+        let document: JSONValue
+        do { document = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
+            throw ModelFormatError.invalid(file: file, field: "JSON", reason: "not valid JSON")
         }
-        guard let json = object as? [String: Any] else {
+        guard let json = document.object else {
             throw ModelFormatError.invalid(file: file, field: "JSON", reason: "the top level is not an object")
         }
         func field(_ key: String) -> String { "key '\(key)'" }
+        /// The value at `key` read by `read`, or `fallback` when absent or null.
         func value<T>(_ key: String, _ type: T.Type, default fallback: T? = nil) throws -> T {
-            guard let raw = json[key], !(raw is NSNull) else {
+            guard let raw = json[key], !raw.isNull else {
                 if let fallback { return fallback }
                 throw ModelFormatError.invalid(file: file, field: field(key), reason: "missing")
             }
-            if T.self == Int.self, let number = raw as? NSNumber, !(raw is Bool),
-               let exact = Int(exactly: number.doubleValue) {
-                return exact as! T
+            let typed: Any?
+            switch type {
+            case is Int.Type: typed = raw.integer
+            case is Double.Type: typed = raw.number
+            case is Bool.Type: typed = raw.bool
+            case is String.Type: typed = raw.string
+            default: typed = nil
             }
-            if T.self == Double.self, let number = raw as? NSNumber, !(raw is Bool) { return number.doubleValue as! T }
-            if T.self == Bool.self, let flag = raw as? Bool { return flag as! T }
-            if let typed = raw as? T, !(T.self == Int.self || T.self == Double.self) { return typed }
-            throw ModelFormatError.invalid(file: file, field: field(key), reason: "expected \(T.self), found \(raw)")
+            guard let result = typed as? T else {
+                throw ModelFormatError.invalid(file: file, field: field(key), reason: "expected \(T.self), found \(raw.summary)")
+            }
+            return result
         }
         let modelType = try value("model_type", String.self)
         guard let architecture = Architecture(rawValue: modelType) else {
@@ -35,28 +40,28 @@ extension ModelConfig {
         let hidden = try value("hidden_size", Int.self)
         let heads = try value("num_attention_heads", Int.self)
         let context = try value("max_position_embeddings", Int.self, default: 2048)
-        if architecture == .mistral, let window = json["sliding_window"] as? NSNumber, window.intValue < context {
+        if architecture == .mistral, let window = json["sliding_window"]?.integer, window < context {
             throw ModelFormatError.unsupported(file: file, field: field("sliding_window"),
                                                reason: "a sliding window of \(window) tokens below the context of \(context) (losad runs full attention)")
         }
-        if architecture == .qwen2, (json["use_sliding_window"] as? Bool) == true {
+        if architecture == .qwen2, json["use_sliding_window"]?.bool == true {
             throw ModelFormatError.unsupported(file: file, field: field("use_sliding_window"), reason: "sliding-window attention (losad runs full attention)")
         }
         var scaling: Llama3RopeScaling?
-        if let raw = json["rope_scaling"], !(raw is NSNull) {
-            guard let rope = raw as? [String: Any] else {
-                throw ModelFormatError.invalid(file: file, field: field("rope_scaling"), reason: "expected an object")
+        if let rope = json["rope_scaling"], !rope.isNull {
+            guard rope.object != nil else {
+                throw ModelFormatError.invalid(file: file, field: field("rope_scaling"), reason: "expected an object, found \(rope.summary)")
             }
-            let kind = (rope["rope_type"] ?? rope["type"]) as? String ?? "?"
+            let kind = (rope["rope_type"] ?? rope["type"])?.string ?? "?"
             guard kind == "llama3" else {
                 throw ModelFormatError.unsupported(file: file, field: field("rope_scaling.rope_type"),
                                                    reason: "'\(kind)' (losad runs unscaled and llama3-style rope)")
             }
             func number(_ key: String) throws -> Double {
-                guard let n = rope[key] as? NSNumber else {
+                guard let n = rope[key]?.number else {
                     throw ModelFormatError.invalid(file: file, field: field("rope_scaling.\(key)"), reason: "missing or not a number")
                 }
-                return n.doubleValue
+                return n
             }
             scaling = Llama3RopeScaling(factor: try number("factor"),
                                         lowFrequencyFactor: try number("low_freq_factor"),

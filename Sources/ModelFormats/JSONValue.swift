@@ -1,5 +1,5 @@
-/// Any JSON value: for the small, polymorphic parts of a tokenizer.json
-/// (normalizer, pre-tokenizer, post-processor, decoder), read with a path for errors.
+/// Any JSON value: for documents read key by key with errors naming the key
+/// (config.json; the polymorphic parts of a tokenizer.json).
 enum JSONValue: Decodable, Equatable, Sendable {
     case null
     case bool(Bool)
@@ -38,6 +38,28 @@ enum JSONValue: Decodable, Equatable, Sendable {
     var bool: Bool? {
         if case .bool(let value) = self { return value }
         return nil
+    }
+
+    var number: Double? {
+        if case .number(let value) = self { return value }
+        return nil
+    }
+
+    var object: [String: JSONValue]? {
+        if case .object(let value) = self { return value }
+        return nil
+    }
+
+    /// A short description of the value's JSON type and content, for error messages.
+    var summary: String {
+        switch self {
+        case .null: return "null"
+        case .bool(let value): return "\(value)"
+        case .number(let value): return Int(exactly: value).map(String.init) ?? "\(value)"
+        case .string(let value): return "\"\(value.prefix(40))\""
+        case .array: return "an array"
+        case .object: return "an object"
+        }
     }
 
     var integer: Int? {
