@@ -67,6 +67,10 @@ let package = Package(
             swiftSettings: nativeCodegen
         ),
         .testTarget(
+            name: "LosadTests",
+            dependencies: ["losad"]
+        ),
+        .testTarget(
             name: "ModelFormatsTests",
             dependencies: ["ModelFormats"],
             resources: [.copy("Fixtures")],
