@@ -74,6 +74,10 @@ import Testing
         writer.addTensor(named: "blk.0.ffn_up.weight", bf16, as: .bf16)
         writer.addTensor(named: "special.f16", special, as: .f16)
         writer.addTensor(named: "special.bf16", special, as: .bf16)
+        // Pruned weights: every other value an exact zero, which both block codecs must keep.
+        let sparse = Tensor(shape: [4, 64], values: values(256).enumerated().map { $0.offset % 2 == 0 ? 0 : $0.element })
+        writer.addTensor(named: "sparse.q8_0", sparse, as: .q8_0)
+        writer.addTensor(named: "sparse.q4_0", sparse, as: .q4_0)
         try writer.write(to: path)
 
         let file = try GGUFFile(path: path)
@@ -98,6 +102,10 @@ import Testing
             #expect(tensor["shape"] as? [Int] == info.shape, "\(name)")
             #expect(tensor["offset"] as? Int == info.fileOffset, "\(name)")
             let theirs = try #require(tensor["values"] as? [Double]).map { Float($0) }
+            if name.hasPrefix("sparse.") {
+                #expect(zip(theirs, sparse.scalars).allSatisfy { $1 != 0 || $0 == 0 }, "\(name): gguf-py decodes every zero as zero")
+                #expect(zip(theirs, sparse.scalars).contains { $1 != 0 && $0 != 0 }, "\(name) is not all zeros")
+            }
             let ours = try file.tensor(named: name).scalars
             #expect(theirs.map(\.bitPattern) == ours.map(\.bitPattern), "\(name): both readers decode the same bits")
         }
