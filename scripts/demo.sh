@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: what losad can do today with the demo model. Grows with each
-# capability (inspect, compress, daemon) as it lands.
+# capability (compress, evaluate, the daemon) as it lands.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "$root" && swift build -c release --show-bin-path)
@@ -8,4 +8,5 @@ model=$(bash "$root/scripts/fetch-demo-model.sh")
 echo "== losad version"
 "$bin/losad" version
 echo
-echo "== demo model: $model ($(du -h "$model" | cut -f1))"
+echo "== losad inspect --load $model"
+"$bin/losad" inspect --load "$model"
