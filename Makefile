@@ -24,7 +24,7 @@ release: deps
 
 ## test: the whole test suite (what CI runs), with the reference data it compares against
 test: deps
-	@env $$(bash scripts/prepare-test-references.sh) $(SWIFT) test $(SWIFT_BUILD_FLAGS)
+	@references=$$(bash scripts/prepare-test-references.sh) && env $$references $(SWIFT) test $(SWIFT_BUILD_FLAGS)
 
 ## demo-model: fetch SmolLM2-135M-Instruct (GGUF Q4_1) into .cache/models
 demo-model:
