@@ -238,7 +238,7 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
     @Test func aFileThatAppearsDuringTheWriteIsNotReplaced() throws {
         let directory = try GGUFTemporaryDirectory()
         let path = directory.file("race.gguf")
-        let output = try GGUFOutputFile(destination: path, replacingExisting: false)
+        let output = try AtomicOutputFile(destination: path, replacingExisting: false)
         #expect(output.temporaryPath.hasPrefix(directory.path + "/.race.gguf.") && output.temporaryPath.hasSuffix(".tmp"))
         try output.write([1, 2, 3])
         try Data("other".utf8).write(to: URL(fileURLWithPath: path))
@@ -251,7 +251,7 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
     @Test func anAbandonedOutputRemovesItsTemporaryFile() throws {
         let directory = try GGUFTemporaryDirectory()
         do {
-            let output = try GGUFOutputFile(destination: directory.file("gone.gguf"), replacingExisting: false)
+            let output = try AtomicOutputFile(destination: directory.file("gone.gguf"), replacingExisting: false)
             try output.write([UInt8](repeating: 7, count: 3 << 20))
             #expect(directory.contents.count == 1 && directory.contents[0].hasPrefix(".gone.gguf."))
         }

@@ -6,7 +6,7 @@ import Kernels
 ///
 /// Tensors are kept by reference until `write` streams them out one at a time,
 /// encoding Float32 values a few rows at a time; the file appears at its
-/// destination only once it is complete and on disk (see `GGUFOutputFile`).
+/// destination only once it is complete and on disk (see `AtomicOutputFile`).
 public struct GGUFWriter: Sendable {
     /// The key/value pairs to write, in order. `general.alignment` (a uint32
     /// power of two) sets the data alignment; 32 when absent.
@@ -57,8 +57,7 @@ public struct GGUFWriter: Sendable {
         try checkMetadata(file: path)
         let placed = try placeTensors(file: path, alignment: alignment)
 
-        let output = try GGUFOutputFile(destination: path, replacingExisting: replacingExisting)
-        do {
+        try AtomicOutputFile.write(to: path, replacingExisting: replacingExisting) { output in
             try output.write(GGUFFormat.magic)
             try output.write(GGUFFormat.writtenVersion)
             try output.write(UInt64(placed.count))
@@ -82,10 +81,6 @@ public struct GGUFWriter: Sendable {
                 try writeData(of: tensor, to: output, file: path)
                 try output.pad(to: alignment)
             }
-            try output.commit()
-        } catch {
-            output.discard()
-            throw error
         }
     }
 
@@ -218,7 +213,7 @@ public struct GGUFWriter: Sendable {
 
     // MARK: - Encoding
 
-    private func writeString(_ string: String, to output: GGUFOutputFile) throws {
+    private func writeString(_ string: String, to output: AtomicOutputFile) throws {
         var string = string
         try string.withUTF8 { text in
             try output.write(UInt64(text.count))
@@ -227,7 +222,7 @@ public struct GGUFWriter: Sendable {
     }
 
     /// A value without its type tag (array elements carry none; their array names the type).
-    private func writeValue(_ value: GGUFValue, to output: GGUFOutputFile) throws {
+    private func writeValue(_ value: GGUFValue, to output: AtomicOutputFile) throws {
         switch value {
         case .uint8(let v): try output.write(v)
         case .int8(let v): try output.write(v)
@@ -248,7 +243,7 @@ public struct GGUFWriter: Sendable {
         }
     }
 
-    private func writeData(of tensor: PlacedTensor, to output: GGUFOutputFile, file: String) throws {
+    private func writeData(of tensor: PlacedTensor, to output: AtomicOutputFile, file: String) throws {
         switch tensor.source {
         case .bytes(let bytes):
             try output.write(bytes)
@@ -260,7 +255,7 @@ public struct GGUFWriter: Sendable {
     }
 
     /// Encodes whole rows at a time into one scratch buffer, so memory stays at one chunk.
-    private func writeEncoded(_ values: Tensor, as tensor: PlacedTensor, to output: GGUFOutputFile, file: String) throws {
+    private func writeEncoded(_ values: Tensor, as tensor: PlacedTensor, to output: AtomicOutputFile, file: String) throws {
         guard tensor.elementCount > 0 else { return }
         let rowLength = tensor.dimensions.first ?? 1
         let rowBytes = tensor.type.byteCount(elements: rowLength)!

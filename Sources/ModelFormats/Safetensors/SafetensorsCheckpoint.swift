@@ -145,7 +145,7 @@ public final class SafetensorsCheckpoint: Sendable {
     // MARK: - The index
 
     private static func readIndex(_ indexPath: String) throws -> (files: [SafetensorsFile], totalSize: Int?) {
-        let directory = SafetensorsOutputFile.split(indexPath).directory
+        let directory = splitPath(indexPath).directory
         let mapped = try MappedFile(path: indexPath)
         guard mapped.count <= SafetensorsFile.maximumHeaderLength else {
             throw ModelFormatError.invalid(file: indexPath, field: "index",

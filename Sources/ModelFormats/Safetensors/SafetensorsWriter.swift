@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Kernels
 
 /// Writes Float32 tensors as safetensors files that the `safetensors` library
@@ -11,7 +14,7 @@ import Kernels
 /// tensors, and misaligned F32 data breaks zero-copy loaders such as
 /// PyTorch's); within a width the caller's order is kept. Tensor data is
 /// converted and written a chunk at a time, and every file appears
-/// atomically (see `SafetensorsOutputFile`).
+/// atomically (see `AtomicOutputFile`).
 public enum SafetensorsWriter {
     /// One tensor to write: its name, shape, stored dtype and its values.
     public struct Entry {
@@ -57,8 +60,8 @@ public enum SafetensorsWriter {
                              overwrite: Bool = false) throws {
         let entries = alignedOrder(entries)
         let layout = try Layout(entries, metadata: metadata, file: path)
-        try SafetensorsOutputFile.write(to: path, overwrite: overwrite) { output in
-            try output.write(withUnsafeBytes(of: UInt64(layout.header.count).littleEndian) { Array($0) })
+        try AtomicOutputFile.write(to: path, replacingExisting: overwrite) { output in
+            try output.write(UInt64(layout.header.count))
             try output.write(layout.header)
             for entry in entries {
                 let tensor = try entry.values()
@@ -68,8 +71,8 @@ public enum SafetensorsWriter {
                 }
                 try output.write(tensor, as: entry.dtype)
             }
-            precondition(output.count == 8 + layout.header.count + layout.dataSize,
-                         "wrote \(output.count) bytes, planned \(8 + layout.header.count + layout.dataSize)")
+            precondition(output.position == 8 + layout.header.count + layout.dataSize,
+                         "wrote \(output.position) bytes, planned \(8 + layout.header.count + layout.dataSize)")
         }
     }
 
@@ -95,9 +98,8 @@ public enum SafetensorsWriter {
         let shards = planShards(byteCounts: whole.byteCounts, maxShardBytes: maxShardBytes)
         let names = shards.indices.map { shardFileName(index: $0, count: shards.count) }
         if !overwrite {
-            for name in names + [indexFileName] where SafetensorsOutputFile.fileExists("\(directory)/\(name)") {
-                throw ModelFormatError.io(file: "\(directory)/\(name)", operation: "write",
-                                          reason: "the file already exists; pass overwrite: true to replace it")
+            for name in names + [indexFileName] {
+                try AtomicOutputFile.refuseExisting("\(directory)/\(name)")
             }
         }
 
@@ -111,9 +113,9 @@ public enum SafetensorsWriter {
                 for entry in entries[shard] { weightMap[entry.name] = name }
             }
             let index = indexJSON(totalSize: whole.dataSize, weightMap: weightMap)
-            try SafetensorsOutputFile.write(to: indexPath, overwrite: overwrite) { try $0.write(Array(index.utf8)) }
+            try AtomicOutputFile.write(to: indexPath, replacingExisting: overwrite) { try $0.write(Array(index.utf8)) }
         } catch {
-            for path in written { _ = SafetensorsOutputFile.remove(path) }
+            for path in written { unlink(path) }
             throw error
         }
         return SafetensorsShardedOutput(shardFiles: names, indexFile: indexFileName, totalSize: whole.dataSize, weightMap: weightMap)
@@ -225,6 +227,45 @@ public enum SafetensorsWriter {
             self.header = header
             self.byteCounts = byteCounts
             self.dataSize = offset
+        }
+    }
+}
+
+// MARK: - Tensor data
+
+private extension AtomicOutputFile {
+    /// Writes `tensor`'s values as `dtype` (F32, F16 or BF16), little-endian,
+    /// converting a chunk at a time.
+    func write(_ tensor: Tensor, as dtype: SafetensorsDType) throws {
+        let source = tensor.pointer
+        let total = tensor.count
+        switch dtype {
+        case .f32:
+            #if _endian(little)
+            try write(UnsafeRawBufferPointer(start: source, count: total * 4))
+            #else
+            for i in 0..<total { try write(source[i].bitPattern) }
+            #endif
+        case .f16, .bf16:
+            let chunk = 8192
+            try withUnsafeTemporaryAllocation(of: UInt16.self, capacity: chunk) { scratch in
+                var done = 0
+                while done < total {
+                    let n = min(chunk, total - done)
+                    if dtype == .f16 {
+                        convertFloat32ToFloat16(source + done, scratch.baseAddress!, count: n)
+                    } else {
+                        convertFloat32ToBFloat16(source + done, scratch.baseAddress!, count: n)
+                    }
+                    #if !_endian(little)
+                    for i in 0..<n { scratch[i] = scratch[i].littleEndian }
+                    #endif
+                    try write(UnsafeRawBufferPointer(start: scratch.baseAddress!, count: n * 2))
+                    done += n
+                }
+            }
+        default:
+            preconditionFailure("\(dtype) is not a writable dtype")
         }
     }
 }
