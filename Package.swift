@@ -45,6 +45,11 @@ let package = Package(
             dependencies: ["Kernels"],
             swiftSettings: nativeCodegen
         ),
+        .target(
+            name: "Transformer",
+            dependencies: ["Kernels", "ModelFormats"],
+            swiftSettings: nativeCodegen
+        ),
         .executableTarget(
             name: "losad",
             dependencies: [
@@ -73,6 +78,12 @@ let package = Package(
         .testTarget(
             name: "ModelFormatsTests",
             dependencies: ["ModelFormats"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: nativeCodegen
+        ),
+        .testTarget(
+            name: "TransformerTests",
+            dependencies: ["Transformer", "Kernels", "ModelFormats"],
             resources: [.copy("Fixtures")],
             swiftSettings: nativeCodegen
         ),

@@ -85,6 +85,26 @@ import Testing
         }
     }
 
+    /// transformers ≥ 5 writes `rope_parameters` {rope_type, rope_theta, …} in place of `rope_theta` and `rope_scaling`.
+    @Test func ropeParametersOfTransformers5GiveThetaAndLlama3Scaling() throws {
+        let plain = try config(replacing("rope_theta", with: "null").replacingOccurrences(
+            of: "\"rope_scaling\": null", with: "\"rope_parameters\": {\"rope_theta\": 1000000.0, \"rope_type\": \"default\"}"))
+        #expect(plain.ropeTheta == 1_000_000 && plain.ropeScaling == nil)
+        let scaled = try config(replacing("rope_theta", with: "null").replacingOccurrences(
+            of: "\"rope_scaling\": null", with: """
+            "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+            """))
+        #expect(scaled.ropeTheta == 500_000)
+        #expect(scaled.ropeScaling == ModelConfig.Llama3RopeScaling(factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 4,
+                                                                    originalContextLength: 8192))
+        #expect(throws: ModelFormatError.unsupported(file: "config.json", field: "key 'rope_parameters.rope_type'",
+                                                     reason: "'yarn' (losad runs unscaled and llama3-style rope)")) {
+            try config(Self.smolLM2.replacingOccurrences(
+                of: "\"rope_scaling\": null", with: "\"rope_parameters\": {\"rope_theta\": 10000.0, \"rope_type\": \"yarn\"}"))
+        }
+    }
+
     @Test func tensorNamesMapBetweenFormatsBothWays() {
         for layer in [0, 7, 29] {
             for tensor in TensorRole.LayerTensor.allCases {

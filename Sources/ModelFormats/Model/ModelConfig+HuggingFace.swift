@@ -47,19 +47,30 @@ extension ModelConfig {
         if architecture == .qwen2, json["use_sliding_window"]?.bool == true {
             throw ModelFormatError.unsupported(file: file, field: field("use_sliding_window"), reason: "sliding-window attention (losad runs full attention)")
         }
+        // transformers ≥ 5 writes `rope_parameters` {rope_type, rope_theta, scaling keys} instead of
+        // `rope_theta` and `rope_scaling`; older files have the two separate keys.
+        let ropeParameters = json["rope_parameters"].flatMap { $0.isNull ? nil : $0 }
+        if let ropeParameters, ropeParameters.object == nil {
+            throw ModelFormatError.invalid(file: file, field: field("rope_parameters"), reason: "expected an object, found \(ropeParameters.summary)")
+        }
+        let ropeThetaKey = ropeParameters?["rope_theta"]?.number != nil ? "rope_parameters.rope_theta" : "rope_theta"
+        let ropeTheta = try ropeParameters?["rope_theta"]?.number ?? value("rope_theta", Double.self, default: 10_000)
+        let scalingKey = json["rope_scaling"].map { !$0.isNull } == true ? "rope_scaling" : "rope_parameters"
+        let scalingSection = scalingKey == "rope_scaling" ? json["rope_scaling"]
+            : ropeParameters.flatMap { ["default", nil].contains(($0["rope_type"] ?? $0["type"])?.string) ? nil : $0 }
         var scaling: Llama3RopeScaling?
-        if let rope = json["rope_scaling"], !rope.isNull {
+        if let rope = scalingSection {
             guard rope.object != nil else {
-                throw ModelFormatError.invalid(file: file, field: field("rope_scaling"), reason: "expected an object, found \(rope.summary)")
+                throw ModelFormatError.invalid(file: file, field: field(scalingKey), reason: "expected an object, found \(rope.summary)")
             }
             let kind = (rope["rope_type"] ?? rope["type"])?.string ?? "?"
             guard kind == "llama3" else {
-                throw ModelFormatError.unsupported(file: file, field: field("rope_scaling.rope_type"),
+                throw ModelFormatError.unsupported(file: file, field: field("\(scalingKey).rope_type"),
                                                    reason: "'\(kind)' (losad runs unscaled and llama3-style rope)")
             }
             func number(_ key: String) throws -> Double {
                 guard let n = rope[key]?.number else {
-                    throw ModelFormatError.invalid(file: file, field: field("rope_scaling.\(key)"), reason: "missing or not a number")
+                    throw ModelFormatError.invalid(file: file, field: field("\(scalingKey).\(key)"), reason: "missing or not a number")
                 }
                 return n
             }
@@ -78,7 +89,7 @@ extension ModelConfig {
             ffnSize: try value("intermediate_size", Int.self),
             vocabSize: try value("vocab_size", Int.self),
             contextLength: context,
-            ropeTheta: try value("rope_theta", Double.self, default: 10_000),
+            ropeTheta: ropeTheta,
             ropeScaling: scaling,
             ropeLayout: .halfSplit,
             rmsNormEpsilon: try value("rms_norm_eps", Double.self, default: 1e-6),
@@ -88,8 +99,8 @@ extension ModelConfig {
         let keyNames: [String: String] = [
             "layerCount": "num_hidden_layers", "hiddenSize": "hidden_size", "headCount": "num_attention_heads",
             "kvHeadCount": "num_key_value_heads", "headDim": "head_dim", "ffnSize": "intermediate_size",
-            "vocabSize": "vocab_size", "contextLength": "max_position_embeddings", "ropeTheta": "rope_theta",
-            "rmsNormEpsilon": "rms_norm_eps", "ropeScaling": "rope_scaling",
+            "vocabSize": "vocab_size", "contextLength": "max_position_embeddings", "ropeTheta": ropeThetaKey,
+            "rmsNormEpsilon": "rms_norm_eps", "ropeScaling": scalingKey,
         ]
         self = try validated(file: file) { field(keyNames[$0] ?? $0) }
     }

@@ -1,0 +1,77 @@
+import Kernels
+import ModelFormats
+
+/// The LLaMA-family decoder for inference (llama, mistral, qwen2; transformers'
+/// LlamaModel / Qwen2Model and llama.cpp's llm_build_llama are the references):
+///
+///     x = embed(tokens)
+///     for each layer: x = layer(x)
+///     hidden = rmsNorm(x)
+///     logits = hidden · outputᵀ
+///
+/// Shapes: tokens [B][T]; x, hidden [B·T, C]; output [V, C]; logits [B, T, V].
+/// `forward` stops at the final hidden states so that a loss can use
+/// `chunkedCrossEntropy` without materialising [B·T, V] logits.
+public struct Decoder: Sendable {
+    public let weights: DecoderWeights
+    public var config: ModelConfig { weights.config }
+
+    public init(weights: DecoderWeights) {
+        self.weights = weights
+    }
+
+    /// Loads `checkpoint`'s weights.
+    public init(checkpoint: Checkpoint) throws {
+        self.init(weights: try DecoderWeights(checkpoint: checkpoint))
+    }
+
+    /// Activation buffers for batches of up to `batch` windows of exactly `tokens` tokens.
+    public func makeWorkspace(batch: Int, tokens: Int) -> DecoderWorkspace {
+        DecoderWorkspace(weights: weights, batch: batch, tokens: tokens)
+    }
+
+    /// The final (normed) hidden states of `tokens` [B][T] as a view [B·T, C] of the workspace,
+    /// valid until the workspace is used again. B ≤ the workspace's batch, T = its tokens.
+    public func forward(_ tokens: [[Int32]], workspace: DecoderWorkspace) -> Tensor {
+        let batch = tokens.count, t = workspace.tokens, n = batch * t
+        precondition(batch >= 1 && batch <= workspace.batchCapacity,
+                     "decoder: \(batch) windows for a workspace of \(workspace.batchCapacity)")
+        let x = workspace.residual.slice(0..<n)
+
+        embed(tokens, into: x, tokensPerWindow: t)
+        for layer in weights.layers {
+            DecoderLayer.forward(layer, config: config, layout: weights.rotaryLayout,
+                                 residual: x, batch: batch, workspace: workspace)
+        }
+        // The final norm overwrites the residual stream: nothing reads it afterwards.
+        rmsNorm(x, weight: weights.outputNorm, epsilon: Float(config.rmsNormEpsilon), into: x)
+        return x
+    }
+
+    /// logits = hidden · outputᵀ.   hidden [N, C]; logits [N, V] (any shape with N·V values)
+    public func head(_ hidden: Tensor, into logits: Tensor) {
+        matmul(hidden, weights.output, transposeB: true, into: logits.reshaped([hidden.rowCount, config.vocabSize]))
+    }
+
+    /// The logits [B, T, V] of `tokens` [B][T] (every window the same length), in new buffers.
+    public func logits(tokens: [[Int32]]) -> Tensor {
+        let t = tokens.first?.count ?? 0
+        let workspace = makeWorkspace(batch: tokens.count, tokens: t)
+        let hidden = forward(tokens, workspace: workspace)
+        let logits = Tensor(zeros: [tokens.count, t, config.vocabSize])
+        head(hidden, into: logits)
+        return logits
+    }
+
+    /// x[b·T + t] = embedding[tokens[b][t]].   x [B·T, C]
+    func embed(_ tokens: [[Int32]], into x: Tensor, tokensPerWindow t: Int) {
+        let c = config.hiddenSize, v = config.vocabSize
+        for (b, window) in tokens.enumerated() {
+            precondition(window.count == t, "decoder: window \(b) has \(window.count) tokens, the workspace \(t)")
+            for (i, token) in window.enumerated() {
+                precondition(token >= 0 && Int(token) < v, "decoder: token \(token) at [\(b), \(i)] is outside the vocabulary of \(v)")
+                (x.pointer + (b * t + i) * c).update(from: weights.tokenEmbedding.pointer + Int(token) * c, count: c)
+            }
+        }
+    }
+}

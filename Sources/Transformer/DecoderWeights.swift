@@ -1,0 +1,91 @@
+import Kernels
+import ModelFormats
+
+/// The parameters of one decoder block, as Float32 tensors in the checkpoint's
+/// own row layout (q/k rows follow `ModelConfig.ropeLayout`).
+///
+/// Shapes: attentionNorm, ffnNorm [C]; query [H·D, C]; key, value [Hkv·D, C];
+/// attentionOutput [C, H·D]; queryBias [H·D], keyBias, valueBias [Hkv·D]
+/// (qwen2 only); gate, up [F, C]; down [C, F].
+public struct LayerWeights: Sendable {
+    public let attentionNorm: Tensor
+    public let query: Tensor
+    public let key: Tensor
+    public let value: Tensor
+    public let attentionOutput: Tensor
+    public let queryBias: Tensor?
+    public let keyBias: Tensor?
+    public let valueBias: Tensor?
+    public let ffnNorm: Tensor
+    public let gate: Tensor
+    public let up: Tensor
+    public let down: Tensor
+}
+
+/// Every parameter of a LLaMA-family decoder, checked against its configuration.
+///
+/// Shapes: tokenEmbedding [V, C]; outputNorm [C]; output [V, C] (the embedding
+/// itself when the head is tied); ropeInverseFrequencies [D/2].
+public struct DecoderWeights: Sendable {
+    public let config: ModelConfig
+    public let tokenEmbedding: Tensor
+    public let layers: [LayerWeights]
+    public let outputNorm: Tensor
+    /// The LM head; shares the embedding's storage when the checkpoint ties them.
+    public let output: Tensor
+    /// Rotary inverse frequencies: the config's (incl. llama3 scaling), or
+    /// theta^(−2i/D) divided by a GGUF's `rope_freqs` factors, as llama.cpp applies them.
+    public let ropeInverseFrequencies: [Double]
+
+    /// Loads and converts every tensor of `checkpoint`.
+    public init(checkpoint: Checkpoint) throws {
+        try self.init(config: checkpoint.config, tensors: checkpoint.loadWeights())
+    }
+
+    /// Assembles the weights from tensors by role, failing on a missing tensor or a wrong shape.
+    public init(config: ModelConfig, tensors: [TensorRole: Tensor]) throws {
+        let expected = Checkpoint.expectedShapes(for: config)
+        func tensor(_ role: TensorRole) throws -> Tensor {
+            guard let tensor = tensors[role] else { throw TransformerError.missingTensor(role: "\(role)") }
+            if let shape = expected[role], tensor.shape != shape {
+                throw TransformerError.wrongShape(role: "\(role)", shape: tensor.shape, expected: shape)
+            }
+            return tensor
+        }
+        self.config = config
+        tokenEmbedding = try tensor(.tokenEmbedding)
+        outputNorm = try tensor(.outputNorm)
+        output = config.tiedEmbeddings ? tokenEmbedding : try tensor(.output)
+        layers = try (0..<config.layerCount).map { i in
+            func part(_ name: TensorRole.LayerTensor) throws -> Tensor { try tensor(.layer(i, name)) }
+            return LayerWeights(
+                attentionNorm: try part(.attentionNorm),
+                query: try part(.query), key: try part(.key), value: try part(.value),
+                attentionOutput: try part(.attentionOutput),
+                queryBias: config.attentionBias ? try part(.queryBias) : nil,
+                keyBias: config.attentionBias ? try part(.keyBias) : nil,
+                valueBias: config.attentionBias ? try part(.valueBias) : nil,
+                ffnNorm: try part(.ffnNorm),
+                gate: try part(.gate), up: try part(.up), down: try part(.down))
+        }
+        if let factors = tensors[.ropeFrequencies] {
+            // llama.cpp (ggml_rope_ext freq_factors): angle = p · theta^(−2i/D) / factor_i.
+            guard factors.count == config.headDim / 2 else {
+                throw TransformerError.wrongShape(role: "\(TensorRole.ropeFrequencies)", shape: factors.shape,
+                                                  expected: [config.headDim / 2])
+            }
+            let standard = RotaryTable.standardInverseFrequencies(headDimension: config.headDim, theta: config.ropeTheta)
+            ropeInverseFrequencies = zip(standard, factors.scalars).map { $0 / Double($1) }
+        } else {
+            ropeInverseFrequencies = config.ropeInverseFrequencies
+        }
+    }
+
+    /// The rotary pair layout the q/k rows of these weights were stored for.
+    public var rotaryLayout: RotaryLayout {
+        switch config.ropeLayout {
+        case .adjacent: return .adjacent
+        case .halfSplit: return .halfSplit
+        }
+    }
+}
