@@ -24,14 +24,14 @@ public func rmsNormForward(x: UnsafePointer<Float>, weight: UnsafePointer<Float>
     WorkerPool.shared.parallelFor(rows, minimumChunk: rmsNormMinimumRows(columns: columns)) { range in
         for row in range {
             let xRow = x + row * columns, yRow = y + row * columns
-            let r = 1 / (sumOfSquares(xRow, count: columns) / Float(columns) + epsilon).squareRoot()
+            let r = rowReciprocalRMS(xRow, columns: columns, epsilon: epsilon)
             reciprocalRMS?[row] = r
             // y = (x · r) ⊙ w
             let rVector = SIMD16<Float>(repeating: r)
             var i = 0
             while i + 16 <= columns {
-                let v = loadVector(xRow + i) * rVector * loadVector(weight + i)
-                storeVector(v, yRow + i)
+                let v = VectorMath.load(xRow + i) * rVector * VectorMath.load(weight + i)
+                VectorMath.store(v, to: yRow + i)
                 i += 16
             }
             while i < columns {
@@ -70,12 +70,12 @@ public func rmsNormBackward(dY: UnsafePointer<Float>, x: UnsafePointer<Float>, w
         for row in lower..<upper {
             let xRow = x + row * columns, dyRow = dY + row * columns, dxRow = dX + row * columns
             let r = reciprocalRMS?[row]
-                ?? 1 / (sumOfSquares(xRow, count: columns) * inverseColumns + epsilon).squareRoot()
+                ?? rowReciprocalRMS(xRow, columns: columns, epsilon: epsilon)
             // Σ_j dy_j · w_j · x_j
             var dotVector = SIMD16<Float>()
             var i = 0
             while i + 16 <= columns {
-                dotVector.addProduct(loadVector(dyRow + i) * loadVector(weight + i), loadVector(xRow + i))
+                dotVector.addProduct(VectorMath.load(dyRow + i) * VectorMath.load(weight + i), VectorMath.load(xRow + i))
                 i += 16
             }
             var dot = dotVector.sum()
@@ -87,10 +87,11 @@ public func rmsNormBackward(dY: UnsafePointer<Float>, x: UnsafePointer<Float>, w
             let rVector = SIMD16<Float>(repeating: r), cVector = SIMD16<Float>(repeating: c)
             i = 0
             while i + 16 <= columns {
-                let dy = loadVector(dyRow + i), xv = loadVector(xRow + i)
+                let dy = VectorMath.load(dyRow + i), xv = VectorMath.load(xRow + i)
                 // The row's gradient first, then one addition onto what dX held.
-                storeVector(loadVector(dxRow + i) + (rVector * dy * loadVector(weight + i) - cVector * xv), dxRow + i)
-                storeVector(loadVector(dWeightTarget + i) + dy * xv * rVector, dWeightTarget + i)
+                let rowGradient = rVector * dy * VectorMath.load(weight + i) - cVector * xv
+                VectorMath.store(VectorMath.load(dxRow + i) + rowGradient, to: dxRow + i)
+                VectorMath.store(VectorMath.load(dWeightTarget + i) + dy * xv * rVector, to: dWeightTarget + i)
                 i += 16
             }
             while i < columns {
@@ -113,26 +114,9 @@ public func rmsNormBackward(dY: UnsafePointer<Float>, x: UnsafePointer<Float>, w
     }
     let total = partials.base
     for chunk in 1..<chunkCount {
-        let partial = partials.base + chunk * columns
-        var i = 0
-        while i + 16 <= columns {
-            storeVector(loadVector(total + i) + loadVector(partial + i), total + i)
-            i += 16
-        }
-        while i < columns {
-            total[i] += partial[i]
-            i += 1
-        }
+        addForward(total, partials.base + chunk * columns, out: total, count: columns)
     }
-    var i = 0
-    while i + 16 <= columns {
-        storeVector(loadVector(dWeight + i) + loadVector(total + i), dWeight + i)
-        i += 16
-    }
-    while i < columns {
-        dWeight[i] += total[i]
-        i += 1
-    }
+    addForward(dWeight, total, out: dWeight, count: columns)
 }
 
 // MARK: - Tensors
@@ -209,19 +193,10 @@ public func referenceRMSNormBackward(dY: UnsafePointer<Float>, x: UnsafePointer<
 
 // MARK: - Vector helpers
 
+/// 1 / sqrt(mean(x²) + eps) of one row; forward and backward share it, so a saved value equals a recomputed one bit for bit.
 @inline(__always)
-private func loadVector(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-}
-
-@inline(__always)
-private func loadVector(_ p: UnsafeMutablePointer<Float>) -> SIMD16<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-}
-
-@inline(__always)
-private func storeVector(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+private func rowReciprocalRMS(_ x: UnsafePointer<Float>, columns: Int, epsilon: Float) -> Float {
+    1 / (sumOfSquares(x, count: columns) / Float(columns) + epsilon).squareRoot()
 }
 
 /// Σ x_i² over `count` values, with two vector accumulators to hide the add latency.
@@ -230,13 +205,13 @@ private func sumOfSquares(_ x: UnsafePointer<Float>, count: Int) -> Float {
     var a = SIMD16<Float>(), b = SIMD16<Float>()
     var i = 0
     while i + 32 <= count {
-        let u = loadVector(x + i), v = loadVector(x + i + 16)
+        let u = VectorMath.load(x + i), v = VectorMath.load(x + i + 16)
         a.addProduct(u, u)
         b.addProduct(v, v)
         i += 32
     }
     if i + 16 <= count {
-        let u = loadVector(x + i)
+        let u = VectorMath.load(x + i)
         a.addProduct(u, u)
         i += 16
     }

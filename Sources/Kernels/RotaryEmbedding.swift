@@ -195,47 +195,35 @@ private func rotateSplitHalves(_ v: UnsafeMutablePointer<Float>, half: Int, cosi
 
 /// Rotates `x` [T, H, D] (or [B, T, H, D], positions then [B·T]) in place by `positions`.
 public func rotaryEmbeddingForward(_ x: Tensor, positions: [Int32], table: RotaryTable, layout: RotaryLayout) {
-    let (tokens, heads, headDimension) = rotaryShape(x, positionCount: positions.count)
-    positions.withUnsafeBufferPointer {
-        rotaryEmbeddingForward(x.pointer, tokens: tokens, heads: heads, headDimension: headDimension,
-                               positions: $0.baseAddress!, table: table, layout: layout)
-    }
+    rotate(x, positions: positions, table: table, layout: layout, direction: 1)
 }
 
 /// Rotates `x` [T, H, D] in place by `positions` given as Int.
 public func rotaryEmbeddingForward(_ x: Tensor, positions: [Int], table: RotaryTable, layout: RotaryLayout) {
-    let (tokens, heads, headDimension) = rotaryShape(x, positionCount: positions.count)
-    positions.withUnsafeBufferPointer {
-        rotaryEmbeddingForward(x.pointer, tokens: tokens, heads: heads, headDimension: headDimension,
-                               positions: $0.baseAddress!, table: table, layout: layout)
-    }
+    rotate(x, positions: positions, table: table, layout: layout, direction: 1)
 }
 
 /// Turns the gradient at forward's output, `gradient` [T, H, D], into the gradient at its input, in place.
 public func rotaryEmbeddingBackward(_ gradient: Tensor, positions: [Int32], table: RotaryTable, layout: RotaryLayout) {
-    let (tokens, heads, headDimension) = rotaryShape(gradient, positionCount: positions.count)
-    positions.withUnsafeBufferPointer {
-        rotaryEmbeddingBackward(gradient.pointer, tokens: tokens, heads: heads, headDimension: headDimension,
-                                positions: $0.baseAddress!, table: table, layout: layout)
-    }
+    rotate(gradient, positions: positions, table: table, layout: layout, direction: -1)
 }
 
 /// The backward rotation in place, with positions as Int.
 public func rotaryEmbeddingBackward(_ gradient: Tensor, positions: [Int], table: RotaryTable, layout: RotaryLayout) {
-    let (tokens, heads, headDimension) = rotaryShape(gradient, positionCount: positions.count)
-    positions.withUnsafeBufferPointer {
-        rotaryEmbeddingBackward(gradient.pointer, tokens: tokens, heads: heads, headDimension: headDimension,
-                                positions: $0.baseAddress!, table: table, layout: layout)
-    }
+    rotate(gradient, positions: positions, table: table, layout: layout, direction: -1)
 }
 
-/// (T, H, D) of a [..., T, H, D] tensor, checked against one position per token.
-private func rotaryShape(_ x: Tensor, positionCount: Int) -> (tokens: Int, heads: Int, headDimension: Int) {
+/// The tensor form of the shared body: `x` [..., T, H, D] with one position per token.
+private func rotate<Position: BinaryInteger>(_ x: Tensor, positions: [Position], table: RotaryTable,
+                                             layout: RotaryLayout, direction: Float) {
     precondition(x.rank >= 3, "rotary: expected [T, H, D], got \(x.shape)")
     let heads = x.shape[x.rank - 2], headDimension = x.shape[x.rank - 1]
     let tokens = heads * headDimension == 0 ? 0 : x.count / (heads * headDimension)
-    precondition(tokens == positionCount, "rotary: \(positionCount) positions for \(tokens) tokens of \(x.shape)")
-    return (tokens, heads, headDimension)
+    precondition(tokens == positions.count, "rotary: \(positions.count) positions for \(tokens) tokens of \(x.shape)")
+    positions.withUnsafeBufferPointer {
+        rotate(x.pointer, tokens: tokens, heads: heads, headDimension: headDimension, positions: $0.baseAddress!,
+               table: table, layout: layout, direction: direction)
+    }
 }
 
 // MARK: - Reference

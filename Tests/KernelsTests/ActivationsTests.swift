@@ -2,44 +2,10 @@ import Foundation
 import Testing
 @testable import Kernels
 
-/// SplitMix64 (Steele, Lea & Flood, 2014): seeded test data that does not depend on Kernels' own generator.
-private struct TestNumbers {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func uniform(_ lower: Float, _ upper: Float) -> Float {
-        lower + (upper - lower) * Float(next() >> 40) / Float(1 << 24)
-    }
-
-    mutating func tensor(_ shape: [Int], _ lower: Float = -2, _ upper: Float = 2) -> Tensor {
-        let t = Tensor(zeros: shape)
-        for i in 0..<t.count { t.pointer[i] = uniform(lower, upper) }
-        return t
-    }
-}
-
 /// The naive forwards, in Double.
 private func naiveSigmoid(_ x: Double) -> Double { 1 / (1 + exp(-x)) }
 private func naiveSiLU(_ x: Double) -> Double { x * naiveSigmoid(x) }
 private func naiveSwiGLU(_ gate: Double, _ up: Double) -> Double { naiveSiLU(gate) * up }
-
-/// Central difference of a scalar function in Double; the step scales with |x| so it stays well above rounding.
-private func centralDifference(at x: Double, _ f: (Double) -> Double) -> Double {
-    let step = 1e-4 * max(1, abs(x))
-    return (f(x + step) - f(x - step)) / (2 * step)
-}
-
-/// |got − want| relative to max(|want|, floor).
-private func relativeError(_ got: Float, _ want: Double, floor: Double = 1) -> Double {
-    abs(Double(got) - want) / max(abs(want), floor)
-}
 
 /// Sizes around the vector width, plus one the worker pool splits (above 2 × 16 384).
 private let sizes = [1, 7, 16, 31, 100, 70_003]
@@ -47,7 +13,7 @@ private let sizes = [1, 7, 16, 31, 100, 70_003]
 @Suite struct ActivationsTests {
     @Test("silu matches x·σ(x) in double precision within 5e-7 relative, in place too")
     func siluForwardMatchesReference() {
-        var numbers = TestNumbers(state: 11)
+        var numbers = TestRandom(seed: 11)
         for n in sizes {
             let x = numbers.tensor([n], -12, 12)
             let y = silu(x)
@@ -79,7 +45,7 @@ private let sizes = [1, 7, 16, 31, 100, 70_003]
 
     @Test("silu backward matches finite differences of the double-precision forward and accumulates")
     func siluBackwardMatchesFiniteDifferences() {
-        var numbers = TestNumbers(state: 12)
+        var numbers = TestRandom(seed: 12)
         for n in sizes {
             let x = numbers.tensor([n], -10, 10), dY = numbers.tensor([n]), dX = numbers.tensor([n])
             let dX0 = dX.scalars
@@ -96,7 +62,7 @@ private let sizes = [1, 7, 16, 31, 100, 70_003]
 
     @Test("swiglu equals silu(gate) ⊙ up in double precision within 5e-7 relative, written over up in place too")
     func swigluForwardMatchesReference() {
-        var numbers = TestNumbers(state: 13)
+        var numbers = TestRandom(seed: 13)
         for n in sizes {
             let gate = numbers.tensor([n], -12, 12), up = numbers.tensor([n])
             let out = swiglu(gate: gate, up: up)
@@ -115,7 +81,7 @@ private let sizes = [1, 7, 16, 31, 100, 70_003]
 
     @Test("swiglu backward matches finite differences in gate and up and accumulates")
     func swigluBackwardMatchesFiniteDifferences() {
-        var numbers = TestNumbers(state: 14)
+        var numbers = TestRandom(seed: 14)
         for n in sizes {
             let gate = numbers.tensor([n], -10, 10), up = numbers.tensor([n]), dOut = numbers.tensor([n])
             let dGate = numbers.tensor([n]), dUp = numbers.tensor([n])
@@ -137,7 +103,7 @@ private let sizes = [1, 7, 16, 31, 100, 70_003]
     @Test("swiglu backward equals silu backward times up plus silu into dUp")
     func swigluAgreesWithItsParts() {
         // An independent route through the other kernels: out = multiply(silu(gate), up).
-        var numbers = TestNumbers(state: 15)
+        var numbers = TestRandom(seed: 15)
         let n = 1_037
         let gate = numbers.tensor([n], -8, 8), up = numbers.tensor([n]), dOut = numbers.tensor([n])
         let dGate = Tensor(zeros: [n]), dUp = Tensor(zeros: [n])

@@ -2,31 +2,8 @@ import Foundation
 import Testing
 @testable import Kernels
 
-/// SplitMix64 (Steele, Lea & Flood, 2014): seeded test data that does not depend on Kernels' own generator.
-private struct TestNumbers {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func uniform(_ lower: Float, _ upper: Float) -> Float {
-        lower + (upper - lower) * Float(next() >> 40) / Float(1 << 24)
-    }
-
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-
-    mutating func tensor(_ shape: [Int], _ lower: Float = -2, _ upper: Float = 2) -> Tensor {
-        let t = Tensor(zeros: shape)
-        for i in 0..<t.count { t.pointer[i] = uniform(lower, upper) }
-        return t
-    }
-
-    /// Targets in 0..<vocabulary, with about one row in `ignoreEvery` set to −1.
+/// Cross-entropy targets: ids in 0..<vocabulary, with about one row in `ignoreEvery` set to −1 (ignored).
+private extension TestRandom {
     mutating func targets(_ rows: Int, vocabulary: Int, ignoreEvery: Int = 4) -> [Int32] {
         (0..<rows).map { _ in below(ignoreEvery) == 0 ? -1 : Int32(below(vocabulary)) }
     }
@@ -62,7 +39,7 @@ private func naiveLogits(_ hidden: [Double], _ weight: [[Double]]) -> [Double] {
 @Suite struct CrossEntropyTests {
     @Test("cross-entropy equals a double-precision log-softmax and skips rows whose target is negative")
     func lossMatchesReference() {
-        var numbers = TestNumbers(state: 31)
+        var numbers = TestRandom(seed: 31)
         // Odd shapes, and (64, 1000), which is split over the worker pool.
         for (n, v) in [(1, 1), (1, 5), (9, 37), (16, 100), (64, 1000)] {
             let logits = numbers.tensor([n, v], -6, 6)
@@ -76,7 +53,7 @@ private func naiveLogits(_ hidden: [Double], _ weight: [[Double]]) -> [Double] {
             var worst = 0.0
             for (r, target) in targets.enumerated() {
                 let wantRow = target < 0 ? 0 : naiveNLL(logitRows[r], target: Int(target))
-                worst = max(worst, abs(Double(perRow.pointer[r]) - wantRow) / max(1, wantRow))
+                worst = max(worst, relativeError(perRow.pointer[r], wantRow))
             }
             #expect(worst <= 1e-6, "\(n)×\(v): worst per-row NLL error \(worst)")
         }
@@ -84,7 +61,7 @@ private func naiveLogits(_ hidden: [Double], _ weight: [[Double]]) -> [Double] {
 
     @Test("the logits gradient matches finite differences of the mean loss, in place too")
     func gradientMatchesFiniteDifferences() {
-        var numbers = TestNumbers(state: 32)
+        var numbers = TestRandom(seed: 32)
         for (n, v, sampled) in [(1, 1, false), (3, 5, false), (9, 37, false), (64, 1000, true)] {
             let logits = numbers.tensor([n, v], -5, 5)
             var targets = numbers.targets(n, vocabulary: v)
@@ -96,17 +73,13 @@ private func naiveLogits(_ hidden: [Double], _ weight: [[Double]]) -> [Double] {
             let scored = Double(targets.filter { $0 >= 0 }.count)
             let entries = sampled ? (0..<300).map { _ in numbers.below(n * v) } : Array(0..<n * v)
             var worst = 0.0
-            let step = 1e-5
             for index in entries {
                 let (r, c) = (index / v, index % v)
                 // Only row r's term of the mean depends on logits[r, c].
                 var want = 0.0
                 if targets[r] >= 0 {
-                    var plus = base[r], minus = base[r]
-                    plus[c] += step
-                    minus[c] -= step
                     let target = Int(targets[r])
-                    want = (naiveNLL(plus, target: target) - naiveNLL(minus, target: target)) / (2 * step) / scored
+                    want = centralDifference(of: { naiveNLL($0, target: target) }, at: base[r], index: c) / scored
                 }
                 worst = max(worst, abs(Double(dLogits.pointer[index]) - want))
             }
@@ -141,7 +114,7 @@ private func naiveLogits(_ hidden: [Double], _ weight: [[Double]]) -> [Double] {
 
     @Test("chunked cross-entropy equals the unchunked and naive ones for chunk sizes that do not divide N")
     func chunkedMatchesUnchunked() {
-        var numbers = TestNumbers(state: 33)
+        var numbers = TestRandom(seed: 33)
         let (n, c, v) = (37, 24, 203)
         let hidden = numbers.tensor([n, c]), weight = numbers.tensor([v, c], -0.5, 0.5)
         let targets = numbers.targets(n, vocabulary: v)
@@ -167,12 +140,12 @@ private func naiveLogits(_ hidden: [Double], _ weight: [[Double]]) -> [Double] {
             #expect(abs(loss - naiveLoss) <= 1e-6 * naiveLoss, "chunks of \(chunkRows): \(loss), naive \(naiveLoss)")
             var worstRow = 0.0, worstGradient = 0.0
             for r in 0..<n {
-                worstRow = max(worstRow, abs(Double(perRow.pointer[r]) - Double(fullPerRow.pointer[r])) / max(1, Double(fullPerRow.pointer[r])))
+                worstRow = max(worstRow, relativeError(perRow.pointer[r], Double(fullPerRow.pointer[r])))
             }
             for i in 0..<n * c {
                 // dHidden accumulated onto `start`.
                 let want = Double(start.pointer[i]) + Double(fullDHidden.pointer[i])
-                worstGradient = max(worstGradient, abs(Double(dHidden.pointer[i]) - want) / max(1, abs(want)))
+                worstGradient = max(worstGradient, relativeError(dHidden.pointer[i], want))
             }
             #expect(worstRow <= 1e-6, "chunks of \(chunkRows): worst per-row NLL difference \(worstRow)")
             #expect(worstGradient <= 1e-6, "chunks of \(chunkRows): worst dHidden difference \(worstGradient)")
@@ -181,7 +154,7 @@ private func naiveLogits(_ hidden: [Double], _ weight: [[Double]]) -> [Double] {
 
     @Test("chunked dHidden matches finite differences of the naive loss through the LM head")
     func chunkedGradientMatchesFiniteDifferences() {
-        var numbers = TestNumbers(state: 34)
+        var numbers = TestRandom(seed: 34)
         let (n, c, v) = (13, 10, 57)
         let hidden = numbers.tensor([n, c]), weight = numbers.tensor([v, c], -0.5, 0.5)
         let targets = numbers.targets(n, vocabulary: v, ignoreEvery: 3)
@@ -190,7 +163,6 @@ private func naiveLogits(_ hidden: [Double], _ weight: [[Double]]) -> [Double] {
         _ = chunkedCrossEntropy(hidden: hidden, weight: weight, targets: targets, chunkRows: 4, dHidden: dHidden)
 
         let hiddenRows = rows(hidden), weightRows = rows(weight)
-        let step = 1e-5
         var worst = 0.0
         for r in 0..<n {
             for k in 0..<c {
@@ -199,12 +171,9 @@ private func naiveLogits(_ hidden: [Double], _ weight: [[Double]]) -> [Double] {
                 if targets[r] < 0 {
                     want = 0
                 } else {
-                    var plus = hiddenRows[r], minus = hiddenRows[r]
-                    plus[k] += step
-                    minus[k] -= step
                     let target = Int(targets[r])
-                    want = (naiveNLL(naiveLogits(plus, weightRows), target: target)
-                        - naiveNLL(naiveLogits(minus, weightRows), target: target)) / (2 * step) / scored
+                    want = centralDifference(of: { naiveNLL(naiveLogits($0, weightRows), target: target) },
+                                             at: hiddenRows[r], index: k) / scored
                 }
                 worst = max(worst, abs(Double(dHidden.pointer[r * c + k]) - want))
             }
@@ -215,7 +184,7 @@ private func naiveLogits(_ hidden: [Double], _ weight: [[Double]]) -> [Double] {
 
     @Test("chunked cross-entropy without dHidden gives the same loss, and a wholly ignored chunk adds nothing")
     func chunkedForwardOnly() {
-        var numbers = TestNumbers(state: 35)
+        var numbers = TestRandom(seed: 35)
         let (n, c, v) = (20, 16, 300)
         let hidden = numbers.tensor([n, c]), weight = numbers.tensor([v, c], -0.5, 0.5)
         var targets = numbers.targets(n, vocabulary: v)

@@ -1,41 +1,13 @@
 import Testing
 @testable import Kernels
 
-/// SplitMix64 (Steele, Lea & Flood, 2014): seeded test data that does not depend on Kernels' own generator.
-private struct TestNumbers {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func uniform(_ lower: Float, _ upper: Float) -> Float {
-        lower + (upper - lower) * Float(next() >> 40) / Float(1 << 24)
-    }
-
-    mutating func tensor(_ shape: [Int], _ lower: Float = -2, _ upper: Float = 2) -> Tensor {
-        let t = Tensor(zeros: shape)
-        for i in 0..<t.count { t.pointer[i] = uniform(lower, upper) }
-        return t
-    }
-}
-
-/// Central difference of a scalar function in Double.
-private func centralDifference(at x: Double, step: Double = 1e-4, _ f: (Double) -> Double) -> Double {
-    (f(x + step) - f(x - step)) / (2 * step)
-}
-
 /// Sizes around the vector width, plus one that the worker pool splits (above 2 × 131 072).
 private let sizes = [0, 1, 15, 16, 17, 33, 1000, 300_007]
 
 @Suite struct ElementWiseTests {
     @Test("add and multiply equal the correctly rounded double-precision result exactly, in place too")
     func forwardIsExact() {
-        var numbers = TestNumbers(state: 1)
+        var numbers = TestRandom(seed: 1)
         for n in sizes {
             let a = numbers.tensor([n]), b = numbers.tensor([n])
             let sum = add(a, b), product = multiply(a, b)
@@ -57,7 +29,7 @@ private let sizes = [0, 1, 15, 16, 17, 33, 1000, 300_007]
 
     @Test("add backward accumulates dOut into both gradients, and twice when they are one buffer")
     func addBackwardAccumulates() {
-        var numbers = TestNumbers(state: 2)
+        var numbers = TestRandom(seed: 2)
         for n in sizes {
             let a = numbers.tensor([n]), b = numbers.tensor([n]), dOut = numbers.tensor([n])
             let dA = numbers.tensor([n]), dB = numbers.tensor([n])
@@ -69,8 +41,8 @@ private let sizes = [0, 1, 15, 16, 17, 33, 1000, 300_007]
                 let (x, y, g) = (Double(a.pointer[i]), Double(b.pointer[i]), Double(dOut.pointer[i]))
                 let wantA = Double(dA0[i]) + centralDifference(at: x) { g * ($0 + y) }
                 let wantB = Double(dB0[i]) + centralDifference(at: y) { g * (x + $0) }
-                worst = max(worst, abs(Double(dA.pointer[i]) - wantA) / max(1, abs(wantA)))
-                worst = max(worst, abs(Double(dB.pointer[i]) - wantB) / max(1, abs(wantB)))
+                worst = max(worst, relativeError(dA.pointer[i], wantA))
+                worst = max(worst, relativeError(dB.pointer[i], wantB))
             }
             #expect(worst <= 1e-6, "n = \(n): worst error \(worst)")
 
@@ -86,7 +58,7 @@ private let sizes = [0, 1, 15, 16, 17, 33, 1000, 300_007]
 
     @Test("multiply backward matches finite differences and accumulates, also for a ⊙ a")
     func multiplyBackwardMatchesFiniteDifferences() {
-        var numbers = TestNumbers(state: 3)
+        var numbers = TestRandom(seed: 3)
         for n in sizes {
             let a = numbers.tensor([n]), b = numbers.tensor([n]), dOut = numbers.tensor([n])
             let dA = numbers.tensor([n]), dB = numbers.tensor([n])
@@ -97,8 +69,8 @@ private let sizes = [0, 1, 15, 16, 17, 33, 1000, 300_007]
                 let (x, y, g) = (Double(a.pointer[i]), Double(b.pointer[i]), Double(dOut.pointer[i]))
                 let wantA = Double(dA0[i]) + centralDifference(at: x) { g * $0 * y }
                 let wantB = Double(dB0[i]) + centralDifference(at: y) { g * x * $0 }
-                worst = max(worst, abs(Double(dA.pointer[i]) - wantA) / max(1, abs(wantA)))
-                worst = max(worst, abs(Double(dB.pointer[i]) - wantB) / max(1, abs(wantB)))
+                worst = max(worst, relativeError(dA.pointer[i], wantA))
+                worst = max(worst, relativeError(dB.pointer[i], wantB))
             }
             #expect(worst <= 1e-6, "n = \(n): worst error \(worst)")
 
@@ -110,7 +82,7 @@ private let sizes = [0, 1, 15, 16, 17, 33, 1000, 300_007]
             for i in 0..<n {
                 let (x, g) = (Double(a.pointer[i]), Double(dOut.pointer[i]))
                 let want = Double(dSquare0[i]) + centralDifference(at: x) { g * $0 * $0 }
-                worst = max(worst, abs(Double(dSquare.pointer[i]) - want) / max(1, abs(want)))
+                worst = max(worst, relativeError(dSquare.pointer[i], want))
             }
             #expect(worst <= 1e-6, "a ⊙ a, n = \(n): worst error \(worst)")
         }
@@ -118,7 +90,7 @@ private let sizes = [0, 1, 15, 16, 17, 33, 1000, 300_007]
 
     @Test("scaled accumulate adds alpha · x to y within one float rounding of double precision")
     func scaledAccumulateRounding() {
-        var numbers = TestNumbers(state: 4)
+        var numbers = TestRandom(seed: 4)
         for n in sizes {
             for alpha: Float in [1, -0.37, 2.5] {
                 let x = numbers.tensor([n]), y = numbers.tensor([n])
@@ -138,7 +110,7 @@ private let sizes = [0, 1, 15, 16, 17, 33, 1000, 300_007]
 
     @Test("scaled accumulate backward gives dX += alpha · dY and the alpha gradient Σ dY · x")
     func scaledAccumulateBackwardGradients() {
-        var numbers = TestNumbers(state: 5)
+        var numbers = TestRandom(seed: 5)
         for n in sizes {
             let alpha: Float = -0.75
             let x = numbers.tensor([n]), y = numbers.tensor([n]), dY = numbers.tensor([n]), dX = numbers.tensor([n])
@@ -149,7 +121,7 @@ private let sizes = [0, 1, 15, 16, 17, 33, 1000, 300_007]
                 // L = Σ dY · (y + alpha · x)
                 let g = Double(dY.pointer[i]), yi = Double(y.pointer[i])
                 let want = Double(dX0[i]) + centralDifference(at: Double(x.pointer[i])) { g * (yi + Double(alpha) * $0) }
-                worst = max(worst, abs(Double(dX.pointer[i]) - want) / max(1, abs(want)))
+                worst = max(worst, relativeError(dX.pointer[i], want))
             }
             #expect(worst <= 1e-6, "n = \(n): worst dX error \(worst)")
 
@@ -173,7 +145,7 @@ private let sizes = [0, 1, 15, 16, 17, 33, 1000, 300_007]
 
     @Test("the parallel dot product does not depend on how the pool splits the work")
     func dotProductIsDeterministic() {
-        var numbers = TestNumbers(state: 6)
+        var numbers = TestRandom(seed: 6)
         let block = ParallelGrain.streaming
         let n = 2 * block + block / 2 + 123
         let a = numbers.tensor([n]), b = numbers.tensor([n])

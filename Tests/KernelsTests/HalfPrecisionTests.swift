@@ -166,7 +166,7 @@ import Testing
     }
 
     @Test func bfloat16NarrowingMatchesADoubleRoundingOnRandomFloats() {
-        var generator = RandomGenerator(seed: 41)
+        var generator = TestRandom(seed: 41)
         var mismatches = 0, checked = 0
         for _ in 0..<200_000 {
             var bits = UInt32(truncatingIfNeeded: generator.next())
@@ -188,7 +188,7 @@ import Testing
     // MARK: - NaN
 
     @Test func nanStaysNaNEvenWhenItsPayloadIsInTheDroppedBits() {
-        var generator = RandomGenerator(seed: 42)
+        var generator = TestRandom(seed: 42)
         var patterns: [UInt32] = [0x7F80_0001, 0xFF80_0001, 0x7FC0_0000, 0x7F80_FFFF, 0xFFFF_FFFF]
         for _ in 0..<10_000 {
             let payload = UInt32(truncatingIfNeeded: generator.next()) & 0x007F_FFFF

@@ -14,12 +14,12 @@ import Testing
         var values: [Float]
         let rows: Int, columns: Int, leadingDimension: Int
 
-        init(rows: Int, columns: Int, extra: Int, padding: Float, _ generator: inout RandomGenerator) {
+        init(rows: Int, columns: Int, extra: Int, padding: Float, _ generator: inout TestRandom) {
             self.rows = rows
             self.columns = columns
             leadingDimension = columns + extra
             values = [Float](repeating: padding, count: rows * leadingDimension)
-            for r in 0..<rows { for c in 0..<columns { values[r * leadingDimension + c] = generator.nextFloat(in: -1, 1) } }
+            for r in 0..<rows { for c in 0..<columns { values[r * leadingDimension + c] = generator.uniform(-1, 1) } }
         }
 
         var magnitudes: Stored {
@@ -32,7 +32,7 @@ import Testing
     /// Runs sgemm and the reference on the same operands; returns failures of the bound and whether C's padding survived.
     static func compareProduct(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                                alpha: Float, beta: Float, seed: UInt64) -> (failures: Int, paddingKept: Bool) {
-        var generator = RandomGenerator(seed: seed)
+        var generator = TestRandom(seed: seed)
         // Padding of A and B is NaN: a kernel that reads past a row poisons C.
         let a = Stored(rows: transposeA ? k : m, columns: transposeA ? m : k, extra: 3, padding: .nan, &generator)
         let b = Stored(rows: transposeB ? n : k, columns: transposeB ? k : n, extra: 5, padding: .nan, &generator)
@@ -104,13 +104,13 @@ import Testing
     // MARK: - Batched
 
     static func compareBatch(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, batchCount: Int, seed: UInt64) -> Int {
-        var generator = RandomGenerator(seed: seed)
+        var generator = TestRandom(seed: seed)
         // Leading dimensions past the row length, and gaps between the operands of consecutive products.
         let (lda, ldb, ldc) = ((transposeA ? m : k) + 1, (transposeB ? k : n) + 2, n + 3)
         let (strideA, strideB, strideC) = ((transposeA ? k : m) * lda + 7, (transposeB ? n : k) * ldb + 5, m * ldc + 4)
         let a = Tensor(zeros: [strideA * batchCount]), b = Tensor(zeros: [strideB * batchCount])
         let c = Tensor(zeros: [strideC * batchCount])
-        for t in [a, b, c] { generator.fillUniform(t, in: -1, 1) }
+        for t in [a, b, c] { generator.fill(t, -1, 1) }
         let absA = Tensor(shape: a.shape, values: a.scalars.map(abs)), absB = Tensor(shape: b.shape, values: b.scalars.map(abs))
         let (alpha, beta): (Float, Float) = (1.5, 0.25)
         let fast = c.copy(), reference = c.copy(), magnitude = Tensor(zeros: c.shape)
@@ -161,10 +161,10 @@ import Testing
     // MARK: - Tensors
 
     @Test func tensorMatmulFlattensLeadingDimensionsAndTransposes() {
-        var generator = RandomGenerator(seed: 35)
+        var generator = TestRandom(seed: 35)
         let a = Tensor(zeros: [2, 3, 4]), b = Tensor(zeros: [4, 5])
-        generator.fillUniform(a, in: -1, 1)
-        generator.fillUniform(b, in: -1, 1)
+        generator.fill(a, -1, 1)
+        generator.fill(b, -1, 1)
         let c = matmul(a, b)
         #expect(c.shape == [2, 3, 5])
         var expected = [Float](repeating: 0, count: 30)
@@ -174,7 +174,7 @@ import Testing
 
         // Aᵀ · B with A [6, 4] read as stored [K = 6, M = 4], and B [6, 5]: C [4, 5].
         let flatA = a.reshaped([6, 4]), b2 = Tensor(zeros: [6, 5])
-        generator.fillUniform(b2, in: -1, 1)
+        generator.fill(b2, -1, 1)
         let ct = matmul(flatA, b2, transposeA: true)
         #expect(ct.shape == [4, 5])
         var expectedT = [Float](repeating: 0, count: 20)
@@ -184,7 +184,7 @@ import Testing
 
         // A · Bᵀ into an existing C with alpha and beta: C = 2·A·Bᵀ − C.
         let bt = Tensor(zeros: [5, 4])
-        generator.fillUniform(bt, in: -1, 1)
+        generator.fill(bt, -1, 1)
         let into = Tensor(shape: [6, 5], repeating: 1)
         matmul(a, bt, transposeB: true, into: into, alpha: 2, beta: -1)
         var expectedInto = [Float](repeating: 1, count: 30)

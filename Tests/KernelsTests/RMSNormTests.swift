@@ -40,17 +40,13 @@ import Testing
         return (dx, dw)
     }
 
-    static func randomValues(_ count: Int, _ generator: inout RandomGenerator, lower: Float = -2, upper: Float = 2) -> [Float] {
-        (0..<count).map { _ in generator.nextFloat(in: lower, upper) }
-    }
-
     // MARK: - Forward
 
     @Test(arguments: shapes)
     func forwardMatchesADoublePrecisionRMSNorm(rows: Int, columns: Int) {
-        var generator = RandomGenerator(seed: 1, stream: UInt64(rows * 10_000 + columns))
-        let x = Tensor(shape: [rows, columns], values: Self.randomValues(rows * columns, &generator))
-        let w = Tensor(shape: [columns], values: Self.randomValues(columns, &generator, lower: 0.5, upper: 1.5))
+        var generator = TestRandom(seed: (1 << 32) + UInt64(rows * 10_000 + columns))
+        let x = Tensor(shape: [rows, columns], values: generator.values(rows * columns))
+        let w = Tensor(shape: [columns], values: generator.values(columns, 0.5, 1.5))
         let y = Tensor(zeros: [rows, columns]), rrms = Tensor(zeros: [rows])
         rmsNorm(x, weight: w, epsilon: Self.epsilon, into: y, reciprocalRMS: rrms)
 
@@ -64,7 +60,7 @@ import Testing
         let rTolerance = (chain / 2 + 3) * 0x1p-24, yTolerance = (chain / 2 + 5) * 0x1p-24
         var worst = 0.0
         for i in 0..<x.count {
-            worst = max(worst, abs(Double(y.pointer[i]) - expected.y[i]) / max(abs(expected.y[i]), 1e-30))
+            worst = max(worst, relativeError(y.pointer[i], expected.y[i], floor: 1e-30))
         }
         #expect(worst <= yTolerance, "worst relative error \(worst), allowed \(yTolerance)")
         for n in 0..<rows {
@@ -73,9 +69,9 @@ import Testing
     }
 
     @Test func forwardAgreesWithTheReferenceKernelInTheSource() {
-        var generator = RandomGenerator(seed: 2)
+        var generator = TestRandom(seed: 2)
         let (rows, columns) = (6, 45)
-        let x = Self.randomValues(rows * columns, &generator), w = Self.randomValues(columns, &generator)
+        let x = generator.values(rows * columns), w = generator.values(columns)
         var fast = [Float](repeating: 0, count: x.count), reference = fast
         var fastR = [Float](repeating: 0, count: rows), referenceR = fastR
         rmsNormForward(x: x, weight: w, y: &fast, reciprocalRMS: &fastR, rows: rows, columns: columns, epsilon: Self.epsilon)
@@ -98,10 +94,10 @@ import Testing
 
     @Test func scalingARowDoesNotChangeItsOutput() {
         // RMSNorm is scale invariant (up to eps): y(3x) = y(x).
-        var generator = RandomGenerator(seed: 3)
-        let x = Tensor(shape: [3, 50], values: Self.randomValues(150, &generator))
+        var generator = TestRandom(seed: 3)
+        let x = Tensor(shape: [3, 50], values: generator.values(150))
         let scaled = Tensor(shape: [3, 50], values: x.scalars.map { 3 * $0 })
-        let w = Tensor(shape: [50], values: Self.randomValues(50, &generator))
+        let w = Tensor(shape: [50], values: generator.values(50))
         let a = rmsNorm(x, weight: w, epsilon: 0), b = rmsNorm(scaled, weight: w, epsilon: 0)
         for i in 0..<150 { #expect(abs(a.pointer[i] - b.pointer[i]) <= 1e-6 * max(abs(a.pointer[i]), 1)) }
     }
@@ -111,11 +107,11 @@ import Testing
     @Test func theDoubleGradientMatchesCentralDifferences() {
         // Holds the test's own analytic formula to the definition of a derivative,
         // so that the comparisons below are against a known-good gradient.
-        var generator = RandomGenerator(seed: 4)
+        var generator = TestRandom(seed: 4)
         let (rows, columns) = (3, 11)
-        let x = Self.randomValues(rows * columns, &generator).map(Double.init)
-        let w = Self.randomValues(columns, &generator, lower: 0.5, upper: 1.5).map(Double.init)
-        let dy = Self.randomValues(rows * columns, &generator).map(Double.init)
+        let x = generator.values(rows * columns).map(Double.init)
+        let w = generator.values(columns, 0.5, 1.5).map(Double.init)
+        let dy = generator.values(rows * columns).map(Double.init)
         let eps = Double(Self.epsilon)
         func loss(_ x: [Double], _ w: [Double]) -> Double {
             let y = Self.naiveForward(x, w, rows: rows, columns: columns, epsilon: eps).y
@@ -142,10 +138,10 @@ import Testing
 
     @Test(arguments: shapes)
     func backwardMatchesTheDoubleGradient(rows: Int, columns: Int) {
-        var generator = RandomGenerator(seed: 5, stream: UInt64(rows * 10_000 + columns))
-        let x = Tensor(shape: [rows, columns], values: Self.randomValues(rows * columns, &generator))
-        let w = Tensor(shape: [columns], values: Self.randomValues(columns, &generator, lower: 0.5, upper: 1.5))
-        let dy = Tensor(shape: [rows, columns], values: Self.randomValues(rows * columns, &generator))
+        var generator = TestRandom(seed: (5 << 32) + UInt64(rows * 10_000 + columns))
+        let x = Tensor(shape: [rows, columns], values: generator.values(rows * columns))
+        let w = Tensor(shape: [columns], values: generator.values(columns, 0.5, 1.5))
+        let dy = Tensor(shape: [rows, columns], values: generator.values(rows * columns))
         let rrms = Tensor(zeros: [rows])
         rmsNorm(x, weight: w, epsilon: Self.epsilon, into: Tensor(zeros: [rows, columns]), reciprocalRMS: rrms)
         let dx = Tensor(zeros: [rows, columns]), dw = Tensor(zeros: [columns])
@@ -182,10 +178,10 @@ import Testing
     }
 
     @Test func backwardMatchesCentralDifferencesOfTheDoubleForward() {
-        var generator = RandomGenerator(seed: 6)
+        var generator = TestRandom(seed: 6)
         let (rows, columns) = (4, 21)
-        let x = Self.randomValues(rows * columns, &generator), w = Self.randomValues(columns, &generator)
-        let dy = Self.randomValues(rows * columns, &generator)
+        let x = generator.values(rows * columns), w = generator.values(columns)
+        let dy = generator.values(rows * columns)
         var dx = [Float](repeating: 0, count: x.count), dw = [Float](repeating: 0, count: columns)
         rmsNormBackward(dY: dy, x: x, weight: w, reciprocalRMS: nil, dX: &dx, dWeight: &dw,
                         rows: rows, columns: columns, epsilon: Self.epsilon)
@@ -214,16 +210,16 @@ import Testing
     }
 
     @Test func backwardAccumulatesIntoTheGradientsItIsGiven() {
-        var generator = RandomGenerator(seed: 7)
+        var generator = TestRandom(seed: 7)
         let (rows, columns) = (64, 1031)  // large enough for the partial-sum path
         #expect(rows / rmsNormMinimumRows(columns: columns) >= 2)
-        let x = Tensor(shape: [rows, columns], values: Self.randomValues(rows * columns, &generator))
-        let w = Tensor(shape: [columns], values: Self.randomValues(columns, &generator))
-        let dy = Tensor(shape: [rows, columns], values: Self.randomValues(rows * columns, &generator))
+        let x = Tensor(shape: [rows, columns], values: generator.values(rows * columns))
+        let w = Tensor(shape: [columns], values: generator.values(columns))
+        let dy = Tensor(shape: [rows, columns], values: generator.values(rows * columns))
         let freshX = Tensor(zeros: [rows, columns]), freshW = Tensor(zeros: [columns])
         rmsNormBackward(dy, x: x, weight: w, reciprocalRMS: nil, epsilon: Self.epsilon, dX: freshX, dWeight: freshW)
 
-        let priorX = Self.randomValues(rows * columns, &generator), priorW = Self.randomValues(columns, &generator)
+        let priorX = generator.values(rows * columns), priorW = generator.values(columns)
         let dx = Tensor(shape: [rows, columns], values: priorX), dw = Tensor(shape: [columns], values: priorW)
         rmsNormBackward(dy, x: x, weight: w, reciprocalRMS: nil, epsilon: Self.epsilon, dX: dx, dWeight: dw)
         // Each result is one Float addition of prior and fresh gradient.
@@ -232,11 +228,11 @@ import Testing
     }
 
     @Test func savedAndRecomputedReciprocalRMSGiveTheSameGradient() {
-        var generator = RandomGenerator(seed: 8)
+        var generator = TestRandom(seed: 8)
         let (rows, columns) = (9, 70)
-        let x = Tensor(shape: [rows, columns], values: Self.randomValues(rows * columns, &generator))
-        let w = Tensor(shape: [columns], values: Self.randomValues(columns, &generator))
-        let dy = Tensor(shape: [rows, columns], values: Self.randomValues(rows * columns, &generator))
+        let x = Tensor(shape: [rows, columns], values: generator.values(rows * columns))
+        let w = Tensor(shape: [columns], values: generator.values(columns))
+        let dy = Tensor(shape: [rows, columns], values: generator.values(rows * columns))
         let rrms = Tensor(zeros: [rows])
         rmsNorm(x, weight: w, epsilon: Self.epsilon, into: Tensor(zeros: [rows, columns]), reciprocalRMS: rrms)
         let (dx1, dw1) = (Tensor(zeros: [rows, columns]), Tensor(zeros: [columns]))
@@ -248,12 +244,12 @@ import Testing
     }
 
     @Test func parallelBackwardIsDeterministicAndMatchesItsSerialRun() {
-        var generator = RandomGenerator(seed: 9)
+        var generator = TestRandom(seed: 9)
         let (rows, columns) = (300, 257)
         #expect(rows / rmsNormMinimumRows(columns: columns) >= 2)
-        let x = Tensor(shape: [rows, columns], values: Self.randomValues(rows * columns, &generator))
-        let w = Tensor(shape: [columns], values: Self.randomValues(columns, &generator))
-        let dy = Tensor(shape: [rows, columns], values: Self.randomValues(rows * columns, &generator))
+        let x = Tensor(shape: [rows, columns], values: generator.values(rows * columns))
+        let w = Tensor(shape: [columns], values: generator.values(columns))
+        let dy = Tensor(shape: [rows, columns], values: generator.values(rows * columns))
         func run() -> (dx: [Float], dw: [Float]) {
             let dx = Tensor(zeros: [rows, columns]), dw = Tensor(zeros: [columns])
             rmsNormBackward(dy, x: x, weight: w, reciprocalRMS: nil, epsilon: Self.epsilon, dX: dx, dWeight: dw)

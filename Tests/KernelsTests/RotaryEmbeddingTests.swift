@@ -48,8 +48,8 @@ import Testing
     }
 
     static func randomValues(_ count: Int, seed: UInt64) -> [Float] {
-        var generator = RandomGenerator(seed: seed)
-        return (0..<count).map { _ in generator.nextFloat(in: -1, 1) }
+        var generator = TestRandom(seed: seed)
+        return generator.values(count, -1, 1)
     }
 
     // MARK: - Table

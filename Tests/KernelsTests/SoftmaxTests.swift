@@ -2,31 +2,6 @@ import Foundation
 import Testing
 @testable import Kernels
 
-/// SplitMix64 (Steele, Lea & Flood, 2014): seeded test data that does not depend on Kernels' own generator.
-private struct TestNumbers {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func uniform(_ lower: Float, _ upper: Float) -> Float {
-        lower + (upper - lower) * Float(next() >> 40) / Float(1 << 24)
-    }
-
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-
-    mutating func tensor(_ shape: [Int], _ lower: Float = -2, _ upper: Float = 2) -> Tensor {
-        let t = Tensor(zeros: shape)
-        for i in 0..<t.count { t.pointer[i] = uniform(lower, upper) }
-        return t
-    }
-}
-
 /// Naive softmax of one row in Double.
 private func naiveSoftmax(_ row: [Double]) -> [Double] {
     guard let maximum = row.max() else { return [] }
@@ -46,11 +21,8 @@ private func rowLoss(_ x: [Double], _ dY: [Double]) -> Double {
 }
 
 /// ∂(Σ dY · softmax(x))/∂x_k by central differences in Double.
-private func finiteDifferenceGradient(_ x: [Double], _ dY: [Double], at k: Int, step: Double = 1e-5) -> Double {
-    var plus = x, minus = x
-    plus[k] += step
-    minus[k] -= step
-    return (rowLoss(plus, dY) - rowLoss(minus, dY)) / (2 * step)
+private func finiteDifferenceGradient(_ x: [Double], _ dY: [Double], at k: Int) -> Double {
+    centralDifference(of: { rowLoss($0, dY) }, at: x, index: k)
 }
 
 /// Checks `y` [rows, visible…] against the naive softmax of each row's first `visible(row)` entries,
@@ -78,7 +50,7 @@ private func compareWithReference(x: Tensor, y: Tensor, rows: Int, columns: Int,
 @Suite struct SoftmaxTests {
     @Test("softmax rows sum to one and match a double-precision reference within 1e-6 relative")
     func softmaxMatchesReference() {
-        var numbers = TestNumbers(state: 21)
+        var numbers = TestRandom(seed: 21)
         // (1, 1) and odd widths exercise the scalar tails; (64, 1000) is split over the worker pool.
         for (rows, columns) in [(1, 1), (3, 17), (5, 100), (2, 1024), (64, 1000)] {
             let x = numbers.tensor([rows, columns], -8, 8)
@@ -119,7 +91,7 @@ private func compareWithReference(x: Tensor, y: Tensor, rows: Int, columns: Int,
 
     @Test("softmax backward matches finite differences of Σ dY · softmax(x) and accumulates")
     func softmaxBackwardMatchesFiniteDifferences() {
-        var numbers = TestNumbers(state: 22)
+        var numbers = TestRandom(seed: 22)
         for (rows, columns, sampled) in [(1, 1, false), (3, 17, false), (4, 33, false), (64, 1000, true)] {
             let x = numbers.tensor([rows, columns], -4, 4), dY = numbers.tensor([rows, columns])
             let dX = numbers.tensor([rows, columns])
@@ -134,7 +106,7 @@ private func compareWithReference(x: Tensor, y: Tensor, rows: Int, columns: Int,
                 let gradient = finiteDifferenceGradient(row(x, r, length: columns, columns: columns),
                                                         row(dY, r, length: columns, columns: columns), at: c)
                 let want = Double(dX0[index]) + gradient
-                worst = max(worst, abs(Double(dX.pointer[index]) - want) / max(1, abs(want)))
+                worst = max(worst, relativeError(dX.pointer[index], want))
             }
             #expect(worst <= 1e-6, "\(rows)×\(columns): worst error \(worst)")
         }
@@ -142,7 +114,7 @@ private func compareWithReference(x: Tensor, y: Tensor, rows: Int, columns: Int,
 
     @Test("causal softmax matches the reference over visible keys and writes exactly 0 over masked ones")
     func causalSoftmaxMatchesReference() {
-        var numbers = TestNumbers(state: 23)
+        var numbers = TestRandom(seed: 23)
         // (matrices, queries, offset): prefill, a block after a cache, one decoding step, and a size split over the pool.
         for (matrices, queries, offset) in [(1, 1, 0), (2, 5, 0), (3, 7, 4), (2, 1, 30), (8, 128, 0)] {
             let keys = queries + offset
@@ -177,7 +149,7 @@ private func compareWithReference(x: Tensor, y: Tensor, rows: Int, columns: Int,
 
     @Test("causal softmax backward matches finite differences and leaves masked gradients untouched")
     func causalSoftmaxBackwardMatchesFiniteDifferences() {
-        var numbers = TestNumbers(state: 24)
+        var numbers = TestRandom(seed: 24)
         for (matrices, queries, offset, sampled) in [(1, 1, 0, false), (2, 5, 0, false), (2, 6, 3, false), (8, 128, 0, true)] {
             let keys = queries + offset
             let shape = [matrices, queries, keys]
@@ -203,7 +175,7 @@ private func compareWithReference(x: Tensor, y: Tensor, rows: Int, columns: Int,
                 let gradient = finiteDifferenceGradient(row(x, r, length: visible, columns: keys),
                                                         row(dY, r, length: visible, columns: keys), at: k)
                 let want = Double(dX0[index]) + gradient
-                worst = max(worst, abs(Double(dX.pointer[index]) - want) / max(1, abs(want)))
+                worst = max(worst, relativeError(dX.pointer[index], want))
             }
             let description = "\(matrices)×\(queries)×\(keys), offset \(offset)"
             #expect(worst <= 1e-6, "\(description): worst error \(worst)")

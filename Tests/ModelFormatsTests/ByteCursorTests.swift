@@ -15,9 +15,9 @@ import Testing
         }
     }
 
-    @Test func invalidUTF8IsRefusedNotReplaced() throws {
+    @Test func invalidUTF8IsRefusedNotReplaced() {
         let bytes: [UInt8] = [0x61, 0xFF, 0x62]
-        try bytes.withUnsafeBytes { raw in
+        bytes.withUnsafeBytes { raw in
             var cursor = ByteCursor(bytes: raw, file: "x.gguf")
             #expect(throws: ModelFormatError.invalid(file: "x.gguf", field: "key 0", reason: "not valid UTF-8")) {
                 _ = try cursor.readUTF8(3, field: "key 0")

@@ -4,23 +4,19 @@ import Testing
 @testable import ModelFormats
 
 @Suite struct CheckpointTests {
-    static let environment = ProcessInfo.processInfo.environment
-    static let demoModel = environment["LOSAD_DEMO_MODEL"].flatMap { $0.isEmpty ? nil : $0 }
-    static let referenceDirectory = environment["LOSAD_REFERENCE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
-
     /// CI must not skip the comparisons against the reference implementations silently.
-    @Test(.enabled(if: environment["CI"] == "true"))
+    @Test(.enabled(if: TestReferences.setting("CI") == "true"))
     func continuousIntegrationRunsWithTheReferenceData() {
-        #expect(Self.demoModel != nil && Self.referenceDirectory != nil && Self.environment["LOSAD_TEST_PYTHON"] != nil,
+        #expect(TestReferences.demoModel != nil && TestReferences.referenceDirectory != nil && TestReferences.python != nil,
                 "run the suite through `make test`, which prepares the references")
     }
 
     // MARK: - The demo model
 
-    @Test(.enabled(if: demoModel != nil && referenceDirectory != nil,
+    @Test(.enabled(if: TestReferences.demoModel != nil && TestReferences.referenceDirectory != nil,
                    "set LOSAD_DEMO_MODEL and LOSAD_REFERENCE_DIR (scripts/prepare-test-references.sh prints them)"))
     func theDemoModelLoadsAndEveryTensorMatchesTheReferenceReaderBitForBit() throws {
-        let model = try #require(Self.demoModel)
+        let model = try #require(TestReferences.demoModel)
         let checkpoint = try Checkpoint.open(model)
         let c = checkpoint.config
         #expect(checkpoint.format == .gguf && c.architecture == .llama && c.ropeLayout == .adjacent)
@@ -30,9 +26,8 @@ import Testing
 
         // gguf-py's dequantisation of every tensor (scripts/fixtures/gguf_dump_reference.py).
         let stem = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
-        let reference = URL(fileURLWithPath: try #require(Self.referenceDirectory))
-        let index = try #require(try JSONSerialization.jsonObject(
-            with: Data(contentsOf: reference.appendingPathComponent(stem + ".json"))) as? [String: Any])
+        let reference = URL(fileURLWithPath: try #require(TestReferences.referenceDirectory))
+        let index = try jsonObject(Data(contentsOf: reference.appendingPathComponent(stem + ".json")))
         let entries = try #require(index["tensors"] as? [[String: Any]])
         let dump = try MappedFile(path: reference.appendingPathComponent(stem + ".f32").path)
         let weights = try checkpoint.loadWeights()
@@ -81,20 +76,19 @@ import Testing
         }
 
         /// Writes config.json, tokenizer.json and model.safetensors into a new folder.
-        func writeHuggingFaceFolder(skipping skipped: TensorRole? = nil, extra: [SafetensorsWriter.Entry] = []) throws -> String {
-            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("losad-tiny-\(UUID().uuidString)")
-            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            try Data(TinyModel.configJSON(vocabulary: vocabulary).utf8).write(to: folder.appendingPathComponent("config.json"))
-            try TokenizerFixtures.data("bpe_tiny.tokenizer.json").write(to: folder.appendingPathComponent("tokenizer.json"))
+        func writeHuggingFaceFolder(skipping skipped: TensorRole? = nil, extra: [SafetensorsWriter.Entry] = []) throws -> TemporaryDirectory {
+            let folder = try TemporaryDirectory()
+            try writeFile(folder.file("config.json"), Data(TinyModel.configJSON(vocabulary: vocabulary).utf8))
+            try writeFile(folder.file("tokenizer.json"), TokenizerFixtures.data("bpe_tiny.tokenizer.json"))
             let entries = tensors.filter { $0.role != skipped }.map {
                 SafetensorsWriter.Entry(name: $0.role.huggingFaceName!, tensor: $0.tensor)
             } + extra
-            try SafetensorsWriter.write(entries, to: folder.appendingPathComponent("model.safetensors").path)
-            return folder.path
+            try SafetensorsWriter.write(entries, to: folder.file("model.safetensors"))
+            return folder
         }
 
         /// The GGUF twin: llama.cpp names and metadata, q/k rows permuted as llama.cpp's converter does.
-        func writeGGUF() throws -> String {
+        func writeGGUF(to path: String) throws {
             var metadata = GGUFMetadata()
             metadata["general.architecture"] = .string("llama")
             metadata["llama.block_count"] = .uint32(UInt32(TinyModel.layers))
@@ -115,22 +109,17 @@ import Testing
                 if case .layer(_, .key) = role { stored = QKPermutation.toAdjacent(tensor, heads: TinyModel.kvHeads) }
                 writer.addTensor(named: role.ggufName, stored, as: .f32)
             }
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("losad-tiny-\(UUID().uuidString).gguf").path
             try writer.write(to: path)
-            return path
         }
     }
 
     @Test func aHuggingFaceFolderAndItsGGUFTwinDescribeTheSameModel() throws {
         let tiny = try TinyModel()
         let folder = try tiny.writeHuggingFaceFolder()
-        let ggufPath = try tiny.writeGGUF()
-        defer {
-            try? FileManager.default.removeItem(atPath: folder)
-            try? FileManager.default.removeItem(atPath: ggufPath)
-        }
-        let huggingFace = try Checkpoint.open(folder)
-        let gguf = try Checkpoint.open(ggufPath)
+        let ggufFolder = try TemporaryDirectory()
+        try tiny.writeGGUF(to: ggufFolder.file("tiny.gguf"))
+        let huggingFace = try Checkpoint.open(folder.path)
+        let gguf = try Checkpoint.open(ggufFolder.file("tiny.gguf"))
         #expect(huggingFace.format == .huggingFace && gguf.format == .gguf)
         #expect(huggingFace.config.ropeLayout == .halfSplit && gguf.config.ropeLayout == .adjacent)
         var sameConfig = gguf.config
@@ -154,10 +143,9 @@ import Testing
     @Test func aMissingTensorIsNamed() throws {
         let tiny = try TinyModel()
         let folder = try tiny.writeHuggingFaceFolder(skipping: .layer(1, .down))
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        #expect(throws: ModelFormatError.invalid(file: folder, field: "tensor 'model.layers.1.mlp.down_proj.weight'",
+        #expect(throws: ModelFormatError.invalid(file: folder.path, field: "tensor 'model.layers.1.mlp.down_proj.weight'",
                                                  reason: "missing; the config describes it")) {
-            try Checkpoint.open(folder)
+            try Checkpoint.open(folder.path)
         }
     }
 
@@ -175,35 +163,33 @@ import Testing
         let rotaryCache = try tiny.writeHuggingFaceFolder(extra: [
             .init(name: "model.layers.0.self_attn.rotary_emb.inv_freq", tensor: Tensor(zeros: [2])),
         ])
-        defer { for folder in [wrong, leftover, unknown, rotaryCache] { try? FileManager.default.removeItem(atPath: folder) } }
-        #expect(throws: ModelFormatError.invalid(file: wrong, field: "tensor 'model.layers.0.mlp.up_proj.weight'",
+        #expect(throws: ModelFormatError.invalid(file: wrong.path, field: "tensor 'model.layers.0.mlp.up_proj.weight'",
                                                  reason: "shape [24, 17] where the config implies [24, 16]")) {
-            try Checkpoint.open(wrong)
+            try Checkpoint.open(wrong.path)
         }
-        #expect(throws: ModelFormatError.invalid(file: leftover, field: "tensor 'model.layers.5.mlp.up_proj.weight'",
+        #expect(throws: ModelFormatError.invalid(file: leftover.path, field: "tensor 'model.layers.5.mlp.up_proj.weight'",
                                                  reason: "left over: the config (2 layers, bias false) has no place for it")) {
-            try Checkpoint.open(leftover)
+            try Checkpoint.open(leftover.path)
         }
-        #expect(throws: ModelFormatError.self) { try Checkpoint.open(unknown) }
-        #expect(try Checkpoint.open(rotaryCache).tensors.contains { $0.role == nil })
+        #expect(throws: ModelFormatError.self) { try Checkpoint.open(unknown.path) }
+        #expect(try Checkpoint.open(rotaryCache.path).tensors.contains { $0.role == nil })
     }
 
     @Test func aFolderWithoutConfigOrTokenizerOrAPathThatIsNotThereIsRefusedByName() throws {
         let tiny = try TinyModel()
         let folder = try tiny.writeHuggingFaceFolder()
-        defer { try? FileManager.default.removeItem(atPath: folder) }
-        try FileManager.default.removeItem(atPath: folder + "/tokenizer.json")
-        #expect(throws: ModelFormatError.io(file: folder + "/tokenizer.json", operation: "read",
+        try FileManager.default.removeItem(atPath: folder.file("tokenizer.json"))
+        #expect(throws: ModelFormatError.io(file: folder.file("tokenizer.json"), operation: "read",
                                             reason: "a Hugging Face model folder needs tokenizer.json")) {
-            try Checkpoint.open(folder)
+            try Checkpoint.open(folder.path)
         }
-        try FileManager.default.removeItem(atPath: folder + "/config.json")
-        #expect(throws: ModelFormatError.io(file: folder + "/config.json", operation: "read",
+        try FileManager.default.removeItem(atPath: folder.file("config.json"))
+        #expect(throws: ModelFormatError.io(file: folder.file("config.json"), operation: "read",
                                             reason: "a Hugging Face model folder needs config.json")) {
-            try Checkpoint.open(folder)
+            try Checkpoint.open(folder.path)
         }
-        #expect(throws: ModelFormatError.io(file: folder + "/nothing.gguf", operation: "open", reason: "no such file or folder")) {
-            try Checkpoint.open(folder + "/nothing.gguf")
+        #expect(throws: ModelFormatError.io(file: folder.file("nothing.gguf"), operation: "open", reason: "no such file or folder")) {
+            try Checkpoint.open(folder.file("nothing.gguf"))
         }
     }
 }

@@ -2,19 +2,6 @@ import Kernels
 import Testing
 @testable import ModelFormats
 
-/// SplitMix64: a small seeded generator, so every run mutates the same way.
-struct GGUFFuzzRandom: RandomNumberGenerator {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite struct GGUFFuzzTests {
     /// A small valid file with metadata of several types and tensors of F32, F16, BF16, Q8_0 and Q4_0.
     static let seed: [UInt8] = {
@@ -42,7 +29,7 @@ struct GGUFFuzzRandom: RandomNumberGenerator {
                                         0x7FFF_FFFF, 0xFFFF_FFFF, 1 << 32, 1 << 60, 1 << 63,
                                         UInt64(Int64.max), .max, .max - 1]
 
-    static func mutate(_ bytes: [UInt8], using random: inout GGUFFuzzRandom) -> [UInt8] {
+    static func mutate(_ bytes: [UInt8], using random: inout TestRandom) -> [UInt8] {
         var bytes = bytes
         for _ in 0..<Int.random(in: 1...3, using: &random) {
             guard !bytes.isEmpty else { break }
@@ -77,7 +64,7 @@ struct GGUFFuzzRandom: RandomNumberGenerator {
     @Test func thousandsOfMutatedFilesEitherParseOrThrowATypedError() throws {
         let seedFile = try parse(Self.seed)
         #expect(seedFile.tensors.count == 5)
-        var random = GGUFFuzzRandom(state: 0x105A_D5EE_D0F_F22)
+        var random = TestRandom(seed: 0x105A_D5EE_D0F_F22)
         var parsed = 0, refused = 0, converted = 0
         for iteration in 0..<Self.iterations {
             let mutated = Self.mutate(Self.seed, using: &random)

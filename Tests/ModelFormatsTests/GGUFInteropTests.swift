@@ -7,10 +7,6 @@ import Testing
 /// package pinned in scripts/requirements-test.txt), in both directions.
 @Suite struct GGUFInteropTests {
     static let fixtureFormatVersion = 1
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    /// The python of the test venv (`bash scripts/python-env.sh` prints it).
-    static let python = ProcessInfo.processInfo.environment["LOSAD_TEST_PYTHON"].flatMap { $0.isEmpty ? nil : $0 }
 
     // MARK: - gguf-py wrote it; losad reads it
 
@@ -19,7 +15,7 @@ import Testing
         let path = fixtures.appendingPathComponent("reference.gguf").path
         try #require(FileManager.default.fileExists(atPath: path),
                      "the fixture is missing: regenerate it with scripts/fixtures/gguf_make_fixture.py (and note that .gitignore ignores *.gguf)")
-        let expected = try Self.jsonObject(Data(contentsOf: fixtures.appendingPathComponent("reference.expected.json")))
+        let expected = try jsonObject(Data(contentsOf: fixtures.appendingPathComponent("reference.expected.json")))
         #expect(expected["format_version"] as? Int == Self.fixtureFormatVersion,
                 "regenerate the fixture with scripts/fixtures/gguf_make_fixture.py")
 
@@ -48,14 +44,12 @@ import Testing
 
     // MARK: - losad wrote it; gguf-py reads it
 
-    @Test(.enabled(if: python != nil, "set LOSAD_TEST_PYTHON to the python of scripts/python-env.sh"))
+    @Test(.enabled(if: TestReferences.python != nil, "set LOSAD_TEST_PYTHON to the python of scripts/python-env.sh"))
     func theReferenceReaderReadsWhatLosadWrites() throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let path = directory.file("losad.gguf")
-        var random = GGUFFuzzRandom(state: 7)
-        func values(_ count: Int) -> [Float] {
-            (0..<count).map { _ in Float(Int64(bitPattern: random.next() >> 11) - (1 << 52)) / Float(1 << 52) * 3 }
-        }
+        var random = TestRandom(seed: 7)
+        func values(_ count: Int) -> [Float] { (0..<count).map { _ in random.uniform(-3, 3) } }
         let f32 = Tensor(shape: [5, 7], values: values(35))
         let f16 = Tensor(shape: [4, 8], values: values(32))
         let bf16 = Tensor(shape: [3, 16], values: values(48) + [])
@@ -81,7 +75,7 @@ import Testing
         try writer.write(to: path)
 
         let file = try GGUFFile(path: path)
-        let report = try Self.jsonObject(Self.runReference(path: path))
+        let report = try jsonObject(TestReferences.runScript("gguf_check.py", [path]))
         #expect(report["version"] as? Int == 3)
         #expect(report["alignment"] as? Int == 64)
         #expect(report["data_offset"] as? Int == file.dataOffset)
@@ -114,17 +108,13 @@ import Testing
 
     // MARK: - A real checkpoint, as gguf-py reads it
 
-    /// The demo model and gguf-py's dump of it (scripts/prepare-test-references.sh makes both).
-    static let demoModel = ProcessInfo.processInfo.environment["LOSAD_DEMO_MODEL"].flatMap { $0.isEmpty ? nil : $0 }
-    static let referenceDirectory = ProcessInfo.processInfo.environment["LOSAD_REFERENCE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
-
-    @Test(.enabled(if: demoModel != nil && referenceDirectory != nil,
+    @Test(.enabled(if: TestReferences.demoModel != nil && TestReferences.referenceDirectory != nil,
                    "set LOSAD_DEMO_MODEL and LOSAD_REFERENCE_DIR (scripts/prepare-test-references.sh prints them)"))
     func theDemoModelReadsAsTheReferenceReaderReadsIt() throws {
-        let model = try #require(Self.demoModel)
+        let model = try #require(TestReferences.demoModel)
         let stem = URL(fileURLWithPath: model).deletingPathExtension().lastPathComponent
-        let reference = URL(fileURLWithPath: try #require(Self.referenceDirectory))
-        let index = try Self.jsonObject(Data(contentsOf: reference.appendingPathComponent(stem + ".json")))
+        let reference = URL(fileURLWithPath: try #require(TestReferences.referenceDirectory))
+        let index = try jsonObject(Data(contentsOf: reference.appendingPathComponent(stem + ".json")))
         #expect(index["format_version"] as? Int == 1)
 
         let file = try GGUFFile(path: model)
@@ -163,10 +153,6 @@ import Testing
 
     // MARK: - Helpers
 
-    static func jsonObject(_ data: Data) throws -> [String: Any] {
-        try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-    }
-
     /// A metadata value from its JSON form: {"type", "value"}, arrays {"type": "array", "element_type", "value": [...]},
     /// whose elements are either typed objects or bare scalars of the element type; 64-bit integers are strings.
     static func value(_ json: [String: Any]) throws -> GGUFValue {
@@ -200,23 +186,6 @@ import Testing
         case "string": return .string(try #require(raw as? String))
         default: throw ModelFormatError.invalid(file: "expected JSON", field: type, reason: "unknown type")
         }
-    }
-
-    /// Runs scripts/fixtures/gguf_check.py on `path` and returns its standard output.
-    static func runReference(path: String) throws -> Data {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(python))
-        process.arguments = [repositoryRoot.appendingPathComponent("scripts/fixtures/gguf_check.py").path, path]
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let messages = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0, "gguf_check.py failed: \(String(decoding: messages, as: UTF8.self))")
-        return data
     }
 
     /// The value type gguf-py calls `name` (`GGUFValueType.UINT8.name.lower()` is "uint8").

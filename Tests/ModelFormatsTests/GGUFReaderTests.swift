@@ -96,12 +96,6 @@ func sampleFile(version: UInt32 = 3, metadata: [(String, GGUFValue)], tensors: [
     return file.bytes
 }
 
-func littleEndianBytes<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] {
-    var bytes: [UInt8] = []
-    for value in values { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
-    return bytes
-}
-
 /// Metadata of every common kind, as a llama.cpp conversion has it.
 let sampleMetadata: [(String, GGUFValue)] = [
     ("general.architecture", .string("llama")),
@@ -130,28 +124,7 @@ func parse(_ bytes: [UInt8]) throws -> GGUFFile {
 
 /// The typed error parsing `bytes` throws, or nil (recording an issue) when it parses or throws another error.
 func parseError(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) -> ModelFormatError? {
-    do {
-        _ = try parse(bytes)
-        Issue.record("the file parsed", sourceLocation: sourceLocation)
-    } catch let error as ModelFormatError {
-        return error
-    } catch {
-        Issue.record("untyped error \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
-
-extension ModelFormatError {
-    var field: String {
-        switch self {
-        case .truncated(_, let field, _, _, _), .invalid(_, let field, _), .unsupported(_, let field, _): return field
-        case .io(_, let operation, _): return operation
-        }
-    }
-
-    var isTruncated: Bool { if case .truncated = self { return true } else { return false } }
-    var isInvalid: Bool { if case .invalid = self { return true } else { return false } }
-    var isUnsupported: Bool { if case .unsupported = self { return true } else { return false } }
+    modelFormatError(sourceLocation: sourceLocation) { _ = try parse(bytes) }
 }
 
 // MARK: - Reading valid files

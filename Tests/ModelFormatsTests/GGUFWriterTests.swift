@@ -3,23 +3,6 @@ import Kernels
 import Testing
 @testable import ModelFormats
 
-/// A fresh directory under the system's temporary folder, removed when the test ends.
-final class GGUFTemporaryDirectory {
-    let path: String
-
-    init() throws {
-        path = NSTemporaryDirectory() + "/losad-gguf-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    /// Names in the directory, hidden ones included.
-    var contents: [String] { ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted() }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 /// Every metadata value type, arrays of each, an empty array and arrays of arrays.
 let everyValueType: [(String, GGUFValue)] = [
     ("general.architecture", .string("llama")),
@@ -58,7 +41,7 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
 
 @Suite struct GGUFWriterTests {
     @Test func everyMetadataTypeRoundTripsIncludingNestedArrays() throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let path = directory.file("meta.gguf")
         let writer = GGUFWriter(metadata: GGUFMetadata(everyValueType.map { (key: $0.0, value: $0.1) }))
         try writer.write(to: path)
@@ -69,7 +52,7 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
     }
 
     @Test func metadataKeepsItsOrderAndReplacedKeysKeepTheirPlace() throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let original = directory.file("original.gguf")
         try GGUFWriter(metadata: GGUFMetadata(sampleMetadata.map { (key: $0.0, value: $0.1) })).write(to: original)
         let read = try GGUFFile(path: original)
@@ -93,7 +76,7 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
     }
 
     @Test func float32TensorsAreStoredAsF32F16AndBF16() throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let path = directory.file("tensors.gguf")
         let values = Tensor(shape: [3, 8], values: ramp(24))
         var writer = GGUFWriter()
@@ -125,7 +108,7 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
 
     @Test(arguments: [GGMLType.q8_0, .q4_0])
     func blockTypesEncodeThroughTheDispatchOrFailBeforeWriting(type: GGMLType) throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let path = directory.file("quantized.gguf")
         let values = Tensor(shape: [2, 64], values: ramp(128, scale: 0.05))
         var writer = GGUFWriter()
@@ -151,7 +134,7 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
     }
 
     @Test func preEncodedBytesAreWrittenVerbatim() throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let path = directory.file("raw.gguf")
         let q4 = (0..<(2 * 18)).map { UInt8(truncatingIfNeeded: $0 * 37 + 5) }
         let i32 = littleEndianBytes([Int32(-1), 7, 1 << 30])
@@ -167,9 +150,9 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
     }
 
     @Test func aTensorCopiedFromAReadFileKeepsItsTypeShapeAndBytes() throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let source = directory.file("source.gguf")
-        try Data(sampleFile(metadata: sampleMetadata, tensors: sampleTensors)).write(to: URL(fileURLWithPath: source))
+        try writeFile(source, Data(sampleFile(metadata: sampleMetadata, tensors: sampleTensors)))
         let read = try GGUFFile(path: source)
         var writer = GGUFWriter(metadata: read.metadata)
         for tensor in read.tensors { writer.addTensor(copying: tensor, from: read) }
@@ -194,7 +177,7 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
 
     @Test(arguments: [1, 8, 32, 64, 256])
     func dataIsPaddedToTheAlignment(alignment: Int) throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let path = directory.file("aligned.gguf")
         var writer = GGUFWriter(metadata: GGUFMetadata([(key: "general.architecture", value: .string("llama"))]))
         writer.setAlignment(UInt32(alignment))
@@ -219,9 +202,9 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
     }
 
     @Test func anExistingFileIsReplacedOnlyWhenAsked() throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let path = directory.file("out.gguf")
-        try Data("precious".utf8).write(to: URL(fileURLWithPath: path))
+        try writeFile(path, Data("precious".utf8))
         var writer = GGUFWriter()
         writer.metadata["general.name"] = .string("new")
         let error = try #require(throws: ModelFormatError.self) { try writer.write(to: path) }
@@ -236,12 +219,12 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
     }
 
     @Test func aFileThatAppearsDuringTheWriteIsNotReplaced() throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let path = directory.file("race.gguf")
         let output = try AtomicOutputFile(destination: path, replacingExisting: false)
         #expect(output.temporaryPath.hasPrefix(directory.path + "/.race.gguf.") && output.temporaryPath.hasSuffix(".tmp"))
         try output.write([1, 2, 3])
-        try Data("other".utf8).write(to: URL(fileURLWithPath: path))
+        try writeFile(path, Data("other".utf8))
         #expect(throws: ModelFormatError.self) { try output.commit() }
         output.discard()
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "other")
@@ -249,7 +232,7 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
     }
 
     @Test func anAbandonedOutputRemovesItsTemporaryFile() throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         do {
             let output = try AtomicOutputFile(destination: directory.file("gone.gguf"), replacingExisting: false)
             try output.write([UInt8](repeating: 7, count: 3 << 20))
@@ -259,7 +242,7 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
     }
 
     @Test func aMissingDestinationFolderIsAnIOError() throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let path = directory.file("no/such/folder/x.gguf")
         let error = try #require(throws: ModelFormatError.self) { try GGUFWriter().write(to: path) }
         guard case .io(let file, _, _) = error else { Issue.record("\(error)"); return }
@@ -267,7 +250,7 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
     }
 
     @Test func theWriterRefusesWhatTheReaderWouldRefuse() throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let path = directory.file("bad.gguf")
         let one = Tensor(shape: [4], values: [1, 2, 3, 4])
         func refusal(_ configure: (inout GGUFWriter) -> Void) -> ModelFormatError? {
@@ -298,7 +281,7 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
     }
 
     @Test func largeTensorsAreEncodedInChunksWithTheSameResult() throws {
-        let directory = try GGUFTemporaryDirectory()
+        let directory = try TemporaryDirectory()
         let path = directory.file("large.gguf")
         // 12 MB of Float32, three times the writer's chunk.
         let values = Tensor(shape: [1500, 2000], values: ramp(3_000_000))

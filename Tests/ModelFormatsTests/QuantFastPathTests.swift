@@ -49,26 +49,6 @@ import Testing
 
 // MARK: - Random blocks
 
-/// SplitMix64: small, seeded and the same everywhere (tests need nothing better).
-struct TestRandom {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func byte() -> UInt8 { UInt8(truncatingIfNeeded: next()) }
-
-    /// Uniform in [0, 1).
-    mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
-}
-
 enum ScaleBits {
     /// Finite binary16 (or Float32) scales, realistic or any finite pattern.
     case finite

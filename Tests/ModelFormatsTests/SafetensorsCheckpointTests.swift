@@ -17,13 +17,13 @@ import Testing
     }
 
     @Test func shardsAreSplitNamedAndIndexedLikeHuggingFace() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let output = try SafetensorsWriter.writeSharded(Self.entries(), metadata: ["format": "pt"],
                                                         toDirectory: directory.path, maxShardBytes: 104)
         #expect(output.shardFiles == ["model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
                                       "model-00003-of-00003.safetensors"])
         #expect(output.totalSize == 40 + 40 + 24 + 100 + 8)
-        #expect(directory.contents() == output.shardFiles + ["model.safetensors.index.json"])
+        #expect(directory.contents == output.shardFiles + ["model.safetensors.index.json"])
         #expect(output.weightMap["lm_head.weight"] == "model-00002-of-00003.safetensors")
         #expect(output.weightMap["model.norm.weight"] == "model-00003-of-00003.safetensors")
 
@@ -34,7 +34,7 @@ import Testing
     }
 
     @Test func aShardedCheckpointReadsBackThroughItsIndex() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         try SafetensorsWriter.writeSharded(Self.entries(), metadata: ["format": "pt"], toDirectory: directory.path, maxShardBytes: 104)
 
         for opened in [directory.path, directory.file("model.safetensors.index.json")] {
@@ -51,7 +51,7 @@ import Testing
                 #expect(read.scalars == expected.scalars, "\(entry.name)")
                 #expect(checkpoint.info(named: entry.name)?.dtype == entry.dtype)
             }
-            #expect(safetensorsRefusal { _ = try checkpoint.tensor(named: "nope") }
+            #expect(modelFormatError { _ = try checkpoint.tensor(named: "nope") }
                 == .invalid(file: directory.file("model.safetensors.index.json"), field: "tensor 'nope'",
                             reason: "the checkpoint has no tensor of that name"))
         }
@@ -69,11 +69,11 @@ import Testing
     }
 
     @Test func aFolderWithOneWeightsFileOpensAsASingleFileCheckpoint() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         try SafetensorsWriter.write([.init(name: "x", tensor: Tensor(shape: [1], values: [3]))], to: directory.file("weights.safetensors"))
         // A half-written temporary file beside it is not picked up.
-        try safetensorsWriteFile(directory.file(".model.safetensors.1234.tmp"), Data([1, 2, 3]))
-        try safetensorsWriteFile(directory.file(".hidden.safetensors"), Data([1, 2, 3]))
+        try writeFile(directory.file(".model.safetensors.1234.tmp"), Data([1, 2, 3]))
+        try writeFile(directory.file(".hidden.safetensors"), Data([1, 2, 3]))
         let checkpoint = try SafetensorsCheckpoint(path: directory.path)
         #expect(checkpoint.indexPath == nil)
         #expect(checkpoint.files.map(\.path) == [directory.file("weights.safetensors")])
@@ -86,33 +86,33 @@ import Testing
     }
 
     @Test func aFolderWithoutAnIndexMustHoldExactlyOneWeightsFile() throws {
-        let directory = try SafetensorsScratch()
-        #expect(safetensorsRefusal { _ = try SafetensorsCheckpoint(path: directory.path) }
+        let directory = try TemporaryDirectory()
+        #expect(modelFormatError { _ = try SafetensorsCheckpoint(path: directory.path) }
             == .invalid(file: directory.path, field: "safetensors files", reason: "the folder has no .safetensors file"))
         for name in ["a.safetensors", "b.safetensors"] {
             try SafetensorsWriter.write([], to: directory.file(name))
         }
-        let error = safetensorsRefusal { _ = try SafetensorsCheckpoint(path: directory.path) }
+        let error = modelFormatError { _ = try SafetensorsCheckpoint(path: directory.path) }
         guard case .invalid(_, "safetensors files", let reason) = error else { Issue.record("\(String(describing: error))"); return }
         #expect(reason.contains("a.safetensors, b.safetensors"))
-        #expect(safetensorsField(safetensorsRefusal { _ = try SafetensorsCheckpoint(path: directory.file("absent")) }) == "open the checkpoint")
+        #expect(modelFormatError { _ = try SafetensorsCheckpoint(path: directory.file("absent")) }?.field == "open the checkpoint")
     }
 
     // MARK: - Index validation
 
     /// A folder with shards s1 (tensors a, b) and s2 (tensor c), and an index written from `weightMap`.
-    func folder(weightMap: String, extra: String = "") throws -> SafetensorsScratch {
-        let directory = try SafetensorsScratch()
+    func folder(weightMap: String, extra: String = "") throws -> TemporaryDirectory {
+        let directory = try TemporaryDirectory()
         let one = Tensor(shape: [1], values: [1])
         try SafetensorsWriter.write([.init(name: "a", tensor: one), .init(name: "b", tensor: one)], to: directory.file("s1.safetensors"))
         try SafetensorsWriter.write([.init(name: "c", tensor: one)], to: directory.file("s2.safetensors"))
         let index = #"{"metadata":{"total_size":12}\#(extra),"weight_map":\#(weightMap)}"#
-        try safetensorsWriteFile(directory.file("model.safetensors.index.json"), Data(index.utf8))
+        try writeFile(directory.file("model.safetensors.index.json"), Data(index.utf8))
         return directory
     }
 
-    func indexRefusal(_ directory: SafetensorsScratch, sourceLocation: SourceLocation = #_sourceLocation) -> ModelFormatError? {
-        safetensorsRefusal(sourceLocation: sourceLocation) { _ = try SafetensorsCheckpoint(path: directory.path) }
+    func indexRefusal(_ directory: TemporaryDirectory, sourceLocation: SourceLocation = #_sourceLocation) -> ModelFormatError? {
+        modelFormatError(sourceLocation: sourceLocation) { _ = try SafetensorsCheckpoint(path: directory.path) }
     }
 
     @Test func aConsistentIndexOpens() throws {
@@ -143,7 +143,7 @@ import Testing
         #expect(indexRefusal(directory) == .invalid(file: directory.file("model.safetensors.index.json"), field: "weight_map['d']",
                                                     reason: "shard 's2.safetensors' has no tensor of that name"))
         let misplaced = try folder(weightMap: #"{"a":"s1.safetensors","b":"s1.safetensors","c":"s1.safetensors"}"#)
-        #expect(safetensorsField(indexRefusal(misplaced)) == "weight_map['c']")
+        #expect(indexRefusal(misplaced)?.field == "weight_map['c']")
     }
 
     @Test func aTensorTheIndexDoesNotListIsRefused() throws {
@@ -171,30 +171,30 @@ import Testing
     @Test(arguments: [(#"[]"#, "weight_map"), (#"{"a":1}"#, "weight_map['a']")])
     func aWeightMapOfTheWrongShapeIsRefused(_ weightMap: String, _ field: String) throws {
         let directory = try folder(weightMap: weightMap)
-        #expect(safetensorsField(indexRefusal(directory)) == field)
+        #expect(indexRefusal(directory)?.field == field)
     }
 
     @Test func anIndexWithoutAWeightMapOrNotJSONIsRefused() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let index = directory.file("model.safetensors.index.json")
-        try safetensorsWriteFile(index, Data(#"{"metadata":{}}"#.utf8))
+        try writeFile(index, Data(#"{"metadata":{}}"#.utf8))
         #expect(indexRefusal(directory) == .invalid(file: index, field: "weight_map", reason: "is missing"))
-        try safetensorsWriteFile(index, Data("{\"weight_map\":".utf8))
-        #expect(safetensorsField(indexRefusal(directory)) == "index")
-        try safetensorsWriteFile(index, Data([0x7B, 0xFF, 0x7D]))
+        try writeFile(index, Data("{\"weight_map\":".utf8))
+        #expect(indexRefusal(directory)?.field == "index")
+        try writeFile(index, Data([0x7B, 0xFF, 0x7D]))
         #expect(indexRefusal(directory) == .invalid(file: index, field: "index", reason: "not valid UTF-8"))
     }
 
     // MARK: - Sharded writes are all or nothing
 
     @Test func aShardedWriteRefusesToReplaceExistingFilesAndWritesNothing() throws {
-        let directory = try SafetensorsScratch()
-        try safetensorsWriteFile(directory.file("model.safetensors.index.json"), Data("{}".utf8))
-        let error = safetensorsRefusal {
+        let directory = try TemporaryDirectory()
+        try writeFile(directory.file("model.safetensors.index.json"), Data("{}".utf8))
+        let error = modelFormatError {
             try SafetensorsWriter.writeSharded(Self.entries(), toDirectory: directory.path, maxShardBytes: 104)
         }
         #expect(error?.file == directory.file("model.safetensors.index.json"))
-        #expect(directory.contents() == ["model.safetensors.index.json"])
+        #expect(directory.contents == ["model.safetensors.index.json"])
 
         try SafetensorsWriter.writeSharded(Self.entries(), toDirectory: directory.path, maxShardBytes: 104, overwrite: true)
         #expect(try SafetensorsCheckpoint(path: directory.path).tensorNames.count == 5)
@@ -202,22 +202,22 @@ import Testing
 
     @Test func aFailedShardedWriteRemovesTheShardsItWrote() throws {
         struct Interrupted: Error {}
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         var entries = Self.entries()
         entries.append(.init(name: "late", shape: [2], dtype: .f32) { throw Interrupted() })
         #expect(throws: Interrupted.self) {
             try SafetensorsWriter.writeSharded(entries, toDirectory: directory.path, maxShardBytes: 104)
         }
-        #expect(directory.contents().isEmpty)
-        #expect(safetensorsRefusal { try SafetensorsWriter.writeSharded(entries, toDirectory: directory.path, maxShardBytes: 0) }
+        #expect(directory.contents.isEmpty)
+        #expect(modelFormatError { try SafetensorsWriter.writeSharded(entries, toDirectory: directory.path, maxShardBytes: 0) }
             == .invalid(file: directory.file("model.safetensors.index.json"), field: "maximum shard size", reason: "0 bytes; it must be positive"))
     }
 
     @Test func oneShardStillGetsAnIndex() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let output = try SafetensorsWriter.writeSharded(Self.entries(), toDirectory: directory.path, maxShardBytes: 1 << 30)
         #expect(output.shardFiles == ["model-00001-of-00001.safetensors"])
-        #expect(directory.contents() == ["model-00001-of-00001.safetensors", "model.safetensors.index.json"])
+        #expect(directory.contents == ["model-00001-of-00001.safetensors", "model.safetensors.index.json"])
         // Within the one file, F32 tensors come before the 16-bit ones.
         #expect(try SafetensorsCheckpoint(path: directory.path).tensorNames
             == ["model.embed_tokens.weight", "model.layers.0.q_proj.weight", "model.norm.weight",

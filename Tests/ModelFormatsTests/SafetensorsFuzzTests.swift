@@ -24,7 +24,7 @@ import Testing
         let original = try SafetensorsFile(path: "fuzz.safetensors", contents: seed)
         #expect(original.tensors.count == 8)
 
-        var random = SafetensorsTestRandom(seed: 0x5AFE_7E45)
+        var random = TestRandom(seed: 0x5AFE_7E45)
         let headerEnd = 8 + Int(seed[0]) + Int(seed[1]) << 8
         var parsed = 0
         var refused: [String: Int] = [:]
@@ -45,7 +45,7 @@ import Testing
                 }
             } catch let error as ModelFormatError {
                 #expect(error.file == "fuzz.safetensors")
-                refused[safetensorsField(error) ?? "", default: 0] += 1
+                refused[error.field, default: 0] += 1
             } catch {
                 Issue.record("iteration \(iteration): untyped error \(error)")
             }
@@ -57,7 +57,7 @@ import Testing
 
     /// One to three random edits: half in the header where the structure is,
     /// a quarter in the tensor data (so that converted values vary), a quarter anywhere.
-    static func mutate(_ bytes: [UInt8], headerEnd: Int, using random: inout SafetensorsTestRandom) -> [UInt8] {
+    static func mutate(_ bytes: [UInt8], headerEnd: Int, using random: inout TestRandom) -> [UInt8] {
         var result = bytes
         let interesting: [UInt8] = Array("0123456789[]{},:\"-.eE ".utf8) + [0x00, 0x7F, 0x80, 0xFF]
         for _ in 0..<Int.random(in: 1...3, using: &random) {

@@ -7,16 +7,12 @@ import Testing
 /// scripts/requirements-test.txt), in both directions.
 @Suite struct SafetensorsInteropTests {
     static let fixtureFormatVersion = 1
-    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    /// The python of the test venv (`bash scripts/python-env.sh` prints it).
-    static let python = ProcessInfo.processInfo.environment["LOSAD_TEST_PYTHON"].flatMap { $0.isEmpty ? nil : $0 }
 
     // MARK: - The reference library wrote it; losad reads it
 
     @Test func aFileTheReferenceLibraryWroteReadsBackExactly() throws {
         let fixtures = try #require(Bundle.module.resourceURL).appendingPathComponent("Fixtures")
-        let expected = try Self.jsonObject(Data(contentsOf: fixtures.appendingPathComponent("safetensors_reference.expected.json")))
+        let expected = try jsonObject(Data(contentsOf: fixtures.appendingPathComponent("safetensors_reference.expected.json")))
         #expect(expected["format_version"] as? Int == Self.fixtureFormatVersion,
                 "regenerate the fixture with scripts/fixtures/safetensors_make_fixture.py")
 
@@ -28,7 +24,7 @@ import Testing
         for (name, want) in tensors {
             try Self.compare(name: name, want: want, in: file)
         }
-        #expect(safetensorsField(safetensorsRefusal { _ = try file.tensor(named: "model.rope.inv_freq_f64") }) == "tensor 'model.rope.inv_freq_f64' dtype")
+        #expect(modelFormatError { _ = try file.tensor(named: "model.rope.inv_freq_f64") }?.field == "tensor 'model.rope.inv_freq_f64' dtype")
     }
 
     /// Checks dtype, shape, stored bytes and (for convertible dtypes) every value's Float32 bits.
@@ -48,13 +44,13 @@ import Testing
 
     // MARK: - losad wrote it; the reference library reads it
 
-    @Test(.enabled(if: python != nil, "set LOSAD_TEST_PYTHON to the python of scripts/python-env.sh"))
+    @Test(.enabled(if: TestReferences.python != nil, "set LOSAD_TEST_PYTHON to the python of scripts/python-env.sh"))
     func theReferenceLibraryReadsWhatLosadWrites() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let path = directory.file("losad.safetensors")
         let special: [Float] = [0, -0.0, 1, -2.5, .infinity, -.infinity, .nan, 0x1p-24, 0x1p-133, 65504, 3.14159, -1e-3]
-        var random = SafetensorsTestRandom(seed: 3)
-        let wide = Tensor(shape: [5, 7], values: (0..<35).map { _ in random.nextFloat() * 10 - 5 })
+        var random = TestRandom(seed: 3)
+        let wide = Tensor(shape: [5, 7], values: (0..<35).map { _ in random.uniform(-5, 5) })
         let metadata = ["format": "pt", "losad": "interop ✓", "quote": "\"\\\n"]
         try SafetensorsWriter.write([
             .init(name: "special.f32", tensor: Tensor(shape: [3, 4], values: special), dtype: .f32),
@@ -75,9 +71,9 @@ import Testing
         try Self.compareReport(report, with: [file])
     }
 
-    @Test(.enabled(if: python != nil, "set LOSAD_TEST_PYTHON to the python of scripts/python-env.sh"))
+    @Test(.enabled(if: TestReferences.python != nil, "set LOSAD_TEST_PYTHON to the python of scripts/python-env.sh"))
     func theReferenceLibraryReadsLosadsShards() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         try SafetensorsWriter.writeSharded(SafetensorsCheckpointTests.entries(), metadata: ["format": "pt"],
                                            toDirectory: directory.path, maxShardBytes: 104)
         let report = try Self.runCheck(directory.path)
@@ -102,28 +98,7 @@ import Testing
 
     /// Runs scripts/fixtures/safetensors_check.py on `path` and decodes its JSON report.
     static func runCheck(_ path: String) throws -> [String: Any] {
-        let python = try #require(Self.python)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [repositoryRoot.appendingPathComponent("scripts/fixtures/safetensors_check.py").path, path]
-        let output = Pipe()
-        let errors = try SafetensorsScratch()
-        let errorPath = errors.file("stderr.txt")
-        try safetensorsWriteFile(errorPath, Data())
-        let errorHandle = try #require(FileHandle(forWritingAtPath: errorPath))
-        process.standardOutput = output
-        process.standardError = errorHandle
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        try errorHandle.close()
-        let stderr = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
-        try #require(process.terminationStatus == 0, "safetensors_check.py failed: \(stderr)")
-        return try jsonObject(data)
-    }
-
-    static func jsonObject(_ data: Data) throws -> [String: Any] {
-        try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        try jsonObject(TestReferences.runScript("safetensors_check.py", [path]))
     }
 
     static func hexBytes(_ hex: String) -> [UInt8] {

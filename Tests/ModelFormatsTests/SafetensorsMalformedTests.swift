@@ -13,7 +13,7 @@ import Testing
     static let valid = safetensorsBytes(header: validHeader, data: Array(1...14))
 
     func refusal(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) -> ModelFormatError? {
-        safetensorsRefusal(sourceLocation: sourceLocation) { _ = try SafetensorsFile(path: Self.name, contents: bytes) }
+        modelFormatError(sourceLocation: sourceLocation) { _ = try SafetensorsFile(path: Self.name, contents: bytes) }
     }
 
     func refusal(header: String, data: [UInt8] = [], sourceLocation: SourceLocation = #_sourceLocation) -> ModelFormatError? {
@@ -53,7 +53,7 @@ import Testing
     func anAbsurdHeaderLengthIsRefusedBeforeAnythingIsRead(_ length: UInt64) {
         let bytes = withUnsafeBytes(of: length.littleEndian) { Array($0) } + Array("{}".utf8)
         let error = refusal(bytes)
-        #expect(safetensorsField(error) == "header length")
+        #expect(error?.field == "header length")
         guard case .invalid(let file, _, let reason) = error else { Issue.record("\(String(describing: error))"); return }
         #expect(file == Self.name && reason.contains("\(length)"))
     }
@@ -149,24 +149,24 @@ import Testing
             == .invalid(file: Self.name, field: "tensor 'b' data_offsets", reason: "bytes [4, 12) overlap tensor 'a', which ends at 8"))
         // Two names for the same bytes are an overlap too.
         let aliased = #"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#
-        #expect(safetensorsField(refusal(header: aliased, data: [1, 2, 3, 4])) == "tensor 'b' data_offsets")
+        #expect(refusal(header: aliased, data: [1, 2, 3, 4])?.field == "tensor 'b' data_offsets")
     }
 
     @Test func aHoleInTheDataBufferIsRefused() {
         let header = #"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[8,12]}}"#
         let error = refusal(header: header, data: Array(repeating: 0, count: 12))
-        #expect(safetensorsField(error) == "tensor 'b' data_offsets")
+        #expect(error?.field == "tensor 'b' data_offsets")
         guard case .invalid(_, _, let reason) = error else { return }
         #expect(reason.contains("hole"))
         // A buffer whose start no tensor owns is a hole as well.
         let late = #"{"a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#
-        #expect(safetensorsField(refusal(header: late, data: Array(repeating: 0, count: 8))) == "tensor 'a' data_offsets")
+        #expect(refusal(header: late, data: Array(repeating: 0, count: 8))?.field == "tensor 'a' data_offsets")
     }
 
     @Test func trailingBytesNoTensorOwnsAreRefused() {
         let header = #"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]}}"#
-        #expect(safetensorsField(refusal(header: header, data: Array(repeating: 0, count: 6))) == "data buffer")
-        #expect(safetensorsField(refusal(header: "{}", data: [0])) == "data buffer")
+        #expect(refusal(header: header, data: Array(repeating: 0, count: 6))?.field == "data buffer")
+        #expect(refusal(header: "{}", data: [0])?.field == "data buffer")
     }
 
     @Test func aByteCountThatDisagreesWithShapeAndDTypeIsRefused() {
@@ -176,7 +176,7 @@ import Testing
 
     @Test func overflowingShapesAreRefused() {
         let elements = refusal(header: #"{"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,1]}}"#, data: [0])
-        #expect(safetensorsField(elements) == "tensor 'a' shape")
+        #expect(elements?.field == "tensor 'a' shape")
         guard case .invalid(_, _, let reason) = elements else { return }
         #expect(reason.contains("overflows"))
         let bytes = refusal(header: #"{"a":{"dtype":"F32","shape":[2305843009213693952],"data_offsets":[0,1]}}"#, data: [0])
@@ -196,12 +196,12 @@ import Testing
     }
 
     @Test func subByteTypesMustFillWholeBytes() throws {
-        #expect(safetensorsField(refusal(header: #"{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,1]}}"#, data: [0]))
+        #expect(refusal(header: #"{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,1]}}"#, data: [0])?.field
             == "tensor 'a' shape")
         let packed = try SafetensorsFile(path: Self.name,
                                          contents: safetensorsBytes(header: #"{"a":{"dtype":"F4","shape":[2],"data_offsets":[0,1]}}"#, data: [0x21]))
         #expect(try packed.rawBytes(named: "a") == [0x21])
-        #expect(safetensorsRefusal { _ = try packed.tensor(named: "a") }
+        #expect(modelFormatError { _ = try packed.tensor(named: "a") }
             == .unsupported(file: Self.name, field: "tensor 'a' dtype",
                             reason: "losad converts F32, F16, BF16, I8 and U8 tensors to Float32, not F4"))
     }
@@ -217,22 +217,22 @@ import Testing
     }
 
     @Test func filesThatCannotBeOpenedAreIOErrors() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let missing = directory.file("missing.safetensors")
-        guard case .io(missing, _, _) = safetensorsRefusal({ _ = try SafetensorsFile(path: missing) }) else {
+        guard case .io(missing, _, _) = modelFormatError({ _ = try SafetensorsFile(path: missing) }) else {
             Issue.record("a missing file is not an I/O error")
             return
         }
-        guard case .io(directory.path, _, "not a regular file") = safetensorsRefusal({ _ = try SafetensorsFile(path: directory.path) }) else {
+        guard case .io(directory.path, _, "not a regular file") = modelFormatError({ _ = try SafetensorsFile(path: directory.path) }) else {
             Issue.record("a folder is not refused as not a regular file")
             return
         }
         let empty = directory.file("empty.safetensors")
-        try safetensorsWriteFile(empty, Data())
-        #expect(safetensorsRefusal { _ = try SafetensorsFile(path: empty) }
+        try writeFile(empty, Data())
+        #expect(modelFormatError { _ = try SafetensorsFile(path: empty) }
             == .truncated(file: empty, field: "header length", offset: 0, needed: 8, available: 0))
         let cut = directory.file("cut.safetensors")
-        try safetensorsWriteFile(cut, Data(Self.valid.prefix(40)))
-        #expect(safetensorsField(safetensorsRefusal { _ = try SafetensorsFile(path: cut) }) == "header")
+        try writeFile(cut, Data(Self.valid.prefix(40)))
+        #expect(modelFormatError { _ = try SafetensorsFile(path: cut) }?.field == "header")
     }
 }

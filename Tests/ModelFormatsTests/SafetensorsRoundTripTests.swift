@@ -6,7 +6,7 @@ import Testing
 /// Writing with SafetensorsWriter and reading back with SafetensorsFile.
 @Suite struct SafetensorsRoundTripTests {
     @Test func f32ValuesSurviveBitForBitIncludingNaNInfinitiesAndSubnormals() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let patterns: [UInt32] = [0, 0x8000_0000, 0x3F80_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0x7FA0_0001,
                                   0xFFC1_2345, 0x0000_0001, 0x807F_FFFF, 0x7F7F_FFFF, 0x0080_0000, 0x4049_0FDB]
         let values = patterns.map(Float.init(bitPattern:)) + (0..<51).map { Float($0) * 0.37 - 9 }
@@ -21,12 +21,12 @@ import Testing
 
     @Test(arguments: [SafetensorsDType.f16, .bf16])
     func halfPrecisionValuesSurviveIncludingNaNInfinitiesAndSubnormals(_ dtype: SafetensorsDType) throws {
-        let directory = try SafetensorsScratch()
-        var generator = SafetensorsTestRandom(seed: 7)
+        let directory = try TemporaryDirectory()
+        var generator = TestRandom(seed: 7)
         var values: [Float] = [0, -0.0, 1, -2, .infinity, -.infinity, .nan, 65504, -65504, 1e-3, 3.140625]
         // Subnormals of each format: 2^-24 and 2^-20 for F16, 2^-133 for BF16.
         values += dtype == .f16 ? [0x1p-24, -0x1p-20, 0x1.ffp-15] : [0x1p-133, -0x1p-127, Float.greatestFiniteMagnitude]
-        values += (0..<(100 - values.count)).map { _ in generator.nextFloat() * 200 - 100 }
+        values += (0..<(100 - values.count)).map { _ in generator.uniform(-100, 100) }
         // Start from values the format holds exactly, so the round trip must be exact.
         let representable = Tensor(shape: [4, 25], values: values)
         let exact = dtype == .f16
@@ -48,20 +48,20 @@ import Testing
     }
 
     @Test func narrowingRoundsAsTheKernelsConvertersDo() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let values: [Float] = [1.0001, -3.3333333, 70000, 1e-8, 0.1]
         let tensor = Tensor(shape: [5], values: values)
         let path = directory.file("narrow.safetensors")
         try SafetensorsWriter.write([.init(name: "a", tensor: tensor, dtype: .f16), .init(name: "b", tensor: tensor, dtype: .bf16)],
                                     to: path)
         let file = try SafetensorsFile(path: path)
-        #expect(try file.rawBytes(named: "a") == safetensorsLittleEndian(tensor.float16Bits))
-        #expect(try file.rawBytes(named: "b") == safetensorsLittleEndian(tensor.bfloat16Bits))
+        #expect(try file.rawBytes(named: "a") == littleEndianBytes(tensor.float16Bits))
+        #expect(try file.rawBytes(named: "b") == littleEndianBytes(tensor.bfloat16Bits))
         #expect(try file.tensor(named: "a").scalars == values.map { Float(Float16($0)) })
     }
 
     @Test func metadataIsKeptIncludingEscapesAndUnicode() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let metadata = ["format": "pt", "quote\"back\\slash": "line\nbreak\ttab\u{01}", "ünïcode ✓": "日本語", "": "empty key"]
         let path = directory.file("meta.safetensors")
         try SafetensorsWriter.write([.init(name: "x", tensor: Tensor(shape: [1], values: [1]))], metadata: metadata, to: path)
@@ -69,7 +69,7 @@ import Testing
     }
 
     @Test func emptyTensorsAndScalarsRoundTrip() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let path = directory.file("shapes.safetensors")
         try SafetensorsWriter.write([
             .init(name: "empty", tensor: Tensor(zeros: [0]), dtype: .f16),
@@ -90,7 +90,7 @@ import Testing
     }
 
     @Test func aFileWithNoTensorsIsValid() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let path = directory.file("none.safetensors")
         try SafetensorsWriter.write([], to: path)
         let file = try SafetensorsFile(path: path)
@@ -100,7 +100,7 @@ import Testing
     /// The byte-exact examples of the reference crate's tests (safetensors/src/tensor.rs:
     /// test_serialization, test_empty, test_serialization_forced_alignement).
     @Test func theBytesMatchTheReferenceWritersExamples() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let values = Tensor(shape: [1, 2, 3], values: [0, 1, 2, 3, 4, 5])
         let dataBytes: [UInt8] = [0, 0, 0, 0, 0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64, 0, 0, 160, 64]
 
@@ -125,7 +125,7 @@ import Testing
     }
 
     @Test func widerTypesComeFirstSoEveryValueIsAlignedAndOtherwiseTheOrderIsKept() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let path = directory.file("order.safetensors")
         let names = ["z", "a", "m.weight", "b", "y"]
         let dtypes: [SafetensorsDType] = [.f16, .f32, .bf16, .f32, .f16]
@@ -155,8 +155,8 @@ import Testing
         let values = (0..<17).map { Float($0) - 8.5 }
         let half = Tensor(shape: [17], values: values)
         let f32: [Float] = [1.5, -2, .infinity]
-        let data = safetensorsLittleEndian(half.float16Bits) + safetensorsLittleEndian(half.bfloat16Bits)
-            + safetensorsLittleEndian(f32.map(\.bitPattern))
+        let data = littleEndianBytes(half.float16Bits) + littleEndianBytes(half.bfloat16Bits)
+            + littleEndianBytes(f32.map(\.bitPattern))
         let file = try SafetensorsFile(path: "odd.safetensors", contents: safetensorsBytes(header: header, data: data))
         #expect(file.dataOffset % 2 == 1)
         #expect(try file.tensor(named: "h").scalars == values)
@@ -165,11 +165,11 @@ import Testing
     }
 
     @Test func largeTensorsStreamThroughTheBufferIntact() throws {
-        let directory = try SafetensorsScratch()
-        var generator = SafetensorsTestRandom(seed: 11)
+        let directory = try TemporaryDirectory()
+        var generator = TestRandom(seed: 11)
         // 2.4 MB of F32 (bigger than the 1 MiB write buffer) and F16/BF16 spanning many chunks.
-        let big = Tensor(shape: [600, 1000], values: (0..<600_000).map { _ in generator.nextFloat() * 2 - 1 })
-        let odd = Tensor(shape: [70_001], values: (0..<70_001).map { _ in generator.nextFloat() * 8 - 4 })
+        let big = Tensor(shape: [600, 1000], values: (0..<600_000).map { _ in generator.uniform(-1, 1) })
+        let odd = Tensor(shape: [70_001], values: (0..<70_001).map { _ in generator.uniform(-4, 4) })
         let path = directory.file("big.safetensors")
         try SafetensorsWriter.write([
             .init(name: "odd16", tensor: odd, dtype: .f16),
@@ -185,24 +185,24 @@ import Testing
     }
 
     @Test func aLazyEntryIsProducedWhenWrittenAndMustMatchItsShape() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let path = directory.file("lazy.safetensors")
         try SafetensorsWriter.write([.init(name: "l", shape: [2], dtype: .f32) { Tensor(shape: [2], values: [3, 4]) }], to: path)
         #expect(try SafetensorsFile(path: path).tensor(named: "l").scalars == [3, 4])
 
         let wrong = directory.file("wrong.safetensors")
-        let error = safetensorsRefusal {
+        let error = modelFormatError {
             try SafetensorsWriter.write([.init(name: "l", shape: [3], dtype: .f32) { Tensor(zeros: [2]) }], to: wrong)
         }
         #expect(error == .invalid(file: wrong, field: "tensor 'l'", reason: "its values have shape [2] but the entry declared [3]"))
-        #expect(directory.contents() == ["lazy.safetensors"])
+        #expect(directory.contents == ["lazy.safetensors"])
     }
 
     @Test func anExistingFileIsNotReplacedUnlessAsked() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let path = directory.file("model.safetensors")
         try SafetensorsWriter.write([.init(name: "v", tensor: Tensor(shape: [1], values: [1]))], to: path)
-        let error = safetensorsRefusal {
+        let error = modelFormatError {
             try SafetensorsWriter.write([.init(name: "v", tensor: Tensor(shape: [1], values: [2]))], to: path)
         }
         #expect(error?.file == path)
@@ -210,38 +210,38 @@ import Testing
 
         try SafetensorsWriter.write([.init(name: "v", tensor: Tensor(shape: [1], values: [2]))], to: path, overwrite: true)
         #expect(try SafetensorsFile(path: path).tensor(named: "v").scalars == [2])
-        #expect(directory.contents() == ["model.safetensors"])
+        #expect(directory.contents == ["model.safetensors"])
     }
 
     @Test func aFailedWriteLeavesNeitherTheFileNorATemporaryBehind() throws {
         struct Interrupted: Error {}
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let path = directory.file("model.safetensors")
         let entries: [SafetensorsWriter.Entry] = [
             .init(name: "first", tensor: Tensor(shape: [1000], repeating: 1)),
             .init(name: "second", shape: [4], dtype: .f32) { throw Interrupted() },
         ]
         #expect(throws: Interrupted.self) { try SafetensorsWriter.write(entries, to: path) }
-        #expect(directory.contents().isEmpty)
+        #expect(directory.contents.isEmpty)
 
         // With overwrite, a failure leaves the previous file as it was.
         try SafetensorsWriter.write([.init(name: "old", tensor: Tensor(shape: [1], values: [7]))], to: path)
         #expect(throws: Interrupted.self) { try SafetensorsWriter.write(entries, to: path, overwrite: true) }
-        #expect(directory.contents() == ["model.safetensors"])
+        #expect(directory.contents == ["model.safetensors"])
         #expect(try SafetensorsFile(path: path).tensorNames == ["old"])
     }
 
     @Test func theWriterRefusesDuplicateReservedAndUnwritableEntries() throws {
-        let directory = try SafetensorsScratch()
+        let directory = try TemporaryDirectory()
         let path = directory.file("bad.safetensors")
         let one = Tensor(shape: [1], values: [1])
-        #expect(safetensorsRefusal { try SafetensorsWriter.write([.init(name: "a", tensor: one), .init(name: "a", tensor: one)], to: path) }
+        #expect(modelFormatError { try SafetensorsWriter.write([.init(name: "a", tensor: one), .init(name: "a", tensor: one)], to: path) }
             == .invalid(file: path, field: "tensor 'a'", reason: "the name appears twice"))
-        #expect(safetensorsField(safetensorsRefusal { try SafetensorsWriter.write([.init(name: "__metadata__", tensor: one)], to: path) })
+        #expect(modelFormatError { try SafetensorsWriter.write([.init(name: "__metadata__", tensor: one)], to: path) }?.field
             == "tensor '__metadata__'")
-        #expect(safetensorsRefusal { try SafetensorsWriter.write([.init(name: "q", tensor: one, dtype: .i8)], to: path) }
+        #expect(modelFormatError { try SafetensorsWriter.write([.init(name: "q", tensor: one, dtype: .i8)], to: path) }
             == .unsupported(file: path, field: "tensor 'q' dtype", reason: "losad writes F32, F16 and BF16 tensors, not I8"))
-        #expect(directory.contents().isEmpty)
+        #expect(directory.contents.isEmpty)
     }
 
     @Test func integerTensorsConvertAndOtherTypesAreRefusedButReadableRaw() throws {
@@ -251,11 +251,11 @@ import Testing
         let file = try SafetensorsFile(path: "ints.safetensors", contents: safetensorsBytes(header: header, data: data))
         #expect(try file.tensor(named: "i").scalars == [-128, -1, 5])
         #expect(try file.tensor(named: "u").scalars == [0, 255])
-        #expect(safetensorsRefusal { _ = try file.tensor(named: "d") }
+        #expect(modelFormatError { _ = try file.tensor(named: "d") }
             == .unsupported(file: "ints.safetensors", field: "tensor 'd' dtype",
                             reason: "losad converts F32, F16, BF16, I8 and U8 tensors to Float32, not F64"))
         #expect(try file.rawBytes(named: "d") == Array(data[5...]))
-        #expect(safetensorsRefusal { _ = try file.tensor(named: "missing") }
+        #expect(modelFormatError { _ = try file.tensor(named: "missing") }
             == .invalid(file: "ints.safetensors", field: "tensor 'missing'", reason: "the file has no tensor of that name"))
     }
 
@@ -272,81 +272,10 @@ import Testing
 
 // MARK: - Helpers shared by the Safetensors tests
 
-/// A fresh folder under the system temporary directory, removed when released.
-final class SafetensorsScratch {
-    let path: String
-
-    init() throws {
-        var template = Array((NSTemporaryDirectory() + "/losad-safetensors-XXXXXX").utf8CString)
-        guard let created = mkdtemp(&template) else { throw CocoaError(.fileWriteUnknown) }
-        path = String(cString: created)
-    }
-
-    func file(_ name: String) -> String { "\(path)/\(name)" }
-
-    /// Names in the folder, hidden ones included, sorted.
-    func contents() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 /// A safetensors file image: the little-endian header length, `header`, then `data`.
 func safetensorsBytes(header: String, data: [UInt8] = []) -> [UInt8] {
     let json = Array(header.utf8)
-    return withUnsafeBytes(of: UInt64(json.count).littleEndian) { Array($0) } + json + data
-}
-
-/// The ModelFormatError `body` throws, or nil (recording an issue) when it
-/// succeeds or throws anything else.
-func safetensorsRefusal(sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> Void) -> ModelFormatError? {
-    do {
-        try body()
-        Issue.record("expected a ModelFormatError, but it succeeded", sourceLocation: sourceLocation)
-    } catch let error as ModelFormatError {
-        return error
-    } catch {
-        Issue.record("expected a ModelFormatError, got \(error)", sourceLocation: sourceLocation)
-    }
-    return nil
-}
-
-/// The little-endian bytes of `words`.
-func safetensorsLittleEndian<Word: FixedWidthInteger>(_ words: [Word]) -> [UInt8] {
-    words.flatMap { word in withUnsafeBytes(of: word.littleEndian) { Array($0) } }
-}
-
-/// Writes `data` to `path`, replacing what is there.
-func safetensorsWriteFile(_ path: String, _ data: Data) throws {
-    try data.write(to: URL(fileURLWithPath: path))
+    return littleEndianBytes([UInt64(json.count)]) + json + data
 }
 
 func safetensorsBits(_ tensor: Tensor) -> [UInt32] { tensor.scalars.map(\.bitPattern) }
-
-/// The field an error names (the operation, for an I/O error).
-func safetensorsField(_ error: ModelFormatError?) -> String? {
-    switch error {
-    case .truncated(_, let field, _, _, _), .invalid(_, let field, _), .unsupported(_, let field, _), .io(_, let field, _):
-        return field
-    case nil:
-        return nil
-    }
-}
-
-/// SplitMix64: a small seeded generator so the tests are reproducible.
-struct SafetensorsTestRandom: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
-}

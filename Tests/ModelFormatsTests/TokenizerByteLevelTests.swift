@@ -88,12 +88,12 @@ import Testing
             Issue.record("a byte-level vocabulary should merge by rank")
             return
         }
-        var random = TokenizerTestRandom(seed: 1)
+        var random = TestRandom(seed: 1)
         var workspace = BPEWorkspace()
         let alphabet = Array("the quick brown fox tokenizer ing ed s, . 1234 é".utf8)
         for _ in 0..<500 {
-            let length = Int(random.next() % 60) + 1
-            let word = (0..<length).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] }
+            let length = random.below(60) + 1
+            let word = (0..<length).map { _ in alphabet[random.below(alphabet.count)] }
             bpe.startSymbols(word[...], vocabulary: tokenizer.vocabulary, into: &workspace.ids)
             let naive = bpe.mergeNaively(workspace.ids)
             var fast: [Int32] = []

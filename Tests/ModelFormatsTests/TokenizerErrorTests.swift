@@ -167,7 +167,7 @@ import Testing
 
     /// Strings that are hard on scanners and merges: control bytes, very long runs, every plane.
     static func awkwardStrings() -> [String] {
-        var random = TokenizerTestRandom(seed: 11)
+        var random = TestRandom(seed: 11)
         var strings = [
             String(repeating: "\u{0}", count: 1000),
             String(repeating: " ", count: 100_000),
@@ -180,7 +180,7 @@ import Testing
             "\r\r\n\n\r", "''''", "'S'LL'Re", "▁▁ ▁", "<0x41><0xZZ>",
         ]
         for _ in 0..<200 {
-            let length = Int(random.next() % 64)
+            let length = random.below(64)
             var scalars = String.UnicodeScalarView()
             for _ in 0..<length {
                 let plane = random.next() % 4

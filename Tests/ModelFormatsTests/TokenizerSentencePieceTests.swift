@@ -80,12 +80,12 @@ import Testing
             Issue.record("a GGUF llama vocabulary should merge by score")
             return
         }
-        var random = TokenizerTestRandom(seed: 3)
+        var random = TestRandom(seed: 3)
         var workspace = BPEWorkspace()
         let alphabet = Array("▁the▁quick▁brown▁fox,.'ing▁ed▁s1234é日".unicodeScalars)
         for _ in 0..<500 {
-            let length = Int(random.next() % 50) + 1
-            let text = String(String.UnicodeScalarView((0..<length).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] }))
+            let length = random.below(50) + 1
+            let text = String(String.UnicodeScalarView((0..<length).map { _ in alphabet[random.below(alphabet.count)] }))
             let bytes = Array(text.utf8)[...]
             var fast: [Int32] = []
             bpe.encode(bytes, vocabulary: tokenizer.vocabulary, workspace: &workspace, into: &fast)

@@ -58,12 +58,12 @@ import Testing
             Issue.record("the demo model should merge by rank")
             return
         }
-        var generator = TokenizerTestRandom(seed: 7)
+        var generator = TestRandom(seed: 7)
         var workspace = BPEWorkspace()
         let alphabet = Array("etaoinshrdlu ETAOIN,.'0123456789é日\n".utf8)
         for _ in 0..<300 {
-            let length = Int(generator.next() % 40) + 1
-            let word = (0..<length).map { _ in alphabet[Int(generator.next() % UInt64(alphabet.count))] }
+            let length = generator.below(40) + 1
+            let word = (0..<length).map { _ in alphabet[generator.below(alphabet.count)] }
             bpe.startSymbols(word[...], vocabulary: tokenizer.vocabulary, into: &workspace.ids)
             let naive = bpe.mergeNaively(workspace.ids)
             var fast: [Int32] = []

@@ -14,18 +14,14 @@ enum TokenizerFixtures {
 
     static func data(_ name: String) throws -> Data { try Data(contentsOf: url(name)) }
 
-    static var repositoryRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    }
-
     /// The demo model (SmolLM2-135M-Instruct, GGUF): `LOSAD_DEMO_MODEL`, else where scripts/fetch-demo-model.sh puts it.
-    static let demoModelPath: String = ProcessInfo.processInfo.environment["LOSAD_DEMO_MODEL"].flatMap { $0.isEmpty ? nil : $0 }
-        ?? repositoryRoot.appendingPathComponent(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+    static let demoModelPath: String = TestReferences.demoModel
+        ?? TestReferences.repositoryRoot.appendingPathComponent(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
 
     static var demoModelExists: Bool { FileManager.default.fileExists(atPath: demoModelPath) }
 
     /// The demo model's tokenizer as tokenizer.json; written (not committed) by the fixture script.
-    static let smolLM2TokenizerJSONPath = repositoryRoot.appendingPathComponent(".cache/tokenizer/smollm2.tokenizer.json").path
+    static let smolLM2TokenizerJSONPath = TestReferences.repositoryRoot.appendingPathComponent(".cache/tokenizer/smollm2.tokenizer.json").path
 
     /// One string and the ids the reference gives it.
     struct Case: Decodable {
@@ -112,20 +108,5 @@ extension GGUFValueType {
 enum GGUFMetadataForTests {
     static func read(path: String) throws -> [String: GGUFValue] {
         try GGUFFile(path: path).metadata.dictionary
-    }
-}
-
-/// SplitMix64, for reproducible random test strings.
-struct TokenizerTestRandom: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,10 +1,10 @@
 /// Q4_K: a 256-value super-block of eight 32-value groups, 4-bit codes, each
 /// group with a 6-bit scale and a 6-bit min under binary16 d and dmin.
 ///
-/// Spec: ggml `block_q4_K` (ggml-common.h), `get_scale_min_k4` and
-/// `dequantize_row_q4_K` (ggml-quants.c). Each 64 values read 32 code bytes:
-/// low nibbles for group 2c, high nibbles for group 2c+1;
-/// value = (d * sc) * q - (dmin * m), rounded after each operation.
+/// Spec: ggml `block_q4_K` (ggml-common.h) and `dequantize_row_q4_K`
+/// (ggml-quants.c); scales and mins unpack as in KQuantScales.swift. Each 64
+/// values read 32 code bytes: low nibbles for group 2c, high nibbles for group
+/// 2c+1; value = (d * sc) * q - (dmin * m), rounded after each operation.
 enum Q4_K: BlockDecoder {
     static let type = GGMLType.q4_K
     static let fields: [(name: String, bytes: Int)] = [("d", 2), ("dmin", 2), ("scales", 12), ("qs", 128)]
@@ -22,10 +22,8 @@ enum Q4_K: BlockDecoder {
             let dmin = loadHalf(block, dminOffset)
             let out = y + i * n
             for c in 0..<4 {
-                let (sc1, m1) = kQuantScaleAndMin(block + scalesOffset, 2 * c)
-                let (sc2, m2) = kQuantScaleAndMin(block + scalesOffset, 2 * c + 1)
-                let d1 = d * Float(sc1), min1 = dmin * Float(m1)
-                let d2 = d * Float(sc2), min2 = dmin * Float(m2)
+                let (d1, min1) = kQuantStepAndOffset(block + scalesOffset, 2 * c, d: d, dmin: dmin)
+                let (d2, min2) = kQuantStepAndOffset(block + scalesOffset, 2 * c + 1, d: d, dmin: dmin)
                 for l in 0..<32 {
                     let byte = loadByte(block, qsOffset + 32 * c + l)
                     out[64 * c + l] = d1 * Float(byte & 0x0F) - min1
@@ -43,10 +41,8 @@ enum Q4_K: BlockDecoder {
             let dmin = loadHalf(block, dminOffset)
             let out = y + i * n
             for c in 0..<4 {
-                let (sc1, m1) = kQuantScaleAndMin(block + scalesOffset, 2 * c)
-                let (sc2, m2) = kQuantScaleAndMin(block + scalesOffset, 2 * c + 1)
-                let d1 = d * Float(sc1), min1 = dmin * Float(m1)
-                let d2 = d * Float(sc2), min2 = dmin * Float(m2)
+                let (d1, min1) = kQuantStepAndOffset(block + scalesOffset, 2 * c, d: d, dmin: dmin)
+                let (d2, min2) = kQuantStepAndOffset(block + scalesOffset, 2 * c + 1, d: d, dmin: dmin)
                 for h in 0..<2 {
                     let qs = loadBytes16(block, qsOffset + 32 * c + 16 * h)
                     store(floats(qs & 0x0F) * d1 - min1, out + 64 * c + 16 * h)
@@ -55,19 +51,4 @@ enum Q4_K: BlockDecoder {
             }
         }
     }
-}
-
-/// Group j's 6-bit scale and min from the 12 packed bytes of Q4_K and Q5_K
-/// (ggml's get_scale_min_k4): groups 0–3 keep theirs in the low six bits of
-/// bytes j and j + 4; groups 4–7 take four bits from byte j + 4 and the top
-/// two bits of bytes j - 4 and j.
-@inline(__always)
-func kQuantScaleAndMin(_ scales: UnsafeRawPointer, _ j: Int) -> (scale: UInt8, min: UInt8) {
-    if j < 4 {
-        return (loadByte(scales, j) & 63, loadByte(scales, j + 4) & 63)
-    }
-    let packed = loadByte(scales, j + 4)
-    let scale = (packed & 0x0F) | (loadByte(scales, j - 4) >> 6) << 4
-    let min = (packed >> 4) | (loadByte(scales, j) >> 6) << 4
-    return (scale, min)
 }

@@ -23,10 +23,8 @@ enum Q5_K: BlockDecoder {
             let dmin = loadHalf(block, dminOffset)
             let out = y + i * n
             for c in 0..<4 {
-                let (sc1, m1) = kQuantScaleAndMin(block + scalesOffset, 2 * c)
-                let (sc2, m2) = kQuantScaleAndMin(block + scalesOffset, 2 * c + 1)
-                let d1 = d * Float(sc1), min1 = dmin * Float(m1)
-                let d2 = d * Float(sc2), min2 = dmin * Float(m2)
+                let (d1, min1) = kQuantStepAndOffset(block + scalesOffset, 2 * c, d: d, dmin: dmin)
+                let (d2, min2) = kQuantStepAndOffset(block + scalesOffset, 2 * c + 1, d: d, dmin: dmin)
                 let u1: UInt8 = 1 << UInt8(2 * c), u2: UInt8 = 2 << UInt8(2 * c)
                 for l in 0..<32 {
                     let byte = loadByte(block, qsOffset + 32 * c + l)
@@ -48,10 +46,8 @@ enum Q5_K: BlockDecoder {
             let dmin = loadHalf(block, dminOffset)
             let out = y + i * n
             for c in 0..<4 {
-                let (sc1, m1) = kQuantScaleAndMin(block + scalesOffset, 2 * c)
-                let (sc2, m2) = kQuantScaleAndMin(block + scalesOffset, 2 * c + 1)
-                let d1 = d * Float(sc1), min1 = dmin * Float(m1)
-                let d2 = d * Float(sc2), min2 = dmin * Float(m2)
+                let (d1, min1) = kQuantStepAndOffset(block + scalesOffset, 2 * c, d: d, dmin: dmin)
+                let (d2, min2) = kQuantStepAndOffset(block + scalesOffset, 2 * c + 1, d: d, dmin: dmin)
                 for h in 0..<2 {
                     let qs = loadBytes16(block, qsOffset + 32 * c + 16 * h)
                     let qh = loadBytes16(block, qhOffset + 16 * h) &>> UInt8(2 * c)
