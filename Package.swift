@@ -55,6 +55,7 @@ let package = Package(
             dependencies: [
                 "Kernels",
                 "ModelFormats",
+                "Transformer",
                 "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -73,7 +74,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LosadTests",
-            dependencies: ["losad"]
+            dependencies: ["losad", "ModelFormats", "Transformer"]
         ),
         .testTarget(
             name: "ModelFormatsTests",

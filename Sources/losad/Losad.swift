@@ -11,6 +11,6 @@ struct Losad: ParsableCommand {
         commandName: "losad",
         abstract: "Compress language models on this machine with LoSA (dynamic low-rank sparse adaptation).",
         version: version,
-        subcommands: [VersionCommand.self, InspectCommand.self]
+        subcommands: [VersionCommand.self, InspectCommand.self, EvalCommand.self, GenerateCommand.self]
     )
 }

@@ -1,5 +1,7 @@
 import Foundation
 import Testing
+import ModelFormats
+import Transformer
 @testable import losad
 
 /// The `losad` executable as users run it: exit codes, output, errors.
@@ -77,5 +79,76 @@ import Testing
         #expect(result.error.hasPrefix("losad inspect: \(path):") && result.error.contains("truncated"), "\(result.error)")
         let missing = try Self.run(["inspect", path + ".nope"])
         #expect(missing.status == 1 && missing.error.contains("no such file or folder"))
+    }
+}
+
+// MARK: - eval and generate
+
+extension CommandTests {
+    /// The tiny LLaMA fixture folder of the Transformer tests.
+    static var tinyLLaMA: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("TransformerTests/Fixtures/tiny-llama").path
+    }
+
+    static func temporaryText(_ text: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("eval-\(UUID().uuidString).txt").path
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    @Test func evalReportsThePerplexityTheDecoderComputesOnTheSameTokens() throws {
+        let text = String(repeating: "the quick brown fox jumps over the lazy dog, and then it sleeps. ", count: 8)
+        let path = try Self.temporaryText(text)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try Self.run(["eval", Self.tinyLLaMA, "--text", path, "--ctx", "16", "--json"])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+        let perplexity = try #require(report["perplexity"] as? Double)
+
+        let checkpoint = try Checkpoint.open(Self.tinyLLaMA)
+        let tokens = checkpoint.tokenizer.encode(text, addSpecialTokens: false)
+        let expected = try Decoder(checkpoint: checkpoint).perplexity(of: tokens, windowLength: 16)
+        #expect(perplexity.isFinite && abs(perplexity - expected.perplexity) <= 1e-9 * expected.perplexity)
+        #expect(report["tokens"] as? Int == tokens.count && report["windows"] as? Int == tokens.count / 16)
+        #expect(report["predictedTokens"] as? Int == expected.predictedTokens)
+        #expect((report["tokensPerSecond"] as? Double ?? 0) > 0 && report["seconds"] is Double && report["meanNLL"] is Double)
+
+        let plain = try Self.run(["eval", Self.tinyLLaMA, "--text", path, "--ctx", "16"])
+        #expect(plain.status == 0 && plain.output.contains("perplexity:"))
+    }
+
+    @Test func evalRefusesAMissingFileAndATextShorterThanOneWindowWithASentence() throws {
+        let missing = try Self.run(["eval", Self.tinyLLaMA, "--text", "/nonexistent/eval.txt"])
+        #expect(missing.status == 1)
+        #expect(missing.error.hasPrefix("losad eval: cannot read the text file /nonexistent/eval.txt"), "\(missing.error)")
+
+        let path = try Self.temporaryText("a few words")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let short = try Self.run(["eval", Self.tinyLLaMA, "--text", path, "--ctx", "512"])
+        #expect(short.status == 1)
+        #expect(short.error.hasPrefix("losad eval: ") && short.error.contains("do not fill one window of 512"), "\(short.error)")
+    }
+
+    @Test func generateIsDeterministicAtTemperatureZeroAndPerSeedWhenSampling() throws {
+        let greedy = try Self.run(["generate", Self.tinyLLaMA, "--prompt", "the quick", "--max-tokens", "8"])
+        #expect(greedy.status == 0, "\(greedy.error)")
+        let again = try Self.run(["generate", Self.tinyLLaMA, "--prompt", "the quick", "--max-tokens", "8"])
+        #expect(again.output == greedy.output)
+        let arguments = ["generate", Self.tinyLLaMA, "--prompt", "the quick", "--max-tokens", "8",
+                         "--temperature", "1.2", "--top-p", "0.9", "--seed", "3"]
+        let sampled = try Self.run(arguments)
+        let resampled = try Self.run(arguments)
+        #expect(sampled.status == 0 && resampled.output == sampled.output)
+
+        let invalid = try Self.run(["generate", Self.tinyLLaMA, "--prompt", "x", "--top-p", "0"])
+        #expect(invalid.status != 0 && invalid.error.contains("--top-p"))
+    }
+
+    @Test(.enabled(if: demoModel != nil, "set LOSAD_DEMO_MODEL (scripts/prepare-test-references.sh prints it)"))
+    func generateContinuesTheDemoPromptWithParis() throws {
+        let model = try #require(Self.demoModel)
+        let result = try Self.run(["generate", model, "--prompt", "The capital of France is", "--max-tokens", "3"])
+        #expect(result.status == 0 && result.output.hasPrefix(" Paris"), "\(result.output) \(result.error)")
     }
 }
