@@ -12,7 +12,7 @@ import Testing
 
     @Test func aFileTheReferenceWriterWroteReadsBackExactly() throws {
         let fixtures = try #require(Bundle.module.resourceURL).appendingPathComponent("Fixtures/gguf")
-        let path = fixtures.appendingPathComponent("reference.gguf").path
+        let path = fixtures.appendingPathComponent("reference.gguf-fixture").path
         try #require(FileManager.default.fileExists(atPath: path),
                      "the fixture is missing: regenerate it with scripts/fixtures/gguf_make_fixture.py (and note that .gitignore ignores *.gguf)")
         let expected = try jsonObject(Data(contentsOf: fixtures.appendingPathComponent("reference.expected.json")))
