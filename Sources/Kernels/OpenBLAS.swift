@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CBLAS
 import Foundation
+import Logging
 
 /// OpenBLAS, opened at run time with the best kernel set for this CPU.
 ///
@@ -113,7 +114,17 @@ public final class OpenBLAS: @unchecked Sendable {
         var errors: [String] = []
         for name in candidateNames {
             if let handle = dlopen(name, RTLD_NOW | RTLD_GLOBAL) {
-                return try OpenBLAS(libraryName: name, handle: handle, coreChoice: choice)
+                let blas = try OpenBLAS(libraryName: name, handle: handle, coreChoice: choice)
+                let how: String
+                switch choice {
+                case .user(let core): how = "OPENBLAS_CORETYPE=\(core) set by the user"
+                case .detected(let core): how = "\(core) chosen from the CPU features"
+                case .library: how = "chosen by OpenBLAS"
+                }
+                Logger(label: "losad.kernels").info(
+                    "OpenBLAS runs its \(blas.coreName) kernels on \(blas.threadCount) threads (\(how))",
+                    metadata: ["library": "\(name)"])
+                return blas
             }
             errors.append(dlerror().map { String(cString: $0) } ?? name)
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Kernels
 import Logging
 
@@ -13,4 +14,16 @@ struct Losad: ParsableCommand {
         version: version,
         subcommands: [VersionCommand.self, InspectCommand.self, EvalCommand.self, GenerateCommand.self]
     )
+
+    /// Logs go to standard error, at `LOSAD_LOG_LEVEL` (trace … critical; default notice),
+    /// so that a command's output on standard output stays clean for scripts.
+    static func main() {
+        let level = ProcessInfo.processInfo.environment["LOSAD_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .notice
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        main(nil)
+    }
 }

@@ -2,7 +2,6 @@ import ArgumentParser
 import CSystemd
 import Foundation
 import Kernels
-import Logging
 
 /// `losad version`: what this build is and which compute paths it uses here.
 struct VersionCommand: ParsableCommand {
@@ -28,12 +27,10 @@ struct VersionCommand: ParsableCommand {
     }
 
     func run() throws {
-        let log = Logger(label: "losad")
         let blas: OpenBLAS
         do { blas = try Kernels.prepare() } catch {
             throw ValidationError("\(error)")
         }
-        log.debug("OpenBLAS ready", metadata: ["core": "\(blas.coreName)", "threads": "\(blas.threadCount)"])
         let cpu = CPUFeatures.current
         let choice: String
         switch blas.coreChoice {

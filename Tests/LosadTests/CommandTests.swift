@@ -42,6 +42,16 @@ import Transformer
         #expect((report["openblasCoreChoice"] as? String)?.contains(core) == true)
     }
 
+    @Test func theKernelInUseIsLoggedToStandardErrorAtInfoLevel() throws {
+        let result = try Self.run(["version", "--json"], environment: ["LOSAD_LOG_LEVEL": "info"])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+        let core = try #require(report["openblasCore"] as? String)
+        #expect(result.error.contains("OpenBLAS runs its \(core) kernels on"), "\(result.error)")
+        let quiet = try Self.run(["version", "--json"])
+        #expect(!quiet.error.contains("OpenBLAS runs"), "the default level keeps standard error quiet")
+    }
+
     @Test func aCoreTypeTheUserSetWins() throws {
         let result = try Self.run(["version", "--json"], environment: ["OPENBLAS_CORETYPE": "Haswell"])
         #expect(result.status == 0, "\(result.error)")
