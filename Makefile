@@ -6,7 +6,7 @@ SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 PYTHON ?= python3
 
-.PHONY: all deps build release test demo demo-model bench-kernels clean
+.PHONY: all deps build release test demo demo-model bench-kernels bench-engine clean
 
 all: build
 
@@ -37,6 +37,10 @@ demo: release demo-model
 ## bench-kernels: sgemm and element-wise throughput, side by side with numpy
 bench-kernels: release
 	@bash scripts/bench-kernels.sh
+
+## bench-engine: forward and LoRA training-step tokens/s and peak RSS on the demo model, side by side with PyTorch
+bench-engine: release demo-model
+	@bash scripts/bench-engine.sh
 
 clean:
 	rm -rf .build

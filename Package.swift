@@ -67,6 +67,12 @@ let package = Package(
             path: "Benchmarks/KernelsBenchmark",
             swiftSettings: nativeCodegen
         ),
+        .executableTarget(
+            name: "EngineBenchmark",
+            dependencies: ["Transformer", "ModelFormats", "Kernels"],
+            path: "Benchmarks/EngineBenchmark",
+            swiftSettings: nativeCodegen
+        ),
         .testTarget(
             name: "KernelsTests",
             dependencies: ["Kernels"],
