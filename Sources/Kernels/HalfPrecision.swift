@@ -77,6 +77,7 @@ extension Tensor {
     public init(shape: [Int], float16Bits: [UInt16]) {
         precondition(float16Bits.count == Tensor.elementCount(shape), "\(float16Bits.count) values for shape \(shape)")
         self.init(zeros: shape)
+        guard count > 0 else { return }
         let destination = pointer
         float16Bits.withUnsafeBufferPointer { convertFloat16ToFloat32($0.baseAddress!, destination, count: $0.count) }
     }
@@ -85,6 +86,7 @@ extension Tensor {
     public init(shape: [Int], bfloat16Bits: [UInt16]) {
         precondition(bfloat16Bits.count == Tensor.elementCount(shape), "\(bfloat16Bits.count) values for shape \(shape)")
         self.init(zeros: shape)
+        guard count > 0 else { return }
         let destination = pointer
         bfloat16Bits.withUnsafeBufferPointer { convertBFloat16ToFloat32($0.baseAddress!, destination, count: $0.count) }
     }
@@ -92,7 +94,7 @@ extension Tensor {
     /// The values as binary16 bit patterns.
     public var float16Bits: [UInt16] {
         [UInt16](unsafeUninitializedCapacity: count) { buffer, initialized in
-            convertFloat32ToFloat16(pointer, buffer.baseAddress!, count: count)
+            if count > 0 { convertFloat32ToFloat16(pointer, buffer.baseAddress!, count: count) }
             initialized = count
         }
     }
@@ -100,7 +102,7 @@ extension Tensor {
     /// The values as bfloat16 bit patterns.
     public var bfloat16Bits: [UInt16] {
         [UInt16](unsafeUninitializedCapacity: count) { buffer, initialized in
-            convertFloat32ToBFloat16(pointer, buffer.baseAddress!, count: count)
+            if count > 0 { convertFloat32ToBFloat16(pointer, buffer.baseAddress!, count: count) }
             initialized = count
         }
     }

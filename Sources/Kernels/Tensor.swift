@@ -65,6 +65,7 @@ public struct Tensor: @unchecked Sendable {
         precondition(values.count == Tensor.elementCount(shape),
                      "\(values.count) values for shape \(shape)")
         self.init(zeros: shape)
+        guard count > 0 else { return }
         values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: count) }
     }
 

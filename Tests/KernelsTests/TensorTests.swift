@@ -8,6 +8,14 @@ import Testing
         Tensor(shape: [2, 3, 4], values: (0..<24).map(Float.init))
     }
 
+    @Test func emptyTensorsConvertWithoutTouchingMemory() {
+        for shape in [[0], [3, 0], [0, 5]] {
+            #expect(Tensor(shape: shape, values: []).count == 0)
+            #expect(Tensor(shape: shape, float16Bits: []).float16Bits.isEmpty)
+            #expect(Tensor(shape: shape, bfloat16Bits: []).bfloat16Bits.isEmpty)
+        }
+    }
+
     @Test func newStorageIsZeroedAndAlignedForVectors() {
         let t = Tensor(zeros: [7, 13])
         #expect(t.count == 91 && t.rank == 2 && t.rowCount == 7 && t.rowLength == 13)
