@@ -200,13 +200,7 @@ public struct GGUFWriter: Sendable {
 
     /// Fails before anything is written when the `quantize` dispatch cannot encode `type`.
     private func checkEncodable(_ type: GGMLType, field: String, file: String) throws {
-        let zeros = [Float](repeating: 0, count: type.blockSize)
-        var block = [UInt8](repeating: 0, count: type.bytesPerBlock)
-        do {
-            try zeros.withUnsafeBufferPointer { values in
-                try block.withUnsafeMutableBytes { try quantize(type, from: values.baseAddress!, count: type.blockSize, into: $0) }
-            }
-        } catch {
+        guard type.canQuantize else {
             throw ModelFormatError.unsupported(file: file, field: field, reason: "losad cannot encode Float32 values as \(type) yet")
         }
     }
