@@ -50,12 +50,18 @@ let package = Package(
             dependencies: ["Kernels", "ModelFormats"],
             swiftSettings: nativeCodegen
         ),
+        .target(
+            name: "Compression",
+            dependencies: ["Kernels", "ModelFormats", "Transformer"],
+            swiftSettings: nativeCodegen
+        ),
         .executableTarget(
             name: "losad",
             dependencies: [
                 "Kernels",
                 "ModelFormats",
                 "Transformer",
+                "Compression",
                 "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -71,6 +77,11 @@ let package = Package(
             name: "EngineBenchmark",
             dependencies: ["Transformer", "ModelFormats", "Kernels"],
             path: "Benchmarks/EngineBenchmark",
+            swiftSettings: nativeCodegen
+        ),
+        .testTarget(
+            name: "CompressionTests",
+            dependencies: ["Compression", "Transformer", "Kernels", "ModelFormats"],
             swiftSettings: nativeCodegen
         ),
         .testTarget(
