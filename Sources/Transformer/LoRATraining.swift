@@ -4,35 +4,45 @@ import ModelFormats
 // Backward of the next-token cross-entropy through the decoder, to the sparse-LoRA adapters only
 // (base weights frozen: no gradient buffers for them).
 //
-// Activation memory: per-layer recomputation (gradient checkpointing at layer boundaries). Forward
-// keeps only each layer's input x_l [N, C] (L + 1 of them); backward reruns one layer's forward,
-// saving that layer's intermediates into one layer-sized set of buffers, then differentiates it
-// (the last layer's are still there from the forward, so it is not rerun).
+// Activation memory (`LoRATrainingWorkspace.ActivationPolicy`): forward keeps each layer's input
+// x_l [N, C] (L + 1 of them) and, by default, every layer's intermediates (`.store`); with
+// `.recompute` it keeps one layer's intermediates and backward reruns each layer's forward from its
+// input first (gradient checkpointing at layer boundaries).
 //
-// Measured on SmolLM2-135M (dequantised to Float32, L = 30, C = 576, F = 1536), T = 256, rank 8,
-// dropout 0.1, release build, 2 cores: training workspace 72 MB at B = 1 and 183 MB at B = 4
-// (73 MB of it the 31 layer inputs), peak RSS 807 MB with the 540 MB model; step 5.6 s (B = 1) and
-// 20.9 s (B = 4, 49 tokens/s), of which the recomputed forward is one adapted forward, 1.6 s / 5.3 s
-// (≈ 26%). Storing every layer's intermediates instead needs N·(3C + 2·H·D + 2·Hkv·D + 3F + 2)
-// ≈ 7.9K floats per token per layer: 32 MB per layer at B = 4, ≈ 970 MB for 30 layers (1.25 GB with
-// the attention probabilities). A quarter of the step time is worth less here than ~0.8 GB on a
-// device that also holds the model, so we recompute.
-//
-// The step is dominated by full-size GEMMs: with dropout each projection costs 2 (forward) + 2
-// (recomputed forward) + 3 (dX through W, dX through ΔW, G = dYᵀ·x_d) products of its size, against
-// 1 + 1 + 2 without dropout (W + ΔW fused): 11.7 s instead of 20.9 s at B = 4 (the plain inference
-// forward takes 2.6 s).
+// Why `.store` is the default — measured on SmolLM2-135M (Float32, L = 30, C = 576, F = 1536),
+// B = 4 × T = 256, rank 8, dropout 0.1, release, 2 cores (`make bench-engine`): the step is made of
+// full-size GEMMs, and with dropout each projection costs 2 products in forward (x·Wᵀ and
+// dropout(x)·ΔWᵀ cannot be fused) and 3 in backward (dX through W, dX through ΔW, G = dYᵀ·x_d).
+// Recomputation adds the 2 forward products again: 7 instead of 5, and the recompute policy ran at
+// 0.83× PyTorch's training step. Storing costs N·(3C + 2·H·D + 2·Hkv·D + 3F + 2) ≈ 7.9K floats per
+// token per layer: 32 MB per layer at B·T = 1024, ≈ 0.97 GB for 30 layers — PyTorch keeps all of
+// that and more (its RSS for the same step is 4.7–6 GB). `.recompute` stays available for
+// machines where the memory matters more than a third of the step time.
 
-/// The buffers of one training step over a [B, T] batch: layer inputs, one layer's saved
-/// intermediates, their gradients, and adapter scratch — named views of one allocation sized by
+/// The buffers of one training step over a [B, T] batch: layer inputs, the saved intermediates
+/// (every layer's under `.store`, one layer's under `.recompute`), their gradients, and adapter scratch — named views of one allocation sized by
 /// `LoRATrainingWorkspace.shapes(config:batch:tokens:chunkRows:)`.
 ///
-/// Shapes (N = B·T): layerInputs [L + 1, N, C]; hidden, dHidden, dX, residual, normed1, normed2,
-/// xMid, dNormed [N, C]; rrms1, rrms2 [N]; query, attention, dQuery, dAttention [N, H·D];
-/// key, value, dKey, dValue [N, Hkv·D]; gate, up, hidden2, dHidden2, dGate, dUp [N, F];
+/// Shapes (N = B·T, L' = L under `.store`, 1 under `.recompute`): layerInputs [L + 1, N, C];
+/// normed1, normed2, xMid [L', N, C]; rrms1, rrms2 [L', N]; query, attention [L', N, H·D];
+/// key, value [L', N, Hkv·D]; gate, up, hidden2 [L', N, F]; hidden, dHidden, dX, residual, dNormed [N, C];
+/// dQuery, dAttention [N, H·D]; dKey, dValue [N, Hkv·D]; dHidden2, dGate, dUp [N, F];
 /// probabilities, dProbabilities, dScores [H/Hkv, T, T]; delta, dDelta [max out·in];
 /// xDrop [N, max(C, F, H·D)]; logits [chunkRows, V]; normScratch [C].
 public final class LoRATrainingWorkspace {
+    /// What forward keeps for backward (see the top of this file).
+    public enum ActivationPolicy: String, Sendable, CaseIterable {
+        /// Every layer's intermediates: backward runs no forward again.
+        case store
+        /// One layer's intermediates: backward reruns each layer's forward from its saved input.
+        case recompute
+    }
+
+    /// The intermediates one layer's backward reads, saved per layer under `.store`.
+    static let savedNames: Set<String> = ["normed1", "rrms1", "query", "key", "value", "attention", "xMid",
+                                          "normed2", "rrms2", "gate", "up", "hidden2"]
+
+    public let policy: ActivationPolicy
     public let batchCapacity: Int
     public let tokens: Int
     /// Rows of logits the loss materialises at once.
@@ -45,7 +55,8 @@ public final class LoRATrainingWorkspace {
     let rotary: RotaryTable
 
     /// The named buffer shapes of a workspace: the one function that sizes it.
-    public static func shapes(config c: ModelConfig, batch: Int, tokens t: Int, chunkRows: Int) -> [(String, [Int])] {
+    public static func shapes(config c: ModelConfig, batch: Int, tokens t: Int, chunkRows: Int,
+                              policy: ActivationPolicy = .store) -> [(String, [Int])] {
         let n = batch * t, hd = c.headCount * c.headDim, kvd = c.kvHeadCount * c.headDim
         let largestDelta = SparseLoRA.Projection.allCases.map { SparseLoRA.shape(of: $0, config: c) }
             .map { $0.out * $0.in }.max()!
@@ -62,13 +73,16 @@ public final class LoRATrainingWorkspace {
         shapes += [("delta", [largestDelta]), ("dDelta", [largestDelta]),
                    ("xDrop", [n, max(c.hiddenSize, c.ffnSize, hd)]),
                    ("logits", [min(chunkRows, n), c.vocabSize]), ("normScratch", [c.hiddenSize])]
-        return shapes
+        // Saved intermediates get a leading layer axis: L of them stored, or the one being differentiated.
+        let copies = policy == .store ? c.layerCount : 1
+        return shapes.map { savedNames.contains($0.0) ? ($0.0, [copies] + $0.1) : $0 }
     }
 
     /// Buffers for `batch` windows of `tokens` tokens of a decoder with `weights`.
-    public init(weights: DecoderWeights, batch: Int, tokens: Int, chunkRows: Int = 128) {
+    public init(weights: DecoderWeights, batch: Int, tokens: Int, chunkRows: Int = 128, policy: ActivationPolicy = .store) {
         precondition(batch > 0 && tokens > 0 && chunkRows > 0, "training workspace: batch \(batch) × \(tokens) tokens, chunks of \(chunkRows)")
-        let shapes = LoRATrainingWorkspace.shapes(config: weights.config, batch: batch, tokens: tokens, chunkRows: chunkRows)
+        let shapes = LoRATrainingWorkspace.shapes(config: weights.config, batch: batch, tokens: tokens, chunkRows: chunkRows,
+                                                  policy: policy)
         let offsets = shapes.reduce(into: [0]) { offsets, entry in
             offsets.append(offsets.last! + (entry.1.reduce(1, *) + 15) / 16 * 16)
         }
@@ -77,6 +91,7 @@ public final class LoRATrainingWorkspace {
         for (entry, offset) in zip(shapes, offsets) { views[entry.0] = Tensor(shape: entry.1, storage: storage, offset: offset) }
         self.views = views
         layerInputs = views["layerInputs"]!
+        self.policy = policy
         batchCapacity = batch
         self.tokens = tokens
         self.chunkRows = chunkRows
@@ -87,9 +102,15 @@ public final class LoRATrainingWorkspace {
 
     /// The first `rows` rows of a named buffer (all of it for buffers not in rows of N).
     func callAsFunction(_ name: String, rows: Int? = nil) -> Tensor {
+        precondition(!Self.savedNames.contains(name), "training workspace: \(name) is saved per layer")
         let view = views[name]!
         guard let rows else { return view }
         return view.slice(0..<rows)
+    }
+
+    /// The first `rows` rows of layer l's saved intermediate `name` (the single copy under `.recompute`).
+    func saved(_ name: String, layer l: Int, rows: Int) -> Tensor {
+        views[name]![policy == .store ? l : 0].slice(0..<rows)
     }
 }
 
@@ -109,17 +130,18 @@ enum AdaptedDecoderLayer {
                         residual x: Tensor, batch: Int, adapters: SparseLoRA?, workspace w: LoRATrainingWorkspace) {
         let n = batch * w.tokens, epsilon = Float(c.rmsNormEpsilon)
         let h = c.headCount, hkv = c.kvHeadCount, d = c.headDim, t = w.tokens
-        let normed1 = w("normed1", rows: n), normed2 = w("normed2", rows: n)
-        let query = w("query", rows: n), key = w("key", rows: n), value = w("value", rows: n)
-        let attention = w("attention", rows: n), xMid = w("xMid", rows: n)
-        let gate = w("gate", rows: n), up = w("up", rows: n), hidden2 = w("hidden2", rows: n)
+        func saved(_ name: String) -> Tensor { w.saved(name, layer: l, rows: n) }
+        let normed1 = saved("normed1"), normed2 = saved("normed2")
+        let query = saved("query"), key = saved("key"), value = saved("value")
+        let attention = saved("attention"), xMid = saved("xMid")
+        let gate = saved("gate"), up = saved("up"), hidden2 = saved("hidden2")
         let delta = w("delta"), xDrop = w("xDrop", rows: n)
         func project(_ input: Tensor, _ p: SparseLoRA.Projection, bias: Tensor?, into y: Tensor, accumulate: Bool = false) {
             AdaptedProjection.forward(input, weight: SparseLoRA.weight(weights, p), bias: bias, into: y, accumulate: accumulate,
                                       adapters: adapters, layer: l, projection: p, delta: delta, xDrop: xDrop)
         }
 
-        rmsNorm(x, weight: weights.attentionNorm, epsilon: epsilon, into: normed1, reciprocalRMS: w("rrms1", rows: n))
+        rmsNorm(x, weight: weights.attentionNorm, epsilon: epsilon, into: normed1, reciprocalRMS: saved("rrms1"))
         project(normed1, .query, bias: weights.queryBias, into: query)
         project(normed1, .key, bias: weights.keyBias, into: key)
         project(normed1, .value, bias: weights.valueBias, into: value)
@@ -137,7 +159,7 @@ enum AdaptedDecoderLayer {
         project(attention, .attentionOutput, bias: nil, into: x, accumulate: true)
         xMid.assign(x)
 
-        rmsNorm(x, weight: weights.ffnNorm, epsilon: epsilon, into: normed2, reciprocalRMS: w("rrms2", rows: n))
+        rmsNorm(x, weight: weights.ffnNorm, epsilon: epsilon, into: normed2, reciprocalRMS: saved("rrms2"))
         project(normed2, .gate, bias: nil, into: gate)
         project(normed2, .up, bias: nil, into: up)
         swigluForward(gate: gate.pointer, up: up.pointer, out: hidden2.pointer, count: gate.count)
@@ -157,6 +179,7 @@ enum AdaptedDecoderLayer {
         let h = c.headCount, hkv = c.kvHeadCount, d = c.headDim, t = w.tokens
         let delta = w("delta"), dDelta = w("dDelta"), xDrop = w("xDrop", rows: n)
         let dNormed = w("dNormed", rows: n), normScratch = w("normScratch")
+        func saved(_ name: String) -> Tensor { w.saved(name, layer: l, rows: n) }
         func projectBackward(_ dY: Tensor, _ input: Tensor, _ p: SparseLoRA.Projection, dInput: Tensor) {
             AdaptedProjection.backward(dY, x: input, weight: SparseLoRA.weight(weights, p), dX: dInput,
                                        adapters: adapters, layer: l, projection: p,
@@ -166,22 +189,22 @@ enum AdaptedDecoderLayer {
         // x_out = xMid + hidden2·W_downᵀ: dXMid = dX (residual) + rmsNorm'(gate/up branch).
         let dHidden2 = w("dHidden2", rows: n), dGate = w("dGate", rows: n), dUp = w("dUp", rows: n)
         dHidden2.zero(); dGate.zero(); dUp.zero(); dNormed.zero()
-        projectBackward(dX, w("hidden2", rows: n), .down, dInput: dHidden2)
+        projectBackward(dX, saved("hidden2"), .down, dInput: dHidden2)
         // hidden2 = silu(gate) ⊙ up
-        swigluBackward(dHidden2, gate: w("gate", rows: n), up: w("up", rows: n), dGate: dGate, dUp: dUp)
-        let normed2 = w("normed2", rows: n)
+        swigluBackward(dHidden2, gate: saved("gate"), up: saved("up"), dGate: dGate, dUp: dUp)
+        let normed2 = saved("normed2")
         projectBackward(dGate, normed2, .gate, dInput: dNormed)
         projectBackward(dUp, normed2, .up, dInput: dNormed)
         // normed2 = rmsNorm(xMid): dX += rmsNorm'ᵀ · dNormed (the norm weight is frozen: its gradient goes to scratch).
-        rmsNormBackward(dNormed, x: w("xMid", rows: n), weight: weights.ffnNorm, reciprocalRMS: w("rrms2", rows: n),
+        rmsNormBackward(dNormed, x: saved("xMid"), weight: weights.ffnNorm, reciprocalRMS: saved("rrms2"),
                         epsilon: epsilon, dX: dX, dWeight: normScratch)
 
         // xMid = x_in + attention·W_oᵀ
         let dAttention = w("dAttention", rows: n), dQuery = w("dQuery", rows: n)
         let dKey = w("dKey", rows: n), dValue = w("dValue", rows: n)
         dAttention.zero(); dQuery.zero(); dKey.zero(); dValue.zero(); dNormed.zero()
-        projectBackward(dX, w("attention", rows: n), .attentionOutput, dInput: dAttention)
-        let query = w("query", rows: n), key = w("key", rows: n), value = w("value", rows: n)
+        projectBackward(dX, saved("attention"), .attentionOutput, dInput: dAttention)
+        let query = saved("query"), key = saved("key"), value = saved("value")
         for b in 0..<batch {
             attendBackward(query: query.pointer + b * t * h * d, key: key.pointer + b * t * hkv * d,
                            value: value.pointer + b * t * hkv * d, dOut: dAttention.pointer + b * t * h * d,
@@ -197,12 +220,12 @@ enum AdaptedDecoderLayer {
                                     positions: positions.baseAddress!, table: w.rotary, layout: layout)
         }
         // q', k', v = proj(normed1) (+ constant biases)
-        let normed1 = w("normed1", rows: n)
+        let normed1 = saved("normed1")
         projectBackward(dQuery, normed1, .query, dInput: dNormed)
         projectBackward(dKey, normed1, .key, dInput: dNormed)
         projectBackward(dValue, normed1, .value, dInput: dNormed)
         // normed1 = rmsNorm(x_in): dX (the residual's dXMid) += rmsNorm'ᵀ · dNormed
-        rmsNormBackward(dNormed, x: xIn, weight: weights.attentionNorm, reciprocalRMS: w("rrms1", rows: n),
+        rmsNormBackward(dNormed, x: xIn, weight: weights.attentionNorm, reciprocalRMS: saved("rrms1"),
                         epsilon: epsilon, dX: dX, dWeight: normScratch)
     }
 
@@ -290,9 +313,9 @@ extension Decoder {
                         epsilon: Float(c.rmsNormEpsilon), dX: dX, dWeight: w("normScratch"))
         let residual = w("residual", rows: n)
         for l in stride(from: c.layerCount - 1, through: 0, by: -1) {
-            // Recompute layer l's forward from its saved input (the last layer's intermediates are
-            // still in the workspace), then differentiate it.
-            if l < c.layerCount - 1 {
+            // Under `.recompute`, rerun layer l's forward from its saved input first (the last
+            // layer's intermediates are still in the workspace); then differentiate it.
+            if w.policy == .recompute && l < c.layerCount - 1 {
                 residual.assign(inputs[l])
                 AdaptedDecoderLayer.forward(weights.layers[l], index: l, config: c, layout: weights.rotaryLayout,
                                             residual: residual, batch: batch, adapters: adapters, workspace: w)

@@ -12,7 +12,8 @@ struct SparseLoRAFixture {
     let tokens: [[Int32]]
     let targets: [[Int32]]
 
-    init(model: String = "tiny-llama", dropout: Float = 0, randomB: Bool = true, batch: Int = 2, tokenCount: Int = 10) throws {
+    init(model: String = "tiny-llama", dropout: Float = 0, randomB: Bool = true, batch: Int = 2, tokenCount: Int = 10,
+         policy: LoRATrainingWorkspace.ActivationPolicy = .store) throws {
         let checkpoint = try Checkpoint.open(try TransformerFixtures.modelPath(model))
         // Own copies: merge writes into the weights, and the loaded tensors may be mapped from the file.
         let tensors = try checkpoint.loadWeights().mapValues { $0.copy() }
@@ -34,7 +35,7 @@ struct SparseLoRAFixture {
             }
         }
         adapters.dropoutSeed = 3
-        workspace = LoRATrainingWorkspace(weights: weights, batch: batch, tokens: tokenCount, chunkRows: 7)
+        workspace = LoRATrainingWorkspace(weights: weights, batch: batch, tokens: tokenCount, chunkRows: 7, policy: policy)
         let v = weights.config.vocabSize
         let stream = (0..<batch).map { _ in (0...tokenCount).map { _ in Int32(generator.next() % UInt64(v)) } }
         tokens = stream.map { Array($0.dropLast()) }
@@ -178,6 +179,20 @@ struct SparseLoRAFixture {
         let plain = fixture.decoder.forward(fixture.tokens, workspace: fixture.decoder.makeWorkspace(batch: 2, tokens: 10))
         let adapted = fixture.decoder.adaptedForward(fixture.tokens, adapters: fixture.adapters, workspace: fixture.workspace)
         #expect(plain.scalars == adapted.scalars)
+    }
+
+    /// Storing every layer's intermediates and recomputing them run the same operations on the same
+    /// inputs, so the gradients must agree bit for bit (with dropout: the masks are regenerated from the seed).
+    @Test(arguments: ["tiny-llama", "tiny-qwen2"])
+    func storedAndRecomputedActivationsGiveIdenticalGradients(model: String) throws {
+        let stored = try SparseLoRAFixture(model: model, dropout: 0.1, policy: .store)
+        let recomputed = try SparseLoRAFixture(model: model, dropout: 0.1, policy: .recompute)
+        stored.adapters.ranks = [12, 16]
+        recomputed.adapters.ranks = [12, 16]
+        let a = stored.gradients(), b = recomputed.gradients()
+        #expect(a.contains { $0 != 0 })
+        #expect(a == b)
+        #expect(stored.workspace.floatCount > recomputed.workspace.floatCount)
     }
 
     @Test func gradientsAccumulateOverBackwardCalls() throws {
