@@ -29,13 +29,17 @@ public final class SparseLoRA {
         public var maximumRank: Int
         public var scaling: Float
         public var dropout: Float
+        /// Whether ΔW is masked by (W ≠ 0) (sparse LoRA). Off: plain dense LoRA, the baseline LoSA is compared
+        /// with, whose merge then re-masks (only W's nonzero entries receive ΔW, so the sparsity stays exact).
+        public var masked: Bool
 
-        public init(maximumRank: Int = 16, scaling: Float = 2, dropout: Float = 0.1) {
+        public init(maximumRank: Int = 16, scaling: Float = 2, dropout: Float = 0.1, masked: Bool = true) {
             precondition(maximumRank > 0, "sparse LoRA: maximum rank \(maximumRank) must be positive")
             precondition(dropout >= 0 && dropout < 1, "sparse LoRA: dropout \(dropout) must be in [0, 1)")
             self.maximumRank = maximumRank
             self.scaling = scaling
             self.dropout = dropout
+            self.masked = masked
         }
     }
 
@@ -137,7 +141,8 @@ public final class SparseLoRA {
 
     // MARK: - ΔW
 
-    /// delta = (B_r · A_r) ⊙ (W ≠ 0) · scaling, exactly zero where W is zero.   delta, W [out, in] (delta any shape of out·in values)
+    /// delta = (B_r · A_r) ⊙ (W ≠ 0) · scaling, exactly zero where W is zero (unmasked: (B_r · A_r) · scaling).
+    /// delta, W [out, in] (delta any shape of out·in values)
     public func delta(_ layer: Int, _ projection: Projection, weight: Tensor, into delta: Tensor) {
         let (out, input) = SparseLoRA.shape(of: projection, config: config)
         precondition(weight.count == out * input && delta.count >= out * input,
@@ -146,6 +151,7 @@ public final class SparseLoRA {
         sgemm(transposeA: false, transposeB: false, m: out, n: input, k: r, alpha: settings.scaling,
               a: b(layer, projection).pointer, lda: rMax, b: a(layer, projection).pointer, ldb: input,
               beta: 0, c: delta.pointer, ldc: input)
+        guard settings.masked else { return }
         let w = weight.pointer, d = delta.pointer
         for i in 0..<(out * input) where w[i] == 0 { d[i] = 0 }
     }
@@ -173,6 +179,7 @@ public final class SparseLoRA {
 
     // The mask is read from the current W: after a merge W + ΔW is nonzero exactly where W was,
     // unless a sum cancels to zero exactly (a measure-zero event that would then stay pruned).
+    // Only nonzero entries receive ΔW, which for unmasked (dense) LoRA is the merge-then-re-mask.
     private func apply(_ weights: DecoderWeights, scratch: Tensor, sign: Float) {
         for (l, layer) in weights.layers.enumerated() {
             for projection in Projection.allCases {
@@ -297,7 +304,11 @@ enum AdaptedProjection {
         matmul(dY, adapterInput, transposeA: true, into: dD)
         precondition(dY.rowCount == n, "sparse LoRA backward: dY \(dY.shape) for x \(x.shape)")
         let w = weight.pointer, g = dD.pointer, s = adapters.settings.scaling
-        for i in 0..<(out * input) { g[i] = w[i] == 0 ? 0 : g[i] * s }
+        if adapters.settings.masked {
+            for i in 0..<(out * input) { g[i] = w[i] == 0 ? 0 : g[i] * s }
+        } else {
+            for i in 0..<(out * input) { g[i] *= s }
+        }
         // dB_r += dΔ·A_rᵀ   [out, r] in rows of R
         sgemm(transposeA: false, transposeB: true, m: out, n: r, k: input,
               a: dD.pointer, lda: input, b: adapters.a(layer, projection).pointer, ldb: input,

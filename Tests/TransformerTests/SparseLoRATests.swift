@@ -13,7 +13,7 @@ struct SparseLoRAFixture {
     let targets: [[Int32]]
 
     init(model: String = "tiny-llama", dropout: Float = 0, randomB: Bool = true, batch: Int = 2, tokenCount: Int = 10,
-         policy: LoRATrainingWorkspace.ActivationPolicy = .store) throws {
+         policy: LoRATrainingWorkspace.ActivationPolicy = .store, masked: Bool = true) throws {
         let checkpoint = try Checkpoint.open(try TransformerFixtures.modelPath(model))
         // Own copies: merge writes into the weights, and the loaded tensors may be mapped from the file.
         let tensors = try checkpoint.loadWeights().mapValues { $0.copy() }
@@ -26,7 +26,8 @@ struct SparseLoRAFixture {
             }
         }
         decoder = Decoder(weights: weights)
-        adapters = SparseLoRA(config: weights.config, settings: .init(maximumRank: 16, scaling: 2, dropout: dropout), seed: 11)
+        adapters = SparseLoRA(config: weights.config, settings: .init(maximumRank: 16, scaling: 2, dropout: dropout, masked: masked),
+                              seed: 11)
         if randomB {
             for l in 0..<weights.config.layerCount {
                 for projection in SparseLoRA.Projection.allCases {
@@ -65,9 +66,11 @@ struct SparseLoRAFixture {
     /// An unmasked dΔ fails 332 of 336 entries. Dropout masks are seeded per step, so the FD also holds
     /// with dropout on.
     /// tiny-qwen2 adds q/k/v biases (constants to the adapters) and a tied head.
-    @Test(arguments: ["tiny-llama", "tiny-qwen2"], [Float(0), Float(0.1)])
-    func adapterGradientsAgreeWithFiniteDifferencesOfTheLoss(model: String, dropout: Float) throws {
-        let fixture = try SparseLoRAFixture(model: model, dropout: dropout)
+    /// The last case is dense (unmasked) LoRA, the baseline's adapters.
+    @Test(arguments: [("tiny-llama", Float(0), true), ("tiny-llama", 0.1, true), ("tiny-qwen2", 0, true),
+                      ("tiny-qwen2", 0.1, true), ("tiny-llama", 0.1, false)])
+    func adapterGradientsAgreeWithFiniteDifferencesOfTheLoss(model: String, dropout: Float, masked: Bool) throws {
+        let fixture = try SparseLoRAFixture(model: model, dropout: dropout, masked: masked)
         fixture.adapters.ranks = [12, 16]
         let gradients = fixture.gradients()
         let adapters = fixture.adapters
@@ -102,7 +105,7 @@ struct SparseLoRAFixture {
                 }
             }
         }
-        print("sparse LoRA FD (\(model), dropout \(dropout)): \(checked) entries, max |fd − g| \(worstAbsolute), max relative (|g| > 1e-3) \(worstRelative), largest |g| \(largest)")
+        print("sparse LoRA FD (\(model), dropout \(dropout), masked \(masked)): \(checked) entries, max |fd − g| \(worstAbsolute), max relative (|g| > 1e-3) \(worstRelative), largest |g| \(largest)")
     }
 
     @Test func deltaAndItsGradientAreExactlyZeroAtPrunedPositions() throws {
@@ -131,6 +134,20 @@ struct SparseLoRAFixture {
             }
             #expect(pruned > w.count / 3 && nonzeroDelta > 0 && nonzeroGradient > 0)
         }
+    }
+
+    /// Dense LoRA's ΔW reaches pruned positions (so training is unconstrained), but its merge re-masks.
+    @Test func denseLoRAMergeReMasks() throws {
+        let fixture = try SparseLoRAFixture(masked: false)
+        let adapters = fixture.adapters, weights = fixture.decoder.weights
+        adapters.ranks = [8, 8]
+        let w = SparseLoRA.weight(weights.layers[0], .gate)
+        let delta = Tensor(zeros: [w.count])
+        adapters.delta(0, .gate, weight: w, into: delta)
+        #expect((0..<w.count).contains { w.pointer[$0] == 0 && delta.pointer[$0] != 0 })
+        let zerosBefore = (0..<w.count).filter { w.pointer[$0] == 0 }
+        adapters.merge(into: weights, scratch: Tensor(zeros: [adapters.largestDeltaCount]))
+        #expect(zerosBefore == (0..<w.count).filter { w.pointer[$0] == 0 })
     }
 
     @Test func mergedWeightsKeepTheZerosOfTheBaseAndUnmergeRestoresIt() throws {
