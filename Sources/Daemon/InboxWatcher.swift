@@ -162,7 +162,7 @@ public final class InboxWatcher: Sendable {
                     watching = true
                     nextScan = 0
                 } else if nextScan == 0 {
-                    logger.warning("cannot watch \(inbox): \(String(cString: strerror(errno))); retrying at each rescan")
+                    logger.warning("cannot watch \(inbox): \(String(cString: strerror(errno))); retrying until it can be")
                 }
             }
             let now = InboxWatcher.monotonicSeconds()
@@ -197,7 +197,7 @@ public final class InboxWatcher: Sendable {
                     logger.notice("inotify queue overflowed; rescanning \(inbox)")
                 }
                 if event.mask & UInt32(IN_IGNORED) != 0 {
-                    logger.warning("\(inbox) is no longer watched (removed or unmounted?); retrying at each rescan")
+                    logger.warning("\(inbox) is no longer watched (removed or unmounted?); watching it again once it is back")
                     lost = true
                 }
                 offset += MemoryLayout<inotify_event>.size + Int(event.len)

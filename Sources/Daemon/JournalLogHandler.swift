@@ -104,7 +104,7 @@ public struct JournalLogHandler: LogHandler {
     /// Sends the fields with sd_journal_sendv (values may hold newlines; libsystemd encodes them).
     @Sendable static func sendToJournal(_ fields: [String]) {
         let buffers = fields.map { Array($0.utf8) }
-        var pointers = buffers.map { bytes -> UnsafeMutableRawPointer in
+        let pointers = buffers.map { bytes -> UnsafeMutableRawPointer in
             let pointer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
             bytes.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
             return pointer
@@ -116,6 +116,5 @@ public struct JournalLogHandler: LogHandler {
             let line = fields.first.map { String($0.dropFirst("MESSAGE=".count)) } ?? ""
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
-        pointers.removeAll()
     }
 }
