@@ -17,6 +17,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // Headers only: OpenBLAS is loaded at run time (Kernels/OpenBLAS.swift)
@@ -55,6 +57,24 @@ let package = Package(
             dependencies: ["Kernels", "ModelFormats", "Transformer"],
             swiftSettings: nativeCodegen
         ),
+        // The job ledger: SQLite schema, migrations and records. Imports no numerics.
+        .target(
+            name: "Ledger",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        // Daemon infrastructure: configuration, inbox watching, systemd glue, admission.
+        .target(
+            name: "Daemon",
+            dependencies: [
+                "Ledger",
+                "Kernels",
+                "ModelFormats",
+                "Transformer",
+                "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
         .executableTarget(
             name: "losad",
             dependencies: [
@@ -85,9 +105,22 @@ let package = Package(
             swiftSettings: nativeCodegen
         ),
         .testTarget(
+            name: "DaemonTests",
+            dependencies: [
+                "Daemon",
+                "Ledger",
+                "ModelFormats",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "KernelsTests",
             dependencies: ["Kernels"],
             swiftSettings: nativeCodegen
+        ),
+        .testTarget(
+            name: "LedgerTests",
+            dependencies: ["Ledger"]
         ),
         .testTarget(
             name: "LosadTests",
