@@ -19,7 +19,14 @@ enum MathFixtures {
     }
 
     static func doubles(_ value: Any?) throws -> [Double] {
-        try #require(value as? [Any]).map { try #require(($0 as? NSNumber)?.doubleValue) }
+        try #require(value as? [Any]).map { try double($0) }
+    }
+
+    /// A JSON number as the nearest Double. JSONSerialization returns long decimals as
+    /// NSDecimalNumber, whose doubleValue can be an ulp off; its decimal string converts exactly.
+    static func double(_ value: Any?) throws -> Double {
+        if let decimal = value as? NSDecimalNumber { return try #require(Double(decimal.stringValue)) }
+        return try #require((value as? NSNumber)?.doubleValue)
     }
 
     static func floats(_ value: Any?) throws -> [Float] { try doubles(value).map { Float($0) } }
