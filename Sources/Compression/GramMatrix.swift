@@ -58,7 +58,8 @@ public struct GramMatrix: Sendable, Equatable {
     /// K[i, j].
     public subscript(i: Int, j: Int) -> Double { values[i * sampleCount + j] }
 
-    /// K += X·Xᵀ for features X [n, …] of every sample: the whole flattened features, or one chunk of their columns.
+    /// K += X·Xᵀ for features X [n, …] of every sample: the whole flattened features, or one chunk of their
+    /// columns. Only the element count matters: n·d values, sample by sample (so [n·T, C] reads as [n, T·C]).
     public mutating func accumulate(_ features: Tensor) {
         accumulate(features, samples: 0..<sampleCount, features, samples: 0..<sampleCount)
     }
