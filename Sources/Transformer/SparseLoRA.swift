@@ -126,6 +126,29 @@ public final class SparseLoRA {
     /// Sets every gradient to zero.
     public func zeroGradients() { gradients.base.update(repeating: 0, count: gradients.count) }
 
+    /// Sets `mask` [parameters.count] to 1 at the arena elements the current ranks use — rows [:r_l] of A
+    /// and columns [:r_l] of B of every projection of layer l — and to 0 everywhere else (inactive rank
+    /// components, alignment padding): the update mask an optimizer takes to leave inactive components alone.
+    public func fillUpdateMask(_ mask: inout [UInt8]) {
+        if mask.count != parameters.count { mask = Array(repeating: 0, count: parameters.count) }
+        mask.withUnsafeMutableBufferPointer { m in
+            m.update(repeating: 0)
+            let rMax = settings.maximumRank
+            for layer in 0..<config.layerCount {
+                let r = ranks[layer]
+                for projection in Projection.allCases {
+                    let (out, input) = SparseLoRA.shape(of: projection, config: config)
+                    let index = 2 * (layer * Projection.allCases.count + projection.rawValue)
+                    let aStart = offsets[index], bStart = offsets[index + 1]
+                    for i in aStart..<(aStart + r * input) { m[i] = 1 }
+                    for row in 0..<out {
+                        for i in (bStart + row * rMax)..<(bStart + row * rMax + r) { m[i] = 1 }
+                    }
+                }
+            }
+        }
+    }
+
     /// The base weight W [out, in] that a projection adapts.
     public static func weight(_ weights: LayerWeights, _ projection: Projection) -> Tensor {
         switch projection {
