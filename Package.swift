@@ -82,6 +82,7 @@ let package = Package(
         .testTarget(
             name: "CompressionTests",
             dependencies: ["Compression", "Transformer", "Kernels", "ModelFormats"],
+            resources: [.copy("Fixtures")],
             swiftSettings: nativeCodegen
         ),
         .testTarget(
