@@ -87,6 +87,8 @@ enum SparseGPTFixture {
         let pattern: SparsityPattern
         let sparsity: Double
         let expected: Tensor
+        /// The reference's own error estimate, Σ (w − q)² / U_jj² / 2.
+        let loss: Double
     }
 
     struct Contents {
@@ -106,7 +108,8 @@ enum SparseGPTFixture {
             return Case(name: name,
                         pattern: try SparsityPattern(parsing: try #require(entry["pattern"] as? String)),
                         sparsity: try #require(entry["sparsity"] as? Double),
-                        expected: try file.tensor(named: "expected.\(name)"))
+                        expected: try file.tensor(named: "expected.\(name)"),
+                        loss: try #require(entry["loss"] as? Double))
         }
         return Contents(weight: try file.tensor(named: "weight"), inputs: try file.tensor(named: "inputs"),
                         deadColumn: try #require(json["dead_column"] as? Int), cases: cases)

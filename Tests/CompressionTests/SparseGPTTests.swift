@@ -46,6 +46,8 @@ import Testing
             let w = fixture.weight.copy()
             let summary = try pruneSparseGPT(w, statistics: statistics, sparsity: entry.sparsity, pattern: entry.pattern)
             #expect(summary.deadInputs == 1)
+            let estimated = try #require(summary.estimatedError)
+            #expect(abs(estimated - entry.loss) <= 1e-4 * entry.loss, "\(entry.name): error \(estimated), reference \(entry.loss)")
             var maskDifferences = 0, worst: Float = 0
             for i in 0..<w.count {
                 if (w.pointer[i] == 0) != (entry.expected.pointer[i] == 0) { maskDifferences += 1 }

@@ -13,8 +13,8 @@ public struct PruningSummary: Sendable, Equatable {
     public let zerosPerRow: [Int]
     /// Input columns that SparseGPT found dead (H_jj = 0, never active in calibration) and zeroed; 0 for the other methods.
     public let deadInputs: Int
-    /// SparseGPT's estimate of the squared error it introduced, Σ (w − q)² / [H⁻¹]_jj² / 2
-    /// over every weight (the reference's reported error); nil for the other methods.
+    /// SparseGPT's estimate of the squared error it introduced, Σ (w − q)² / U_jj² / 2 over every
+    /// weight, U the upper Cholesky factor of H⁻¹ (the reference's reported error); nil for the other methods.
     public let estimatedError: Double?
 
     public init(method: PruningMethod, pattern: SparsityPattern, rows: Int, columns: Int,
