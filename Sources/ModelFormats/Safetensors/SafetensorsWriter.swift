@@ -20,9 +20,11 @@ public enum SafetensorsWriter {
     public struct Entry {
         public let name: String
         public let shape: [Int]
-        /// F32, F16 or BF16.
+        /// F32, F16 or BF16; any dtype for an entry copied from a file.
         public let dtype: SafetensorsDType
         let values: () throws -> Tensor
+        /// The file whose stored bytes of `name` are written unchanged, for a copied entry.
+        let copiedFrom: SafetensorsFile?
 
         /// An entry for a tensor already in memory, stored as `dtype`.
         public init(name: String, tensor: Tensor, dtype: SafetensorsDType = .f32) {
@@ -30,6 +32,20 @@ public enum SafetensorsWriter {
             self.shape = tensor.shape
             self.dtype = dtype
             self.values = { tensor }
+            self.copiedFrom = nil
+        }
+
+        /// An entry that copies tensor `name` of `file` byte for byte, in its
+        /// stored dtype and shape (any dtype, converted or not).
+        public init(copying name: String, from file: SafetensorsFile) throws {
+            guard let info = file.info(named: name) else {
+                throw ModelFormatError.invalid(file: file.path, field: "tensor '\(name)'", reason: "the file has no tensor of that name")
+            }
+            self.name = name
+            self.shape = info.shape
+            self.dtype = info.dtype
+            self.values = { try file.tensor(named: name) }
+            self.copiedFrom = file
         }
 
         /// An entry whose values are produced only when the writer reaches it, so
@@ -40,6 +56,7 @@ public enum SafetensorsWriter {
             self.shape = shape
             self.dtype = dtype
             self.values = values
+            self.copiedFrom = nil
         }
     }
 
@@ -53,7 +70,7 @@ public enum SafetensorsWriter {
 
     // MARK: - One file
 
-    /// Writes `entries` (F32 first, then F16 and BF16, each in the given order),
+    /// Writes `entries` (wider dtypes first: F32, then F16 and BF16, each in the given order),
     /// with `metadata` as `__metadata__`, to `path`. Without `overwrite` an
     /// existing file is an error and is left untouched.
     public static func write(_ entries: [Entry], metadata: [String: String] = [:], to path: String,
@@ -63,7 +80,18 @@ public enum SafetensorsWriter {
         try AtomicOutputFile.write(to: path, replacingExisting: overwrite) { output in
             try output.write(UInt64(layout.header.count))
             try output.write(layout.header)
-            for entry in entries {
+            for (entry, byteCount) in zip(entries, layout.byteCounts) {
+                if let source = entry.copiedFrom {
+                    try source.withRawBytes(of: entry.name) { bytes in
+                        // A validated file's bytes always match its header; checked so a mismatch cannot misplace data.
+                        guard bytes.count == byteCount else {
+                            throw ModelFormatError.invalid(file: source.path, field: "tensor '\(entry.name)'",
+                                                           reason: "\(bytes.count) stored bytes where the header implies \(byteCount)")
+                        }
+                        try output.write(bytes)
+                    }
+                    continue
+                }
                 let tensor = try entry.values()
                 guard tensor.shape == entry.shape else {
                     throw ModelFormatError.invalid(file: path, field: "tensor '\(entry.name)'",
@@ -188,7 +216,7 @@ public enum SafetensorsWriter {
                 guard seen.insert(entry.name).inserted else {
                     throw ModelFormatError.invalid(file: file, field: field, reason: "the name appears twice")
                 }
-                guard entry.dtype.isWritable else {
+                guard entry.dtype.isWritable || entry.copiedFrom != nil else {
                     throw ModelFormatError.unsupported(file: file, field: "\(field) dtype",
                                                        reason: "losad writes F32, F16 and BF16 tensors, not \(entry.dtype)")
                 }
