@@ -1,4 +1,5 @@
 import ArgumentParser
+import Compression
 import Foundation
 import Kernels
 import Logging
@@ -12,7 +13,7 @@ struct Losad: ParsableCommand {
         commandName: "losad",
         abstract: "Compress language models on this machine with LoSA (dynamic low-rank sparse adaptation).",
         version: version,
-        subcommands: [VersionCommand.self, InspectCommand.self, EvalCommand.self, GenerateCommand.self]
+        subcommands: [VersionCommand.self, InspectCommand.self, EvalCommand.self, GenerateCommand.self, CompressCommand.self]
     )
 
     /// Logs go to standard error, at `LOSAD_LOG_LEVEL` (trace … critical; default notice),
@@ -24,6 +25,7 @@ struct Losad: ParsableCommand {
             handler.logLevel = level
             return handler
         }
+        losadVersionString = version
         main(nil)
     }
 }

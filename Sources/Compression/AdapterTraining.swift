@@ -1,0 +1,92 @@
+import Foundation
+import Kernels
+import ModelFormats
+import Transformer
+
+/// Fine-tuning of the adapters with next-token cross-entropy (LOSA.md step 7): the base weights frozen,
+/// AdamW with decoupled weight decay, linear warm-up then linear decay per iteration, gradient-norm
+/// clipping, gradient accumulation, adapter-input dropout — all seeded, so a run resumed from a checkpoint
+/// repeats the uninterrupted one exactly.
+///
+/// Shapes: windows [W][T + 1] (tokens and their next-token targets); a batch [B][T].
+final class AdapterTraining {
+    let decoder: Decoder
+    let adapters: SparseLoRA
+    let optimizer: AdamW
+    let settings: CompressionSettings
+    let workspace: LoRATrainingWorkspace
+    /// 1 where the current ranks make a parameter trainable (inactive rank components stay frozen).
+    private var updateMask: [UInt8]
+
+    init(decoder: Decoder, adapters: SparseLoRA, optimizer: AdamW, settings: CompressionSettings) {
+        self.decoder = decoder
+        self.adapters = adapters
+        self.optimizer = optimizer
+        self.settings = settings
+        workspace = LoRATrainingWorkspace(weights: decoder.weights, batch: settings.batchSize,
+                                          tokens: settings.trainingLength, policy: .store)
+        updateMask = [UInt8](repeating: 0, count: adapters.parameters.count)
+    }
+
+    /// The floats of the training workspace for these settings (memory estimates).
+    static func workspaceFloats(config: ModelConfig, settings: CompressionSettings) -> Int {
+        LoRATrainingWorkspace.shapes(config: config, batch: settings.batchSize, tokens: settings.trainingLength,
+                                     chunkRows: 128, policy: .store).map { $0.1.reduce(1, *) }.reduce(0, +)
+    }
+
+    /// The windows iteration t trains on: `count` of the pool in an order drawn from (seed, t), cycling
+    /// through fresh permutations when the pool is smaller than `count`.
+    static func windows(for iteration: Int, count: Int, pool: Int, seed: UInt64) -> [Int] {
+        guard pool > 0 else { return [] }
+        var generator = RandomGenerator(seed: seed, stream: 0x7472_6169_6E00 &+ UInt64(iteration))
+        var chosen: [Int] = []
+        while chosen.count < count {
+            var order = Array(0..<pool)
+            for i in stride(from: pool - 1, to: 0, by: -1) {
+                order.swapAt(i, Int(generator.next() % UInt64(i + 1)))
+            }
+            chosen += order.prefix(count - chosen.count)
+        }
+        return chosen
+    }
+
+    /// Trains on `windows` (each T + 1 tokens) for one iteration; returns the mean loss of every optimiser step.
+    func train(iteration: Int, windows: [[Int32]], cancellation: Cancellation,
+               progress: (_ step: Int, _ steps: Int, _ loss: Double) -> Void) throws(CompressionError) -> [Double] {
+        let perStep = settings.batchSize * settings.gradientAccumulation
+        let steps = windows.count / perStep
+        guard steps > 0 else { return [] }
+        adapters.fillUpdateMask(&updateMask)
+        adapters.training = true
+        let schedule = LearningRateSchedule(peak: settings.learningRate, totalSteps: steps,
+                                            warmupFraction: settings.warmupFraction)
+        var losses: [Double] = []
+        for step in 0..<steps {
+            try cancellation.check()
+            adapters.zeroGradients()
+            var loss = 0.0
+            for micro in 0..<settings.gradientAccumulation {
+                let first = (step * settings.gradientAccumulation + micro) * settings.batchSize
+                let batch = windows[first..<(first + settings.batchSize)]
+                // A fresh dropout mask per pass, derived from the job seed and the pass's coordinates.
+                adapters.dropoutSeed = settings.seed &* 0x9E37_79B9_7F4A_7C15
+                    &+ UInt64(iteration) << 40 &+ UInt64(step) << 12 &+ UInt64(micro)
+                loss += decoder.adapterGradients(tokens: batch.map { Array($0.dropLast()) },
+                                                 targets: batch.map { Array($0.dropFirst()) },
+                                                 adapters: adapters, workspace: workspace)
+            }
+            loss /= Double(settings.gradientAccumulation)
+            if settings.gradientAccumulation > 1 {
+                let scale = 1 / Float(settings.gradientAccumulation), g = adapters.gradients.base
+                for i in 0..<adapters.gradients.count { g[i] *= scale }
+            }
+            let norm = GradientClipping.clip(adapters.gradients, maximumNorm: settings.gradientClip)
+            guard loss.isFinite && norm.isFinite else { throw .diverged(iteration: iteration, step: step) }
+            optimizer.update(parameters: adapters.parameters, gradients: adapters.gradients,
+                             learningRate: schedule.rate(step: step), mask: updateMask)
+            losses.append(loss)
+            progress(step + 1, steps, loss)
+        }
+        return losses
+    }
+}

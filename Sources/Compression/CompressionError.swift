@@ -1,0 +1,51 @@
+import Foundation
+
+/// Why a compression job stopped, in a sentence a user can act on.
+public enum CompressionError: Error, Equatable, CustomStringConvertible {
+    case invalidSetting(field: String, value: String, allowed: String)
+    /// The model is not one the engine runs (architecture, shapes), or a file could not be read.
+    case unsupportedModel(path: String, reason: String)
+    /// A text has too few tokens for what the job needs from it.
+    case notEnoughText(what: String, tokens: Int, needed: Int)
+    case outputExists(path: String)
+    /// A text file or folder could not be read as text.
+    case unreadableText(path: String, reason: String)
+    /// A checkpoint exists but belongs to another model or other settings, or is damaged.
+    case checkpointMismatch(path: String, reason: String)
+    /// The exported model does not have the zeros the job made (verification after export).
+    case sparsityMismatch(tensor: String, expected: Int, found: Int)
+    /// Training diverged (a non-finite loss or gradient).
+    case diverged(iteration: Int, step: Int)
+    /// A calibration figure came out not finite (e.g. the model's activations overflow).
+    case nonFinite(what: String, iteration: Int)
+    /// Pruning refused a layer (e.g. a sparsity the pattern cannot express, or a Hessian that is not positive definite).
+    case pruning(layer: Int, reason: String)
+    case cancelled
+
+    public var description: String {
+        switch self {
+        case let .invalidSetting(field, value, allowed):
+            return "setting \(field) = \(value) is out of range: allowed is \(allowed)"
+        case let .unsupportedModel(path, reason):
+            return "\(path): \(reason)"
+        case let .notEnoughText(what, tokens, needed):
+            return "the \(what) text has \(tokens) tokens, the job needs at least \(needed)"
+        case let .unreadableText(path, reason):
+            return "cannot read the text \(path): \(reason)"
+        case let .outputExists(path):
+            return "\(path) already exists; choose another output folder or remove it"
+        case let .checkpointMismatch(path, reason):
+            return "checkpoint \(path) cannot be resumed: \(reason)"
+        case let .sparsityMismatch(tensor, expected, found):
+            return "exported tensor \(tensor) has \(found) zeros where the job made \(expected)"
+        case let .diverged(iteration, step):
+            return "training diverged (non-finite loss or gradient) at iteration \(iteration), step \(step)"
+        case let .nonFinite(what, iteration):
+            return "\(what) is not finite in iteration \(iteration): the model's activations overflow on the calibration text"
+        case let .pruning(layer, reason):
+            return "pruning layer \(layer) failed: \(reason)"
+        case .cancelled:
+            return "the job was cancelled"
+        }
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import Kernels
+import ModelFormats
+import Transformer
+
+/// The version string losad reports (set by the executable; the library cannot see its own build).
+nonisolated(unsafe) public var losadVersionString = "development"
+
+extension CompressionJob {
+    // MARK: - Evaluation
+
+    /// Perplexity of every evaluation text (LOSA.md "Evaluation"), at most `evaluationWindows` windows each.
+    func evaluate(_ decoder: Decoder, texts: JobTexts,
+                  stage: CompressionStage) throws(CompressionError) -> [(name: String, result: PerplexityResult)] {
+        let settings = request.settings
+        var results: [(String, PerplexityResult)] = []
+        for (i, text) in texts.evaluation.enumerated() {
+            try cancellation.check()
+            report(stage, step: i, steps: texts.evaluation.count, message: "perplexity of \(text.name)")
+            do {
+                let result = try decoder.perplexity(of: text.stream, windowLength: settings.evaluationLength, batch: 1)
+                results.append((text.name, result))
+            } catch {
+                throw .notEnoughText(what: "evaluation (\(text.name))", tokens: text.stream.count, needed: settings.evaluationLength)
+            }
+        }
+        return results
+    }
+
+    // MARK: - The LoRA baseline
+
+    /// Dense LoRA of rank `baselineRank` on the pruned model with the whole training budget at once, merged with
+    /// re-masking (only nonzero weights receive ΔW, so the sparsity stays exact).
+    func trainBaselineLoRA(_ decoder: Decoder, texts: JobTexts, summary: inout CompressionReport) throws(CompressionError) {
+        let settings = request.settings, config = decoder.config
+        let adapters = SparseLoRA(config: config, settings: .init(maximumRank: settings.baselineRank,
+                                                                  scaling: Float(settings.loraScaling),
+                                                                  dropout: Float(settings.loraDropout), masked: false),
+                                  seed: settings.seed)
+        adapters.ranks = [Int](repeating: settings.baselineRank, count: config.layerCount)
+        let optimizer = AdamW(parameterCount: adapters.parameters.count, settings: .init(weightDecay: settings.weightDecay))
+        let training = AdapterTraining(decoder: decoder, adapters: adapters, optimizer: optimizer, settings: settings)
+        let start = Date()
+        let order = AdapterTraining.windows(for: 1, count: settings.trainingSamples, pool: texts.trainingWindows.count,
+                                            seed: settings.seed)
+        report(.train, iteration: 1, message: "fine-tuning dense LoRA on \(order.count) windows")
+        let losses = try training.train(iteration: 1, windows: order.map { texts.trainingWindows[$0] },
+                                        cancellation: cancellation) { step, steps, loss in
+            self.report(.train, iteration: 1, step: step, steps: steps, loss: loss,
+                        message: String(format: "step %d of %d, loss %.4f", step, steps, loss))
+        }
+        finishStage(.train, in: &summary)
+        report(.merge, message: "merging and re-masking the adapters")
+        adapters.merge(into: decoder.weights, scratch: Tensor(zeros: [adapters.largestDeltaCount]))
+        finishStage(.merge, in: &summary)
+        summary.iterations.append(.init(iteration: 1, targetSparsity: settings.sparsity, meanRank: Double(settings.baselineRank),
+                                        layers: summary.prunedBaseline.map { var r = $0; r.rank = settings.baselineRank; return r },
+                                        trainingSteps: losses.count, trainingWindows: order.count, losses: losses,
+                                        seconds: Date().timeIntervalSince(start)))
+    }
+
+    // MARK: - Weights
+
+    func snapshotProjections(_ weights: DecoderWeights) -> [Tensor] {
+        weights.layers.flatMap { layer in SparseLoRA.Projection.allCases.map { SparseLoRA.weight(layer, $0).copy() } }
+    }
+
+    func restoreProjections(_ weights: DecoderWeights, from snapshot: [Tensor]) {
+        let targets = weights.layers.flatMap { layer in SparseLoRA.Projection.allCases.map { SparseLoRA.weight(layer, $0) } }
+        for (target, saved) in zip(targets, snapshot) { target.assign(saved) }
+    }
+
+    /// The seven projections of every layer by tensor role, for export.
+    func projectionTensors(_ weights: DecoderWeights) -> [TensorRole: Tensor] {
+        var tensors: [TensorRole: Tensor] = [:]
+        for (l, layer) in weights.layers.enumerated() {
+            for p in SparseLoRA.Projection.allCases { tensors[.layer(l, p.layerTensor)] = SparseLoRA.weight(layer, p) }
+        }
+        return tensors
+    }
+
+    struct ZeroCount {
+        var zeros = 0
+        var total = 0
+        var perLayer: [Double] = []
+        /// Zeros of each projection, layer by layer.
+        var perProjection: [[Int]] = []
+    }
+
+    func projectionZeros(_ weights: DecoderWeights) -> ZeroCount {
+        var count = ZeroCount()
+        for layer in weights.layers {
+            let zeros = SparseLoRA.Projection.allCases.map { countZeros(SparseLoRA.weight(layer, $0)) }
+            let size = SparseLoRA.Projection.allCases.reduce(0) { $0 + SparseLoRA.weight(layer, $1).count }
+            count.perProjection.append(zeros)
+            count.zeros += zeros.reduce(0, +)
+            count.total += size
+            count.perLayer.append(Double(zeros.reduce(0, +)) / Double(size))
+        }
+        return count
+    }
+
+    /// `losa.*` keys recorded in the exported file: how it was made.
+    func exportMetadata() -> GGUFMetadata {
+        let s = request.settings
+        return GGUFMetadata([("losa.sparsity", .string(String(s.sparsity))), ("losa.method", .string(s.method.rawValue)),
+                             ("losa.pattern", .string(s.pattern.description)), ("losa.allocation", .string(s.allocation.rawValue)),
+                             ("losa.recovery", .string(s.recovery.rawValue)), ("losa.profile", .string(s.profile.rawValue)),
+                             ("losa.version", .string(losadVersionString)),
+                             ("losa.source", .string((request.input as NSString).lastPathComponent))])
+    }
+
+    /// report.json beside the output model, written to a temporary name and renamed.
+    func writeReport(_ summary: CompressionReport) throws(CompressionError) {
+        let path = CompressionJob.reportPath(forOutput: request.output)
+        do {
+            let data = try summary.json()
+            let temporary = path + ".tmp-\(getpid())"
+            try data.write(to: URL(fileURLWithPath: temporary))
+            if rename(temporary, path) != 0 {
+                throw CompressionError.unsupportedModel(path: path, reason: String(cString: strerror(errno)))
+            }
+        } catch {
+            throw .unsupportedModel(path: path, reason: "cannot write the report: \(error)")
+        }
+    }
+
+    /// Where the report of a job writing `output` goes: `report.json` in the output's folder.
+    public static func reportPath(forOutput output: String) -> String {
+        ((output as NSString).deletingLastPathComponent as NSString).appendingPathComponent("report.json")
+    }
+
+    // MARK: - Progress
+
+    func planProgress() {
+        let s = request.settings
+        clock.plan(CompressionStage.load.rawValue, weight: 1)
+        clock.plan(CompressionStage.evaluateDense.rawValue, weight: 3)
+        clock.plan(CompressionStage.prunedBaseline.rawValue, weight: 3)
+        clock.plan(CompressionStage.evaluatePruned.rawValue, weight: 3)
+        if s.recovery == .losa {
+            clock.plan(CompressionStage.denseFeatures.rawValue, weight: 1)
+            for t in 1...s.iterations {
+                clock.plan("prune.\(t)", weight: 4)
+                clock.plan("train.\(t)", weight: Double(s.trainingSamples(iteration: t)) * Double(s.trainingLength) / 2000)
+            }
+        } else if s.recovery == .lora {
+            clock.plan("train.1", weight: Double(s.trainingSamples) * Double(s.trainingLength) / 2000)
+        }
+        clock.plan(CompressionStage.export.rawValue, weight: 1)
+        clock.plan(CompressionStage.evaluate.rawValue, weight: 3)
+    }
+
+    func report(_ stage: CompressionStage, iteration: Int = 0, step: Int = 0, steps: Int = 0, loss: Double? = nil,
+                message: String) {
+        let key: String
+        switch stage {
+        case .rmi, .prune, .ranks: key = "prune.\(iteration)"
+        case .train: key = "train.\(iteration)"
+        default: key = stage.rawValue
+        }
+        if steps > 0 { clock.mark(key, fraction: Double(step) / Double(steps)) }
+        onProgress(CompressionProgress(stage: stage, iteration: iteration,
+                                       iterations: request.settings.recovery == .losa ? request.settings.iterations : 0,
+                                       step: step, steps: steps, loss: loss, fraction: clock.fraction,
+                                       elapsed: clock.elapsed, remaining: clock.remaining, message: message))
+    }
+
+    func finishStage(_ stage: CompressionStage, in summary: inout CompressionReport) {
+        let now = Date()
+        summary.stageSeconds[stage.rawValue, default: 0] += now.timeIntervalSince(stageStart)
+        stageStart = now
+        switch stage {
+        case .rmi, .prune, .ranks, .train: break
+        default: clock.mark(stage.rawValue, fraction: 1)
+        }
+    }
+}
+
+extension SparseLoRA.Projection {
+    /// The tensor role of this projection in a layer.
+    var layerTensor: TensorRole.LayerTensor {
+        switch self {
+        case .query: return .query
+        case .key: return .key
+        case .value: return .value
+        case .attentionOutput: return .attentionOutput
+        case .gate: return .gate
+        case .up: return .up
+        case .down: return .down
+        }
+    }
+}

@@ -1,0 +1,315 @@
+import Foundation
+import Kernels
+import Logging
+import ModelFormats
+import Transformer
+
+/// One compression job, start to finish: load → tokenize → evaluate the dense model → prune-only baseline →
+/// recovery (the LoSA loop, the dense-LoRA baseline, or none) → merge and verify → export → evaluate the
+/// exported file. `losad compress` runs it in the foreground; the daemon runs exactly the same code.
+///
+/// The LoSA loop (LOSA.md, "The dynamic loop"), for t = 1 … T:
+///
+///     s_t = s − s·(1 − t/T)³                              SparsitySchedule
+///     W ← W + ΔW                                           merge
+///     x_l = argmin Σ x_l·imp_l, mean x = s_t, |x_l − s_t| ≤ δ   RMI: Gram → CKA → importance → LP
+///     prune block by block, sequentially; e_l vs dense Y_l
+///     W ← W − ΔW  (new masks)                              unmerge
+///     r_l from e_l, Σ r_l = (5 + t)·L                       RankAllocation
+///     fine-tune the adapters                               AdapterTraining
+///
+/// After the last iteration W ← W + ΔW, the zeros are counted, the model is exported and re-read from disk.
+public final class CompressionJob {
+    public struct Request: Sendable {
+        public var input: String
+        /// The output model's path: a `.gguf` file for GGUF input, a folder for a Hugging Face folder.
+        public var output: String
+        public var settings: CompressionSettings
+        public var texts: TextSources
+        /// Where the per-iteration checkpoint lives (nil: none). An existing checkpoint of the same job is resumed.
+        public var checkpointDirectory: String?
+
+        public init(input: String, output: String, settings: CompressionSettings, texts: TextSources = TextSources(),
+                    checkpointDirectory: String? = nil) {
+            self.input = input
+            self.output = output
+            self.settings = settings
+            self.texts = texts
+            self.checkpointDirectory = checkpointDirectory
+        }
+    }
+
+    public let request: Request
+    let cancellation: Cancellation
+    let onProgress: @Sendable (CompressionProgress) -> Void
+    let logger: Logger
+    var clock = ProgressClock()
+    var stageStart = Date()
+
+    public init(_ request: Request, cancellation: Cancellation = .never, logger: Logger = Logger(label: "losad.compress"),
+                progress: @escaping @Sendable (CompressionProgress) -> Void = { _ in }) {
+        self.request = request
+        self.cancellation = cancellation
+        self.onProgress = progress
+        self.logger = logger
+    }
+
+    /// Runs the job; the report is also written as `report.json` beside the output.
+    public func run() throws(CompressionError) -> CompressionReport {
+        let settings = request.settings
+        try settings.validate()
+        if FileManager.default.fileExists(atPath: request.output) { throw .outputExists(path: request.output) }
+        planProgress()
+        let jobCheckpoint = request.checkpointDirectory.map { JobCheckpoint(directory: $0) }
+        // The in-memory model is released before the exported file is loaded for evaluation.
+        var (summary, texts, zeros, exported) = try compressAndExport(checkpoint: jobCheckpoint)
+
+        report(.evaluate, message: "evaluating the exported file")
+        let reread: Decoder
+        do {
+            reread = try Decoder(checkpoint: Checkpoint.open(exported.path))
+        } catch {
+            throw .unsupportedModel(path: exported.path, reason: "the exported model does not load: \(error)")
+        }
+        let rereadZeros = projectionZeros(reread.weights)
+        let names = SparseLoRA.Projection.allCases
+        for (layer, (a, b)) in zip(zeros.perProjection, rereadZeros.perProjection).enumerated() {
+            for (p, (expected, found)) in zip(a, b).enumerated() where expected != found {
+                throw .sparsityMismatch(tensor: "layer \(layer) \(names[p])", expected: expected, found: found)
+            }
+        }
+        summary.finalSparsity = .init(zeros: rereadZeros.zeros, total: rereadZeros.total, perLayer: rereadZeros.perLayer,
+                                      verified: true)
+        let finalResults = try evaluate(reread, texts: texts, stage: .evaluate)
+        for (i, result) in finalResults.enumerated() { summary.evaluations[i].final = result.result.perplexity }
+        finishStage(.evaluate, in: &summary)
+
+        // A resumed job's wall time counts the runs before the interruption too.
+        summary.wallSeconds += clock.elapsed
+        summary.peakMemoryBytes = max(summary.peakMemoryBytes, peakResidentBytes())
+        try writeReport(summary)
+        jobCheckpoint?.remove()
+        return summary
+    }
+
+    /// Everything up to the export: the report so far, the texts, the zeros of the merged model, the export.
+    private func compressAndExport(checkpoint jobCheckpoint: JobCheckpoint?) throws(CompressionError)
+        -> (CompressionReport, JobTexts, ZeroCount, ExportResult) {
+        let settings = request.settings
+        // Load: a private Float32 copy of every weight (pruning and merging write into them).
+        report(.load, message: "loading \(request.input)")
+        let checkpoint: Checkpoint, weights: DecoderWeights
+        do {
+            checkpoint = try Checkpoint.open(request.input)
+            weights = try DecoderWeights(config: checkpoint.config, tensors: checkpoint.loadWeights().mapValues { $0.copy() })
+        } catch {
+            throw .unsupportedModel(path: request.input, reason: "\(error)")
+        }
+        let decoder = Decoder(weights: weights)
+        let config = checkpoint.config
+        var summary = CompressionReport(input: .init(
+            path: request.input, format: checkpoint.format.rawValue, architecture: config.architecture.rawValue,
+            layers: config.layerCount, hiddenSize: config.hiddenSize,
+            projectionParameters: weights.layers.reduce(0) { n, layer in
+                n + SparseLoRA.Projection.allCases.reduce(0) { $0 + SparseLoRA.weight(layer, $1).count }
+            },
+            fileBytes: checkpoint.fileSize), settings: settings)
+        summary.losadVersion = losadVersionString
+        finishStage(.load, in: &summary)
+
+        report(.tokenize, message: "tokenizing the calibration, training and evaluation text")
+        let texts = try JobTexts(sources: request.texts, tokenizer: checkpoint.tokenizer, settings: settings,
+                                 vocabularySize: config.vocabSize)
+        finishStage(.tokenize, in: &summary)
+
+        let identity = JobCheckpoint.identity(input: request.input, settings: settings)
+        var resumed = try jobCheckpoint?.loadState(identity: identity)
+        if resumed != nil && settings.recovery != .losa { resumed = nil }
+
+        if let state = resumed {
+            summary = state.report
+            summary.resumedAfterIteration = state.iteration
+            logger.notice("resuming after iteration \(state.iteration) from \(request.checkpointDirectory ?? "")")
+        } else {
+            // Dense perplexity of every evaluation text.
+            summary.evaluations = try evaluate(decoder, texts: texts, stage: .evaluateDense).map {
+                .init(text: $0.name, windowLength: settings.evaluationLength, windows: $0.result.windows,
+                      predictedTokens: $0.result.predictedTokens, dense: $0.result.perplexity)
+            }
+            finishStage(.evaluateDense, in: &summary)
+        }
+
+        let calibration = LayerwiseCalibration(decoder: decoder, windows: texts.calibrationWindows)
+        switch settings.recovery {
+        case .none, .lora:
+            // The pruned-only model is the start of both: prune once to the final sparsity.
+            summary.prunedBaseline = try pruneOnce(calibration, sparsity: settings.sparsity, dense: nil, summary: &summary)
+            try recordPrunedEvaluation(decoder, texts: texts, summary: &summary)
+            if settings.recovery == .lora {
+                try trainBaselineLoRA(decoder, texts: texts, summary: &summary)
+            }
+        case .losa:
+            if resumed == nil {
+                // Pruned-only baseline on a copy of the dense projections, which are put back afterwards.
+                let dense = snapshotProjections(weights)
+                summary.prunedBaseline = try pruneOnce(calibration, sparsity: settings.sparsity, dense: nil, summary: &summary)
+                try recordPrunedEvaluation(decoder, texts: texts, summary: &summary)
+                restoreProjections(weights, from: dense)
+            }
+            try runLoSA(decoder, calibration: calibration, texts: texts, checkpoint: jobCheckpoint, identity: identity,
+                        resumed: resumed, summary: &summary)
+        }
+
+        let zeros = projectionZeros(weights)
+        report(.export, message: "writing \(request.output)")
+        let exported: ExportResult
+        do {
+            exported = try checkpoint.export(replacing: projectionTensors(weights), as: settings.exportType,
+                                             metadata: exportMetadata(), to: request.output)
+        } catch {
+            throw .unsupportedModel(path: request.output, reason: "export failed: \(error)")
+        }
+        summary.output = .init(path: exported.path, format: exported.format.rawValue, bytes: exported.bytesWritten,
+                               projectionType: Set(exported.tensors.filter(\.replaced).map(\.type)).sorted().joined(separator: ", "))
+        summary.peakMemoryBytes = max(summary.peakMemoryBytes, peakResidentBytes())
+        finishStage(.export, in: &summary)
+        return (summary, texts, zeros, exported)
+    }
+
+    // MARK: - Stages
+
+    private func pruneOnce(_ calibration: LayerwiseCalibration, sparsity: Double, dense: DenseFeatures?,
+                           summary: inout CompressionReport) throws(CompressionError) -> [CompressionReport.LayerRecord] {
+        let settings = request.settings, layers = calibration.decoder.config.layerCount
+        report(.prunedBaseline, message: "pruning to \(Int(sparsity * 100))% in one shot")
+        let allocation = try allocate(calibration, sparsity: sparsity, iteration: 0)
+        let results = try calibration.prune(sparsities: allocation.sparsities, method: settings.method, pattern: settings.pattern,
+                                            dense: dense, cancellation: cancellation) { l in
+            self.report(.prunedBaseline, step: l + 1, steps: layers, message: "pruned block \(l + 1) of \(layers)")
+        }
+        finishStage(.prunedBaseline, in: &summary)
+        return results.enumerated().map { l, r in
+            .init(layer: l, targetSparsity: r.target, sparsity: r.sparsity, redundancy: allocation.redundancy?[l],
+                  importance: allocation.importance?[l], reconstructionError: r.reconstructionError, rank: nil)
+        }
+    }
+
+    private func recordPrunedEvaluation(_ decoder: Decoder, texts: JobTexts,
+                                        summary: inout CompressionReport) throws(CompressionError) {
+        for (i, result) in try evaluate(decoder, texts: texts, stage: .evaluatePruned).enumerated() {
+            summary.evaluations[i].pruned = result.result.perplexity
+        }
+        finishStage(.evaluatePruned, in: &summary)
+    }
+
+    struct Allocation {
+        var sparsities: [Double]
+        var redundancy: [Double]?
+        var importance: [Double]?
+    }
+
+    /// Layer sparsities at `sparsity`: RMI (Gram matrices of the current model's block inputs → CKA → importance →
+    /// exact LP) or uniform.
+    private func allocate(_ calibration: LayerwiseCalibration, sparsity: Double,
+                          iteration: Int) throws(CompressionError) -> Allocation {
+        let layers = calibration.decoder.config.layerCount
+        guard request.settings.allocation == .rmi, layers > 1 else {
+            return Allocation(sparsities: [Double](repeating: sparsity, count: layers))
+        }
+        report(.rmi, iteration: iteration, message: "layer similarity (CKA) at \(String(format: "%.3f", sparsity))")
+        let grams = try calibration.layerGrams(cancellation: cancellation)
+        let beta = request.settings.method == .sparseGPT ? 100.0 : 1.0
+        let redundancy: [Double]
+        do { redundancy = LayerSimilarity.redundancy(cka: try LayerSimilarity.ckaMatrix(grams)) } catch {
+            throw .nonFinite(what: "layer similarity (\(error))", iteration: iteration)
+        }
+        let importance = LayerSimilarity.importance(redundancy: redundancy, beta: beta)
+        let sparsities = SparsityAllocation.allocate(target: sparsity, importance: importance)
+        return Allocation(sparsities: sparsities, redundancy: redundancy, importance: importance)
+    }
+
+    private func runLoSA(_ decoder: Decoder, calibration: LayerwiseCalibration, texts: JobTexts,
+                         checkpoint: JobCheckpoint?, identity: String, resumed: JobCheckpoint.State?,
+                         summary: inout CompressionReport) throws(CompressionError) {
+        let settings = request.settings, config = decoder.config, layers = config.layerCount
+        let schedule = SparsitySchedule(target: settings.sparsity, iterations: settings.iterations)
+        let adapters = SparseLoRA(config: config, settings: .init(maximumRank: settings.maximumRank, scaling: Float(settings.loraScaling),
+                                                                  dropout: Float(settings.loraDropout)), seed: settings.seed)
+        let optimizer = AdamW(parameterCount: adapters.parameters.count, settings: .init(weightDecay: settings.weightDecay))
+        // Dense features first: on resume the weights are still the dense ones loaded from the input here.
+        report(.denseFeatures, message: "dense features of every block")
+        let dense = try calibration.denseFeatures(cancellation: cancellation)
+        finishStage(.denseFeatures, in: &summary)
+        var firstIteration = 1
+        if let resumed {
+            try checkpoint!.restore(weights: decoder.weights, adapters: adapters, optimizer: optimizer)
+            adapters.ranks = resumed.ranks
+            firstIteration = resumed.iteration + 1
+        } else {
+            adapters.ranks = [Int](repeating: 0, count: layers)
+        }
+        let scratch = Tensor(zeros: [adapters.largestDeltaCount])
+        let training = AdapterTraining(decoder: decoder, adapters: adapters, optimizer: optimizer, settings: settings)
+
+        for t in firstIteration...max(firstIteration, settings.iterations) where t <= settings.iterations {
+            let iterationStart = Date()
+            let target = schedule.sparsity(iteration: t)
+            if t > 1 { adapters.merge(into: decoder.weights, scratch: scratch) }
+            let allocation = try allocate(calibration, sparsity: target, iteration: t)
+            finishStage(.rmi, in: &summary)
+            report(.prune, iteration: t, message: "pruning to \(String(format: "%.3f", target))")
+            let pruned = try calibration.prune(sparsities: allocation.sparsities, method: settings.method, pattern: settings.pattern,
+                                               dense: dense, cancellation: cancellation) { l in
+                self.report(.prune, iteration: t, step: l + 1, steps: layers, message: "pruned block \(l + 1) of \(layers)")
+            }
+            if t > 1 { adapters.unmerge(from: decoder.weights, scratch: scratch) }
+            finishStage(.prune, in: &summary)
+
+            let errors = pruned.map { $0.reconstructionError ?? 0 }
+            let meanRank = schedule.meanRank(iteration: t)
+            do {
+                adapters.ranks = try RankAllocation.allocate(errors: errors, meanRank: meanRank, maximumRank: settings.maximumRank)
+            } catch {
+                throw .invalidSetting(field: "maximum_rank", value: "\(settings.maximumRank)", allowed: "\(error)")
+            }
+            finishStage(.ranks, in: &summary)
+
+            let count = settings.trainingSamples(iteration: t)
+            let order = AdapterTraining.windows(for: t, count: count, pool: texts.trainingWindows.count, seed: settings.seed)
+            report(.train, iteration: t, message: "fine-tuning on \(count) windows")
+            let losses = try training.train(iteration: t, windows: order.map { texts.trainingWindows[$0] },
+                                            cancellation: cancellation) { step, steps, loss in
+                self.report(.train, iteration: t, step: step, steps: steps, loss: loss,
+                            message: String(format: "step %d of %d, loss %.4f", step, steps, loss))
+            }
+            finishStage(.train, in: &summary)
+
+            summary.iterations.append(.init(
+                iteration: t, targetSparsity: target,
+                meanRank: Double(adapters.ranks.reduce(0, +)) / Double(layers),
+                layers: pruned.enumerated().map { l, r in
+                    .init(layer: l, targetSparsity: r.target, sparsity: r.sparsity, redundancy: allocation.redundancy?[l],
+                          importance: allocation.importance?[l], reconstructionError: r.reconstructionError,
+                          rank: adapters.ranks[l])
+                },
+                trainingSteps: losses.count, trainingWindows: count, losses: losses,
+                seconds: Date().timeIntervalSince(iterationStart)))
+            summary.peakMemoryBytes = max(summary.peakMemoryBytes, peakResidentBytes())
+            if let checkpoint {
+                do {
+                    // The saved report counts the wall time so far; a resumed run adds its own.
+                    var saved = summary
+                    saved.wallSeconds += clock.elapsed
+                    try checkpoint.save(state: .init(formatVersion: JobCheckpoint.formatVersion, identity: identity,
+                                                     iteration: t, ranks: adapters.ranks, report: saved),
+                                        weights: decoder.weights, adapters: adapters, optimizer: optimizer)
+                } catch {
+                    logger.warning("could not save the checkpoint after iteration \(t): \(error)")
+                }
+            }
+        }
+        report(.merge, message: "merging the adapters")
+        adapters.merge(into: decoder.weights, scratch: scratch)
+        finishStage(.merge, in: &summary)
+    }
+}

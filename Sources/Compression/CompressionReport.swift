@@ -1,0 +1,174 @@
+import Foundation
+import ModelFormats
+
+/// Everything a compression job measured: what `report.json` holds (next to the exported model) and what
+/// the ledger records. Perplexities of the final model are measured on the exported file, re-read from disk.
+public struct CompressionReport: Sendable, Codable, Equatable {
+    public static let formatVersion = 1
+
+    public var formatVersion = CompressionReport.formatVersion
+    public var losadVersion: String = ""
+    public var input: ModelSummary
+    public var output: OutputSummary?
+    public var settings: CompressionSettings
+    /// Perplexity of each evaluation text: dense, pruned-only and final.
+    public var evaluations: [EvaluationRecord] = []
+    /// The pruned-only model (same method, pattern and allocation, no recovery): its layer sparsities.
+    public var prunedBaseline: [LayerRecord] = []
+    /// One record per LoSA iteration (one for the `lora` baseline's training, none for `none`).
+    public var iterations: [IterationRecord] = []
+    /// Zeros counted in the exported file's projections.
+    public var finalSparsity: SparsityCount?
+    /// Seconds per stage (summed over iterations).
+    public var stageSeconds: [String: Double] = [:]
+    public var wallSeconds: Double = 0
+    /// Peak resident memory of the process (VmHWM), bytes.
+    public var peakMemoryBytes: Int = 0
+    /// The iteration a resumed job restarted after (nil: ran from the start).
+    public var resumedAfterIteration: Int?
+
+    public init(input: ModelSummary, settings: CompressionSettings) {
+        self.input = input
+        self.settings = settings
+    }
+
+    public struct ModelSummary: Sendable, Codable, Equatable {
+        public var path: String
+        public var format: String
+        public var architecture: String
+        public var layers: Int
+        public var hiddenSize: Int
+        /// Weights of the seven projections of every layer (what is pruned).
+        public var projectionParameters: Int
+        public var fileBytes: Int
+    }
+
+    public struct OutputSummary: Sendable, Codable, Equatable {
+        public var path: String
+        public var format: String
+        public var bytes: Int
+        /// The type the pruned projections were written in.
+        public var projectionType: String
+    }
+
+    public struct EvaluationRecord: Sendable, Codable, Equatable {
+        public var text: String
+        public var windowLength: Int
+        public var windows: Int
+        public var predictedTokens: Int
+        public var dense: Double?
+        public var pruned: Double?
+        /// The final model, measured on the exported file.
+        public var final: Double?
+    }
+
+    public struct LayerRecord: Sendable, Codable, Equatable {
+        public var layer: Int
+        /// Sparsity asked of the layer, and zeros / size counted after pruning.
+        public var targetSparsity: Double
+        public var sparsity: Double
+        public var redundancy: Double?
+        public var importance: Double?
+        public var reconstructionError: Double?
+        public var rank: Int?
+    }
+
+    public struct IterationRecord: Sendable, Codable, Equatable {
+        public var iteration: Int
+        public var targetSparsity: Double
+        public var meanRank: Double
+        public var layers: [LayerRecord]
+        public var trainingSteps: Int
+        public var trainingWindows: Int
+        /// Mean loss of each optimiser step.
+        public var losses: [Double]
+        public var seconds: Double
+    }
+
+    public struct SparsityCount: Sendable, Codable, Equatable {
+        public var zeros: Int
+        public var total: Int
+        public var fraction: Double { total > 0 ? Double(zeros) / Double(total) : 0 }
+        /// Zeros / size per layer.
+        public var perLayer: [Double]
+        /// Whether the exported file holds exactly the zeros of the merged in-memory model.
+        public var verified: Bool
+
+        enum CodingKeys: String, CodingKey { case zeros, total, fraction, perLayer, verified }
+
+        public init(zeros: Int, total: Int, perLayer: [Double], verified: Bool) {
+            self.zeros = zeros
+            self.total = total
+            self.perLayer = perLayer
+            self.verified = verified
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            zeros = try c.decode(Int.self, forKey: .zeros)
+            total = try c.decode(Int.self, forKey: .total)
+            perLayer = try c.decode([Double].self, forKey: .perLayer)
+            verified = try c.decode(Bool.self, forKey: .verified)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(zeros, forKey: .zeros)
+            try c.encode(total, forKey: .total)
+            try c.encode(fraction, forKey: .fraction)
+            try c.encode(perLayer, forKey: .perLayer)
+            try c.encode(verified, forKey: .verified)
+        }
+    }
+
+    /// Pretty-printed, key-sorted JSON.
+    public func json() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(self)
+    }
+
+    /// The table printed at the end of a job: perplexities side by side, sparsity, size and time.
+    public var summaryTable: String {
+        func ppl(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "—" }
+        var lines: [String] = []
+        let recovery = settings.recovery.rawValue
+        lines.append(String(format: "%@ %@ %.0f%% %@, %@ allocation, recovery %@, profile %@",
+                            (input.path as NSString).lastPathComponent, settings.method.rawValue,
+                            settings.sparsity * 100, settings.pattern.description, settings.allocation.rawValue,
+                            recovery, settings.profile.rawValue))
+        let header = ["text", "ctx", "tokens", "dense", "pruned-only", recovery == "none" ? "final" : recovery, "vs pruned"]
+        var rows: [[String]] = [header]
+        for e in evaluations {
+            let gain = (e.pruned != nil && e.final != nil) ? String(format: "%+.1f%%", (e.final! / e.pruned! - 1) * 100) : "—"
+            rows.append([e.text, "\(e.windowLength)", "\(e.predictedTokens)", ppl(e.dense), ppl(e.pruned), ppl(e.final), gain])
+        }
+        let widths = (0..<header.count).map { column in rows.map { $0[column].count }.max()! }
+        for row in rows {
+            lines.append(zip(row, widths).enumerated().map { i, cell in
+                i == 0 ? cell.0.padding(toLength: cell.1, withPad: " ", startingAt: 0)
+                       : String(repeating: " ", count: cell.1 - cell.0.count) + cell.0
+            }.joined(separator: "  "))
+        }
+        if let s = finalSparsity {
+            lines.append(String(format: "sparsity %.4f (%d of %d projection weights zero, %@ in the exported file)",
+                                s.fraction, s.zeros, s.total, s.verified ? "verified" : "NOT verified"))
+        }
+        if let output {
+            lines.append(String(format: "output %@ (%@, projections %@, %.1f MB)", output.path, output.format,
+                                output.projectionType, Double(output.bytes) / 1e6))
+        }
+        lines.append(String(format: "wall time %.1f s, peak memory %.2f GiB", wallSeconds, Double(peakMemoryBytes) / 1073741824))
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Peak resident set size of this process so far (VmHWM of /proc/self/status), bytes; 0 where unavailable.
+public func peakResidentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kilobytes = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+        return kilobytes * 1024
+    }
+    return 0
+}

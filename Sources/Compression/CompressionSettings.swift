@@ -1,0 +1,182 @@
+import ModelFormats
+
+/// How the layer sparsities of an iteration are chosen (LOSA.md step 3).
+public enum LayerAllocationMode: String, Sendable, Codable, CaseIterable {
+    /// From representation mutual information: the exact solution of the linear program.
+    case rmi
+    /// Every layer at the iteration's sparsity.
+    case uniform
+}
+
+/// What recovers the quality lost to pruning.
+public enum RecoveryMethod: String, Sendable, Codable, CaseIterable {
+    /// The LoSA loop: T iterations of growing sparsity, sparse LoRA with ranks from reconstruction errors.
+    case losa
+    /// The baseline: prune to the final sparsity at once, train dense LoRA with the same budget, merge and re-mask.
+    case lora
+    /// Pruning alone.
+    case none
+}
+
+/// A named set of budgets (how much data and training a job spends); every field can be overridden.
+public enum CompressionProfile: String, Sendable, Codable, CaseIterable {
+    /// The demo: minutes on 2 CPU cores for a 135M model.
+    case quick
+    /// A longer CPU job: more calibration data and four times the training of `quick`.
+    case standard
+    /// The reference hyper-parameters of LOSA.md (hours to days on a CPU).
+    case paper
+}
+
+/// Every knob of a compression job. `CompressionSettings(profile:)` gives a profile's values; callers then
+/// override fields. `validate()` names the first field out of range.
+public struct CompressionSettings: Sendable, Codable, Equatable {
+    public var profile: CompressionProfile
+    /// Target average sparsity s of the seven projections of every layer, in [0, 1).
+    public var sparsity: Double
+    public var method: PruningMethod
+    public var pattern: SparsityPattern
+    public var allocation: LayerAllocationMode
+    public var recovery: RecoveryMethod
+    /// LoSA iterations T.
+    public var iterations: Int
+
+    /// Calibration windows (pruning statistics, RMI, reconstruction errors) and their length in tokens.
+    public var calibrationWindows: Int
+    public var calibrationLength: Int
+
+    /// Training windows over the whole job (LOSA.md: 10000 samples; the last iteration gets `lastIterationShare`
+    /// of them, the others share the rest equally) and their length in tokens.
+    public var trainingSamples: Int
+    public var trainingLength: Int
+    public var lastIterationShare: Double
+    /// Windows per forward/backward pass, and passes per optimiser step.
+    public var batchSize: Int
+    public var gradientAccumulation: Int
+    public var learningRate: Double
+    public var weightDecay: Double
+    public var warmupFraction: Double
+    public var gradientClip: Double
+    /// Sparse-LoRA shape: maximum rank R, scaling (alpha / 8), adapter-input dropout.
+    public var maximumRank: Int
+    public var loraScaling: Double
+    public var loraDropout: Double
+    /// The fixed rank of the `lora` baseline's adapters (LOSA.md's reference configures 8).
+    public var baselineRank: Int
+
+    /// Evaluation window length and the most windows scored per text (0: all of them).
+    public var evaluationLength: Int
+    public var evaluationWindows: Int
+
+    /// Tensor type of the pruned projections in the output.
+    public var exportType: ExportTensorType
+    /// Seeds window sampling, adapter initialisation and dropout: a job is reproducible from it.
+    public var seed: UInt64
+
+    public init(profile: CompressionProfile = .quick) {
+        self.profile = profile
+        sparsity = 0.5
+        method = .wanda
+        pattern = .unstructured
+        allocation = .rmi
+        recovery = .losa
+        iterations = 5
+        lastIterationShare = 0.6
+        batchSize = 4
+        learningRate = 2e-4
+        weightDecay = 0.001
+        warmupFraction = 0.3
+        gradientClip = 0.3
+        maximumRank = 16
+        loraScaling = 2
+        loraDropout = 0.1
+        baselineRank = 8
+        exportType = .auto
+        seed = 0
+        switch profile {
+        case .quick:
+            calibrationWindows = 32
+            calibrationLength = 256
+            trainingSamples = 160
+            trainingLength = 256
+            gradientAccumulation = 1
+            learningRate = 5e-4
+            evaluationLength = 512
+            evaluationWindows = 24
+        case .standard:
+            calibrationWindows = 64
+            calibrationLength = 256
+            trainingSamples = 640
+            trainingLength = 256
+            gradientAccumulation = 2
+            learningRate = 3e-4
+            evaluationLength = 512
+            evaluationWindows = 64
+        case .paper:
+            calibrationWindows = 128
+            calibrationLength = 2048
+            trainingSamples = 10000
+            trainingLength = 1024
+            gradientAccumulation = 2
+            evaluationLength = 4096
+            evaluationWindows = 0
+        }
+    }
+
+    /// The first setting out of range, as a typed error naming it.
+    public func validate() throws(CompressionError) {
+        func check(_ ok: Bool, _ field: String, _ value: Any, _ allowed: String) throws(CompressionError) {
+            if !ok { throw .invalidSetting(field: field, value: "\(value)", allowed: allowed) }
+        }
+        try check(sparsity >= 0 && sparsity < 1, "sparsity", sparsity, "a fraction in [0, 1)")
+        try check((1...100).contains(iterations), "iterations", iterations, "1 to 100")
+        try check((1...100_000).contains(calibrationWindows), "calibration_windows", calibrationWindows, "1 to 100000")
+        try check((2...32768).contains(calibrationLength), "calibration_length", calibrationLength, "2 to 32768 tokens")
+        try check((0...10_000_000).contains(trainingSamples), "training_samples", trainingSamples, "0 to 10000000")
+        try check((2...32768).contains(trainingLength), "training_length", trainingLength, "2 to 32768 tokens")
+        try check(lastIterationShare > 0 && lastIterationShare <= 1, "last_iteration_share", lastIterationShare, "(0, 1]")
+        try check((1...1024).contains(batchSize), "batch_size", batchSize, "1 to 1024")
+        try check((1...1024).contains(gradientAccumulation), "gradient_accumulation", gradientAccumulation, "1 to 1024")
+        try check(learningRate > 0 && learningRate < 1, "learning_rate", learningRate, "(0, 1)")
+        try check(weightDecay >= 0 && weightDecay < 1, "weight_decay", weightDecay, "[0, 1)")
+        try check(warmupFraction >= 0 && warmupFraction < 1, "warmup_fraction", warmupFraction, "[0, 1)")
+        try check(gradientClip > 0, "gradient_clip", gradientClip, "a positive norm")
+        try check((1...256).contains(maximumRank), "maximum_rank", maximumRank, "1 to 256")
+        try check(loraScaling > 0 && loraScaling.isFinite, "lora_scaling", loraScaling, "a positive number")
+        try check(loraDropout >= 0 && loraDropout < 1, "lora_dropout", loraDropout, "[0, 1)")
+        try check((1...maximumRank).contains(baselineRank), "baseline_rank", baselineRank, "1 to maximum_rank (\(maximumRank))")
+        try check((2...32768).contains(evaluationLength), "evaluation_length", evaluationLength, "2 to 32768 tokens")
+        try check(evaluationWindows >= 0, "evaluation_windows", evaluationWindows, "0 (all) or more")
+        if recovery == .losa {
+            // Mean ranks 5 + t must fit under R: 5 + T ≤ R.
+            try check(5 + iterations <= maximumRank, "iterations", iterations,
+                      "at most maximum_rank − 5 (\(maximumRank - 5)) for LoSA, whose mean rank is 5 + t")
+        }
+    }
+
+    /// Training windows of iteration t (1...T): the last gets `lastIterationShare`, the others share the rest;
+    /// the sum over iterations is `trainingSamples` (remainders go to the last).
+    public func trainingSamples(iteration t: Int) -> Int {
+        let rounds = recovery == .losa ? iterations : 1
+        guard rounds > 1 else { return trainingSamples }
+        let early = Int((Double(trainingSamples) * (1 - lastIterationShare) / Double(rounds - 1)).rounded(.down))
+        return t < rounds ? early : trainingSamples - early * (rounds - 1)
+    }
+}
+
+extension PruningMethod: Codable {}
+
+/// Encoded as its text ("unstructured", "2:4").
+extension SparsityPattern: Codable {
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        do { self = try SparsityPattern(parsing: text) } catch {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "\(error)"))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}

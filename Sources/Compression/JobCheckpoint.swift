@@ -1,0 +1,169 @@
+import Foundation
+import Kernels
+import ModelFormats
+import Transformer
+
+/// What a LoSA job saves after each finished iteration, to resume after a crash, a kill or a stop with the
+/// same result as an uninterrupted run (every random draw derives from the seed and the iteration/step, so
+/// no generator state needs saving):
+///
+///     DIR/state.json        iteration, ranks, the report so far, identity of model and settings
+///     DIR/projections.f32   the seven projections of every layer (the pruned base weights), raw Float32
+///     DIR/adapters.f32      the adapter arena (A and B of every projection)
+///     DIR/optimizer.bin     AdamW's step count and moments
+///
+/// A new checkpoint is written into a sibling folder and swapped in by renames, so a crash while writing
+/// leaves the previous one intact.
+struct JobCheckpoint {
+    static let formatVersion = 1
+
+    struct State: Codable {
+        var formatVersion: Int
+        /// Input path, size and modification time, and the settings: a checkpoint resumes only the same job.
+        var identity: String
+        var iteration: Int
+        var ranks: [Int]
+        var report: CompressionReport
+    }
+
+    let directory: String
+
+    /// Identity of a job: the input file(s) as found on disk and every setting.
+    static func identity(input: String, settings: CompressionSettings) -> String {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: input)
+        let size = (attributes?[.size] as? NSNumber)?.intValue ?? -1
+        let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let settingsText = (try? encoder.encode(settings)).flatMap { String(data: $0, encoding: .utf8) } ?? ""
+        return "\(input)|\(size)|\(modified)|\(settingsText)"
+    }
+
+    var exists: Bool { FileManager.default.fileExists(atPath: directory + "/state.json") }
+
+    /// Saves the state of a finished iteration.
+    func save(state: State, weights: DecoderWeights, adapters: SparseLoRA, optimizer: AdamW) throws {
+        let fm = FileManager.default
+        let staging = directory + ".new", old = directory + ".old"
+        try? fm.removeItem(atPath: staging)
+        try fm.createDirectory(atPath: staging, withIntermediateDirectories: true)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try write(encoder.encode(state), to: staging + "/state.json")
+        try write(floats: projections(of: weights), to: staging + "/projections.f32")
+        try write(floats: [UnsafeMutableBufferPointer(start: adapters.parameters.base, count: adapters.parameters.count)],
+                  to: staging + "/adapters.f32")
+        try write(Data(optimizer.serializedState()), to: staging + "/optimizer.bin")
+        syncDirectory(staging)
+        try? fm.removeItem(atPath: old)
+        if fm.fileExists(atPath: directory) { try fm.moveItem(atPath: directory, toPath: old) }
+        try fm.moveItem(atPath: staging, toPath: directory)
+        syncDirectory((directory as NSString).deletingLastPathComponent)
+        try? fm.removeItem(atPath: old)
+    }
+
+    /// The saved state, after checking it belongs to this job; nil when there is none.
+    func loadState(identity: String) throws(CompressionError) -> State? {
+        // A crash between the two renames of `save` leaves the last good checkpoint under `.old`.
+        if !exists && FileManager.default.fileExists(atPath: directory + ".old/state.json") {
+            try? FileManager.default.moveItem(atPath: directory + ".old", toPath: directory)
+        }
+        guard exists else { return nil }
+        let state: State
+        do {
+            state = try JSONDecoder().decode(State.self, from: Data(contentsOf: URL(fileURLWithPath: directory + "/state.json")))
+        } catch {
+            throw .checkpointMismatch(path: directory, reason: "state.json is unreadable (\(error))")
+        }
+        guard state.formatVersion == Self.formatVersion else {
+            throw .checkpointMismatch(path: directory, reason: "format \(state.formatVersion), this losad writes \(Self.formatVersion)")
+        }
+        guard state.identity == identity else {
+            throw .checkpointMismatch(path: directory, reason: "it was made for another input file or other settings")
+        }
+        return state
+    }
+
+    /// Restores projections, adapters and optimizer from the saved files.
+    func restore(weights: DecoderWeights, adapters: SparseLoRA, optimizer: AdamW) throws(CompressionError) {
+        do {
+            try read(floats: projections(of: weights), from: directory + "/projections.f32")
+            try read(floats: [UnsafeMutableBufferPointer(start: adapters.parameters.base, count: adapters.parameters.count)],
+                     from: directory + "/adapters.f32")
+            try optimizer.restore(from: [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/optimizer.bin"))))
+        } catch let error as CompressionError {
+            throw error
+        } catch {
+            throw .checkpointMismatch(path: directory, reason: "\(error)")
+        }
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: directory)
+        try? FileManager.default.removeItem(atPath: directory + ".old")
+        try? FileManager.default.removeItem(atPath: directory + ".new")
+    }
+
+    // MARK: - Files
+
+    private func projections(of weights: DecoderWeights) -> [UnsafeMutableBufferPointer<Float>] {
+        weights.layers.flatMap { layer in
+            SparseLoRA.Projection.allCases.map { p in
+                let w = SparseLoRA.weight(layer, p)
+                return UnsafeMutableBufferPointer(start: w.pointer, count: w.count)
+            }
+        }
+    }
+
+    private func write(_ data: Data, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "cannot create: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        try data.withUnsafeBytes { try writeAll(fd, $0, path: path) }
+        fsync(fd)
+    }
+
+    private func write(floats buffers: [UnsafeMutableBufferPointer<Float>], to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "cannot create: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        for buffer in buffers { try writeAll(fd, UnsafeRawBufferPointer(buffer), path: path) }
+        fsync(fd)
+    }
+
+    private func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Foundation.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "write failed: \(String(cString: strerror(errno)))") }
+            offset += n
+        }
+    }
+
+    private func read(floats buffers: [UnsafeMutableBufferPointer<Float>], from path: String) throws {
+        let expected = buffers.reduce(0) { $0 + $1.count * 4 }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "missing") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, Int(info.st_size) == expected else {
+            throw CompressionError.checkpointMismatch(path: path, reason: "size \(info.st_size), expected \(expected) bytes")
+        }
+        for buffer in buffers {
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            var offset = 0
+            while offset < raw.count {
+                let n = Foundation.read(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "truncated") }
+                offset += n
+            }
+        }
+    }
+
+    private func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { fsync(fd); close(fd) }
+    }
+}

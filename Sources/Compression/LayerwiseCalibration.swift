@@ -1,0 +1,227 @@
+import Foundation
+import Kernels
+import ModelFormats
+import Transformer
+
+/// The calibration set pushed through the decoder one block at a time (LOSA.md steps 3 and 4, and the
+/// dense features before the loop). The hidden states of every calibration window live in one buffer
+/// [n·T, C] that each block transforms in place, chunk by chunk, so that a block can be fed whatever the
+/// block before produced — the dense, the merged or the freshly pruned output (sequential calibration).
+///
+/// Shapes: n calibration windows of T tokens; hidden [n·T, C]; dense features per layer [n·T, C] as
+/// Float16 (reconstruction errors are relative to per-channel norms: half precision is ample);
+/// Gram matrices [n, n].
+public final class LayerwiseCalibration {
+    public let decoder: Decoder
+    public let windows: [[Int32]]
+    public let tokens: Int
+    /// Windows per block run.
+    public let chunk: Int
+    let workspace: LoRATrainingWorkspace
+    /// The hidden states of every window, [n·T, C].
+    let hidden: Tensor
+    /// One chunk's copy of the block input, [chunk·T, C].
+    let scratch: Tensor
+
+    public init(decoder: Decoder, windows: [[Int32]], chunk: Int = 4) {
+        precondition(!windows.isEmpty && windows.allSatisfy { $0.count == windows[0].count },
+                     "calibration: \(windows.count) windows of unequal or zero length")
+        self.decoder = decoder
+        self.windows = windows
+        tokens = windows[0].count
+        self.chunk = min(chunk, windows.count)
+        // One set of block intermediates: a block is run, its projection inputs read, then it runs again.
+        workspace = LoRATrainingWorkspace(weights: decoder.weights, batch: self.chunk, tokens: tokens, chunkRows: 1,
+                                          policy: .recompute)
+        hidden = Tensor(zeros: [windows.count * tokens, decoder.config.hiddenSize])
+        scratch = Tensor(zeros: [self.chunk * tokens, decoder.config.hiddenSize])
+    }
+
+    /// The floats this object holds besides the model (for memory estimates).
+    public static func floatCount(config: ModelConfig, windows: Int, tokens: Int, chunk: Int) -> Int {
+        let c = min(chunk, windows)
+        let workspace = LoRATrainingWorkspace.shapes(config: config, batch: c, tokens: tokens, chunkRows: 1, policy: .recompute)
+            .map { $0.1.reduce(1, *) }.reduce(0, +)
+        return workspace + (windows + c) * tokens * config.hiddenSize
+    }
+
+    var rowsPerChunk: Int { chunk * tokens }
+
+    /// The windows' row ranges of `hidden`, chunk by chunk: (first window, window count).
+    var chunks: [(first: Int, count: Int)] {
+        stride(from: 0, to: windows.count, by: chunk).map { ($0, min(chunk, windows.count - $0)) }
+    }
+
+    func rows(_ first: Int, _ count: Int) -> Tensor {
+        hidden.slice((first * tokens)..<((first + count) * tokens))
+    }
+
+    /// hidden ← embed(windows).
+    func embedAll() {
+        for (first, count) in chunks {
+            decoder.embed(windows: Array(windows[first..<(first + count)]), into: rows(first, count), workspace: workspace)
+        }
+    }
+
+    /// hidden ← block l(hidden), chunk by chunk.
+    func runBlock(_ l: Int, cancellation: Cancellation) throws(CompressionError) {
+        for (first, count) in chunks {
+            try cancellation.check()
+            decoder.runLayer(l, residual: rows(first, count), batch: count, workspace: workspace)
+        }
+    }
+
+    // MARK: - Dense features
+
+    /// Runs the (dense) decoder and keeps every block's output Y_l and its per-channel L2 norms over all
+    /// calibration tokens: the targets of the reconstruction errors.
+    public func denseFeatures(cancellation: Cancellation = .never) throws(CompressionError) -> DenseFeatures {
+        let c = decoder.config.hiddenSize, count = hidden.count
+        var outputs: [[UInt16]] = []
+        var norms: [[Double]] = []
+        embedAll()
+        for l in 0..<decoder.config.layerCount {
+            try runBlock(l, cancellation: cancellation)
+            var bits = [UInt16](repeating: 0, count: count)
+            bits.withUnsafeMutableBufferPointer { convertFloat32ToFloat16(hidden.pointer, $0.baseAddress!, count: count) }
+            outputs.append(bits)
+            norms.append(columnNorms(hidden, columns: c))
+        }
+        return DenseFeatures(outputs: outputs, columnNorms: norms, hiddenSize: c)
+    }
+
+    // MARK: - RMI
+
+    /// The Gram matrix K_l = X_l·X_lᵀ [n, n] of every block's input (one row per window: its T·C features),
+    /// from the current weights.
+    public func layerGrams(cancellation: Cancellation = .never) throws(CompressionError) -> [GramMatrix] {
+        var grams: [GramMatrix] = []
+        embedAll()
+        for l in 0..<decoder.config.layerCount {
+            var gram = GramMatrix(sampleCount: windows.count)
+            gram.accumulate(hidden)
+            grams.append(gram)
+            try runBlock(l, cancellation: cancellation)
+        }
+        return grams
+    }
+
+    // MARK: - Sequential pruning
+
+    /// What pruning did to one block.
+    public struct LayerPruning: Sendable {
+        /// The sparsity asked of the block's projections.
+        public let target: Double
+        /// Zeros counted in the block's seven projections / their size, after pruning.
+        public let sparsity: Double
+        /// e_l against the dense features (nil without them).
+        public let reconstructionError: Double?
+    }
+
+    /// Prunes block by block in order (LOSA.md step 4): each block's projections are pruned with statistics of
+    /// their inputs when the block is fed the pruned output of the block before, then the pruned block runs again
+    /// to produce that output and its reconstruction error against `dense`.
+    ///
+    /// `sparsities[l]` is block l's target; the weights are modified in place.
+    public func prune(sparsities: [Double], method: PruningMethod, pattern: SparsityPattern, dense: DenseFeatures?,
+                      cancellation: Cancellation = .never,
+                      progress: (Int) -> Void = { _ in }) throws(CompressionError) -> [LayerPruning] {
+        let config = decoder.config
+        precondition(sparsities.count == config.layerCount, "calibration: \(sparsities.count) sparsities for \(config.layerCount) layers")
+        var results: [LayerPruning] = []
+        embedAll()
+        for l in 0..<config.layerCount {
+            // Statistics of the four distinct projection inputs (q, k, v share one; gate and up share one).
+            let groups: [[SparseLoRA.Projection]] = [[.query, .key, .value], [.attentionOutput], [.gate, .up], [.down]]
+            var statistics: [InputStatistics] = []
+            do {
+                for group in groups {
+                    statistics.append(try InputStatistics(inputs: SparseLoRA.shape(of: group[0], config: config).in,
+                                                          hessian: method.needsHessian ? .float64 : nil))
+                }
+            } catch {
+                throw .pruning(layer: l, reason: "\(error)")
+            }
+            if method != .magnitude {
+                for (first, count) in chunks {
+                    try cancellation.check()
+                    let x = scratch.slice(0..<(count * tokens))
+                    x.assign(rows(first, count))
+                    decoder.runLayer(l, residual: x, batch: count, workspace: workspace)
+                    for (g, group) in groups.enumerated() {
+                        do { try statistics[g].accumulate(workspace.projectionInput(group[0], layer: l, rows: count * tokens)) } catch {
+                            throw .pruning(layer: l, reason: "\(error)")
+                        }
+                    }
+                }
+            }
+            var zeros = 0, total = 0
+            for (group, stats) in zip(groups, statistics) {
+                for projection in group {
+                    try cancellation.check()
+                    let weight = SparseLoRA.weight(decoder.weights.layers[l], projection)
+                    do {
+                        try method.prune(weight, statistics: method.needsStatistics ? stats : nil, sparsity: sparsities[l],
+                                         pattern: pattern)
+                    } catch {
+                        throw .pruning(layer: l, reason: "\(projection): \(error)")
+                    }
+                    zeros += countZeros(weight)
+                    total += weight.count
+                }
+            }
+            try runBlock(l, cancellation: cancellation)
+            let error = dense.map { $0.reconstructionError(layer: l, output: hidden) }
+            results.append(LayerPruning(target: sparsities[l], sparsity: Double(zeros) / Double(total), reconstructionError: error))
+            progress(l)
+        }
+        return results
+    }
+}
+
+/// Every block's dense output Y_l [n·T, C] (Float16) and its per-channel norms ‖Y_l‖_col [C].
+public struct DenseFeatures: Sendable {
+    let outputs: [[UInt16]]
+    let columnNorms: [[Double]]
+    let hiddenSize: Int
+
+    /// e_l = Σ ((Y_l − Ŷ_l) / ‖Y_l‖_col)² / C over every calibration token and channel (LOSA.md step 4).
+    public func reconstructionError(layer l: Int, output: Tensor) -> Double {
+        precondition(output.count == outputs[l].count, "reconstruction error: \(output.shape) against \(outputs[l].count) values")
+        let c = hiddenSize, norms = columnNorms[l], rows = output.count / c
+        var dense = [Float](repeating: 0, count: c)
+        var sum = 0.0
+        outputs[l].withUnsafeBufferPointer { bits in
+            for row in 0..<rows {
+                dense.withUnsafeMutableBufferPointer { convertFloat16ToFloat32(bits.baseAddress! + row * c, $0.baseAddress!, count: c) }
+                let y = output.pointer + row * c
+                for j in 0..<c where norms[j] > 0 {
+                    let d = Double(dense[j] - y[j]) / norms[j]
+                    sum += d * d
+                }
+            }
+        }
+        return sum / Double(c)
+    }
+
+    /// Bytes held.
+    public var byteCount: Int { outputs.reduce(0) { $0 + $1.count * 2 } }
+}
+
+/// The L2 norm of every column of x [N, columns] over its rows.
+func columnNorms(_ x: Tensor, columns: Int) -> [Double] {
+    var sums = [Double](repeating: 0, count: columns)
+    let rows = x.count / columns
+    for row in 0..<rows {
+        let p = x.pointer + row * columns
+        for j in 0..<columns { sums[j] += Double(p[j]) * Double(p[j]) }
+    }
+    return sums.map { $0.squareRoot() }
+}
+
+/// The number of entries exactly zero.
+func countZeros(_ t: Tensor) -> Int {
+    var zeros = 0
+    for i in 0..<t.count where t.pointer[i] == 0 { zeros += 1 }
+    return zeros
+}

@@ -1,0 +1,180 @@
+import Compression
+import Foundation
+import Kernels
+import ModelFormats
+import Testing
+import Transformer
+
+/// Whole jobs on the tiny LLaMA fixture (2 layers, C = 32): fast enough to run every stage for real.
+@Suite struct CompressionJobTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static let tinyModel = repository.appendingPathComponent("Tests/TransformerTests/Fixtures/tiny-llama").path
+    static let text = repository.appendingPathComponent("Tests/TransformerTests/Fixtures/eval-text.txt").path
+
+    static func settings(_ recovery: RecoveryMethod = .losa, pattern: SparsityPattern = .unstructured) -> CompressionSettings {
+        var s = CompressionSettings(profile: .quick)
+        s.recovery = recovery
+        s.pattern = pattern
+        s.iterations = 3
+        s.calibrationWindows = 4
+        s.calibrationLength = 16
+        s.trainingSamples = 36
+        s.trainingLength = 16
+        s.batchSize = 2
+        s.evaluationLength = 32
+        s.evaluationWindows = 6
+        s.learningRate = 1e-3
+        s.seed = 42
+        return s
+    }
+
+    static func request(_ directory: URL, settings: CompressionSettings, checkpoint: Bool = true) -> CompressionJob.Request {
+        CompressionJob.Request(input: tinyModel, output: directory.appendingPathComponent("model").path, settings: settings,
+                               texts: TextSources(calibration: .file(text), evaluation: [.file(text)]),
+                               checkpointDirectory: checkpoint ? directory.appendingPathComponent(".checkpoint").path : nil)
+    }
+
+    static func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("losad-job-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// Zeros of every projection of a model on disk, layer by layer.
+    static func projectionZeros(_ path: String) throws -> [[Int]] {
+        let decoder = try Decoder(checkpoint: Checkpoint.open(path))
+        return decoder.weights.layers.map { layer in
+            SparseLoRA.Projection.allCases.map { p in
+                let w = SparseLoRA.weight(layer, p)
+                return (0..<w.count).filter { w.pointer[$0] == 0 }.count
+            }
+        }
+    }
+
+    @Test(arguments: [RecoveryMethod.losa, .lora, .none])
+    func aJobWritesAModelWithExactlyTheReportedZerosAndAReport(recovery: RecoveryMethod) throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let settings = Self.settings(recovery)
+        let report = try CompressionJob(Self.request(directory, settings: settings)).run()
+
+        let output = directory.appendingPathComponent("model").path
+        let zeros = try Self.projectionZeros(output)
+        let total = zeros.joined().reduce(0, +)
+        let sparsity = try #require(report.finalSparsity)
+        #expect(sparsity.verified && sparsity.zeros == total)
+        // Per-row exact pruning at the allocated layer sparsities: the mean is the target within rounding.
+        #expect(abs(sparsity.fraction - 0.5) < 0.01)
+        #expect(report.evaluations.count == 1)
+        let evaluation = report.evaluations[0]
+        #expect(evaluation.dense != nil && evaluation.pruned != nil && evaluation.final != nil)
+        #expect(report.iterations.count == (recovery == .losa ? 3 : recovery == .lora ? 1 : 0))
+        if recovery == .losa {
+            // The cubic schedule's targets, rank sums of (5 + t)·L, and training steps in every iteration.
+            #expect(report.iterations.map(\.targetSparsity).last == 0.5)
+            for record in report.iterations {
+                #expect(record.layers.compactMap(\.rank).reduce(0, +) == (5 + record.iteration) * 2)
+                #expect(record.trainingSteps > 0 && record.losses.allSatisfy(\.isFinite))
+            }
+        }
+        if recovery == .none { #expect(evaluation.final! == evaluation.pruned!) }
+        let saved = try JSONDecoder().decode(CompressionReport.self,
+                                             from: Data(contentsOf: directory.appendingPathComponent("report.json")))
+        #expect(saved == report)
+        // The checkpoint is removed once the job has finished; the input is untouched.
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent(".checkpoint").path))
+    }
+
+    @Test(arguments: ["2:4", "4:8"])
+    func nOfMPatternsHoldInEveryGroupOfTheExportedModel(pattern: String) throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let parsed = try SparsityPattern(parsing: pattern)
+        var settings = Self.settings(.losa, pattern: parsed)
+        settings.allocation = .uniform
+        _ = try CompressionJob(Self.request(directory, settings: settings)).run()
+        let decoder = try Decoder(checkpoint: Checkpoint.open(directory.appendingPathComponent("model").path))
+        let m = pattern == "2:4" ? 4 : 8
+        for layer in decoder.weights.layers {
+            for p in SparseLoRA.Projection.allCases {
+                let w = SparseLoRA.weight(layer, p)
+                for group in stride(from: 0, to: w.count, by: m) {
+                    #expect((group..<(group + m)).filter { w.pointer[$0] == 0 }.count == m / 2)
+                }
+            }
+        }
+    }
+
+    /// A job stopped after an iteration and started again gives the uninterrupted run's model, bit for bit.
+    @Test func resumingFromACheckpointReproducesTheUninterruptedRun() throws {
+        let uninterrupted = try Self.temporaryDirectory(), interrupted = try Self.temporaryDirectory()
+        defer {
+            try? FileManager.default.removeItem(at: uninterrupted)
+            try? FileManager.default.removeItem(at: interrupted)
+        }
+        let settings = Self.settings()
+        _ = try CompressionJob(Self.request(uninterrupted, settings: settings)).run()
+
+        // Cancel as soon as iteration 2 starts pruning: iteration 1's checkpoint is on disk.
+        let stop = StopFlag()
+        let first = CompressionJob(Self.request(interrupted, settings: settings), cancellation: Cancellation { stop.isSet }) { p in
+            if p.iteration == 2 && p.stage == .prune { stop.set() }
+        }
+        #expect(throws: CompressionError.cancelled) { try first.run() }
+        #expect(FileManager.default.fileExists(atPath: interrupted.appendingPathComponent(".checkpoint/state.json").path))
+        let resumed = try CompressionJob(Self.request(interrupted, settings: settings)).run()
+        #expect(resumed.resumedAfterIteration == 1)
+
+        let a = try Data(contentsOf: uninterrupted.appendingPathComponent("model/model.safetensors"))
+        let b = try Data(contentsOf: interrupted.appendingPathComponent("model/model.safetensors"))
+        #expect(a == b)
+    }
+
+    @Test func anExistingOutputIsNeverOverwritten() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let output = directory.appendingPathComponent("model")
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        #expect(throws: CompressionError.outputExists(path: output.path)) {
+            try CompressionJob(Self.request(directory, settings: Self.settings())).run()
+        }
+    }
+
+    @Test func settingsOutOfRangeNameTheField() {
+        var settings = Self.settings()
+        settings.sparsity = 1.2
+        #expect(throws: CompressionError.invalidSetting(field: "sparsity", value: "1.2", allowed: "a fraction in [0, 1)")) {
+            try settings.validate()
+        }
+        settings = Self.settings()
+        settings.iterations = 12
+        #expect(throws: CompressionError.self) { try settings.validate() }
+    }
+
+    @Test func aMissingTextFileIsAClearError() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var request = Self.request(directory, settings: Self.settings())
+        request.texts = TextSources(calibration: .file("/nonexistent/text.txt"), evaluation: [.file(Self.text)])
+        do {
+            _ = try CompressionJob(request).run()
+            Issue.record("expected an error")
+        } catch {
+            #expect("\(error)".contains("/nonexistent/text.txt"))
+        }
+    }
+
+    @Test func trainingSamplesFollowTheReferenceSplit() {
+        var settings = CompressionSettings(profile: .paper)
+        settings.trainingSamples = 10000
+        #expect((1...5).map { settings.trainingSamples(iteration: $0) } == [1000, 1000, 1000, 1000, 6000])
+    }
+}
+
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
