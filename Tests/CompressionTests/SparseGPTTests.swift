@@ -136,10 +136,12 @@ import Testing
         // Two identical inputs [3, 4]ᵀ: H = [[25, 25], [25, 25]] is singular, and without dampening Cholesky fails.
         var collinear = try InputStatistics(inputs: 2, hessian: .float64)
         try collinear.accumulate(Tensor(shape: [2, 2], values: [3, 3, 4, 4]))
+        let untouched = Tensor(shape: [1, 2], values: [1, 2])
         #expect(throws: PruningError.numerics(.notPositiveDefinite(routine: "dpotrf", order: 2, leadingMinor: 2))) {
-            try pruneSparseGPT(Tensor(shape: [1, 2], values: [1, 2]), statistics: collinear, sparsity: 0.5,
+            try pruneSparseGPT(untouched, statistics: collinear, sparsity: 0.5,
                                pattern: .unstructured, options: SparseGPTOptions(dampening: 0))
         }
+        #expect(untouched.scalars == [1, 2], "a refused weight is left as it was")
     }
 
     /// Times SparseGPT on SmolLM2-135M's projection shapes; set LOSAD_PRUNING_TIMING=1 to run it.

@@ -36,6 +36,8 @@ public struct SparseGPTOptions: Sendable, Equatable {
 /// Rows are independent once H⁻¹ is known, so each block's column sweep runs over rows on the
 /// worker pool and the lazy update is one OpenBLAS product. Memory besides the weight: the
 /// Hessian in Double and its factor in Float (12·in² bytes), out × blockSize errors, a bit per weight.
+/// Every error is raised before the weight is touched, except `.nonFinite("weight")` after the
+/// updates diverged (then the weight holds what they left; keep a copy if that matters).
 @discardableResult
 public func pruneSparseGPT(_ weight: Tensor, statistics: InputStatistics, sparsity: Double,
                            pattern: SparsityPattern,
@@ -60,11 +62,10 @@ public func pruneSparseGPT(_ weight: Tensor, statistics: InputStatistics, sparsi
     let n = columns
 
     // MARK: Dead inputs, dampening, and the factor U of H⁻¹.
-    var deadInputs = 0
+    var deadColumns: [Int] = []
     for j in 0..<n where hessian[j * n + j] == 0 {
         hessian[j * n + j] = 1
-        for row in 0..<rows { w[row * n + j] = 0 }
-        deadInputs += 1
+        deadColumns.append(j)
     }
     var diagonalSum = 0.0
     for j in 0..<n {
@@ -82,6 +83,8 @@ public func pruneSparseGPT(_ weight: Tensor, statistics: InputStatistics, sparsi
     } catch {
         throw .numerics(error)
     }
+    // Only now is the weight touched, so a failure above leaves it as it was.
+    for j in deadColumns { for row in 0..<rows { w[row * n + j] = 0 } }
     let factor = UnsafeMutableBufferPointer<Float>.allocate(capacity: n * n)
     defer { factor.deallocate() }
     for i in 0..<(n * n) { factor[i] = Float(hessian[i]) }
@@ -206,6 +209,6 @@ public func pruneSparseGPT(_ weight: Tensor, statistics: InputStatistics, sparsi
     return PruningSummary(method: .sparseGPT, pattern: pattern, rows: rows, columns: columns,
                           targetZerosPerRow: target,
                           zerosPerRow: zerosPerRow(weight.pointer, rows: rows, columns: columns),
-                          deadInputs: deadInputs,
+                          deadInputs: deadColumns.count,
                           estimatedError: rowError.reduce(0, +))
 }
