@@ -127,7 +127,8 @@ import Testing
 
         // The model one level down, so that "the folder around it" is a scratch folder too.
         let outer = try TemporaryDirectory()
-        try FileManager.default.copyItem(atPath: huggingFace.folder.path, toPath: outer.file("model"))
+        try FileManager.default.createDirectory(atPath: outer.file("model"), withIntermediateDirectories: false)
+        try ExportFixtures.writeHuggingFaceFolder(at: outer.file("model"))
         let model = try Checkpoint.open(outer.file("model"))
         let folderBefore = try ExportFixtures.snapshot(outer.path)
         for output in [outer.file("model"), outer.file("model/sparse"), outer.path] {

@@ -10,8 +10,10 @@ enum ExportFixtures {
     /// 32-element blocks except ffn_down's (48), which exercises the F16 fallback.
     static let hidden = 32, heads = 4, kvHeads = 2, headDim = 8, ffn = 48, layers = 2
 
-    static let projections: [TensorRole] = (0..<layers).flatMap { layer in
-        TensorRole.LayerTensor.projections.map { TensorRole.layer(layer, $0) }
+    static let projections: [TensorRole] = projectionsOf(layers)
+
+    static func projectionsOf(_ layers: Int) -> [TensorRole] {
+        (0..<layers).flatMap { layer in TensorRole.LayerTensor.projections.map { TensorRole.layer(layer, $0) } }
     }
 
     // MARK: - GGUF
@@ -72,22 +74,27 @@ enum ExportFixtures {
     /// into a scratch folder with the other files repositories carry.
     static func huggingFaceFolder() throws -> TemporaryDirectory {
         let folder = try TemporaryDirectory()
+        try writeHuggingFaceFolder(at: folder.path)
+        return folder
+    }
+
+    /// `huggingFaceFolder()` at `path`, a folder that exists.
+    static func writeHuggingFaceFolder(at path: String) throws {
         let fixture = try #require(Bundle.module.resourceURL).appendingPathComponent("Fixtures/tiny-llama")
         for name in ["config.json", "tokenizer.json", "model.safetensors"] {
-            try FileManager.default.copyItem(atPath: fixture.appendingPathComponent(name).path, toPath: folder.file(name))
+            try FileManager.default.copyItem(atPath: fixture.appendingPathComponent(name).path, toPath: path + "/" + name)
         }
-        try addRepositoryFiles(to: folder)
-        return folder
+        try addRepositoryFiles(to: path)
     }
 
     /// The same model re-sharded into three BF16 files with an index, plus a
     /// rotary cache tensor losad ignores (it must be copied all the same).
     static func shardedHuggingFaceFolder() throws -> TemporaryDirectory {
         let single = try huggingFaceFolder()
-        let file = try SafetensorsFile(path: single.file("model.safetensors"))
+        let weights = try SafetensorsFile(path: single.file("model.safetensors"))
         let folder = try TemporaryDirectory()
-        var entries = try file.tensorNames.map { name in
-            SafetensorsWriter.Entry(name: name, tensor: try file.tensor(named: name), dtype: name.hasSuffix("norm.weight") ? .f32 : .bf16)
+        var entries = try weights.tensorNames.map { name in
+            SafetensorsWriter.Entry(name: name, tensor: try weights.tensor(named: name), dtype: name.hasSuffix("norm.weight") ? .f32 : .bf16)
         }
         entries.append(.init(name: "model.layers.0.self_attn.rotary_emb.inv_freq",
                              tensor: Tensor(shape: [headDim / 2], values: [1, 0.1, 0.01, 0.001]), dtype: .f32))
@@ -96,27 +103,33 @@ enum ExportFixtures {
         for name in ["config.json", "tokenizer.json"] {
             try FileManager.default.copyItem(atPath: single.file(name), toPath: folder.file(name))
         }
-        try addRepositoryFiles(to: folder)
+        try addRepositoryFiles(to: folder.path)
         return folder
     }
 
     /// What a downloaded repository has besides the weights: files to copy
-    /// (generation and tokenizer configs, a README, a subfolder) and files to
-    /// leave out (dense weights in other formats, a hidden file).
-    static func addRepositoryFiles(to folder: TemporaryDirectory) throws {
-        try writeFile(folder.file("generation_config.json"), Data(#"{"bos_token_id": 0, "eos_token_id": 0}"#.utf8))
-        try writeFile(folder.file("tokenizer_config.json"), Data(#"{"model_max_length": 64}"#.utf8))
-        try writeFile(folder.file("README.md"), Data("# tiny\n".utf8))
-        try FileManager.default.createDirectory(atPath: folder.file("original"), withIntermediateDirectories: false)
-        try writeFile(folder.file("original/params.json"), Data(#"{"dim": 32}"#.utf8))
-        try writeFile(folder.file("original/consolidated.00.pth"), Data(repeating: 7, count: 100))
-        try writeFile(folder.file("pytorch_model.bin"), Data(repeating: 7, count: 100))
-        try writeFile(folder.file(".gitattributes"), Data("*.safetensors filter=lfs\n".utf8))
+    /// (generation and tokenizer configs, a README, a subfolder, a link into
+    /// a blob store as the Hugging Face cache makes them) and entries to leave
+    /// out (dense weights in other formats, hidden entries, a FIFO).
+    static func addRepositoryFiles(to path: String) throws {
+        func file(_ name: String) -> String { path + "/" + name }
+        try FileManager.default.createDirectory(atPath: file(".cache/blobs"), withIntermediateDirectories: true)
+        try writeFile(file(".cache/blobs/3f2a"), Data(#"{"eos_token": "<|endoftext|>"}"#.utf8))
+        try FileManager.default.createSymbolicLink(atPath: file("special_tokens_map.json"), withDestinationPath: ".cache/blobs/3f2a")
+        try #require(mkfifo(file("events.fifo"), 0o644) == 0)
+        try writeFile(file("generation_config.json"), Data(#"{"bos_token_id": 0, "eos_token_id": 0}"#.utf8))
+        try writeFile(file("tokenizer_config.json"), Data(#"{"model_max_length": 64}"#.utf8))
+        try writeFile(file("README.md"), Data("# tiny\n".utf8))
+        try FileManager.default.createDirectory(atPath: file("original"), withIntermediateDirectories: false)
+        try writeFile(file("original/params.json"), Data(#"{"dim": 32}"#.utf8))
+        try writeFile(file("original/consolidated.00.pth"), Data(repeating: 7, count: 100))
+        try writeFile(file("pytorch_model.bin"), Data(repeating: 7, count: 100))
+        try writeFile(file(".gitattributes"), Data("*.safetensors filter=lfs\n".utf8))
     }
 
     static let copiedRepositoryFiles = ["README.md", "config.json", "generation_config.json", "original/params.json",
-                                        "tokenizer.json", "tokenizer_config.json"]
-    static let skippedRepositoryFiles = [".gitattributes", "original/consolidated.00.pth", "pytorch_model.bin"]
+                                        "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"]
+    static let skippedRepositoryFiles = [".cache", ".gitattributes", "events.fifo", "original/consolidated.00.pth", "pytorch_model.bin"]
 
     // MARK: - Sparse tensors
 
@@ -149,18 +162,24 @@ enum ExportFixtures {
         return replacements
     }
 
-    /// Every file under `path` (relative name → bytes), for checking that a source was not touched.
+    /// Every regular file under `path`, links followed (relative name → bytes),
+    /// for checking that a source was not touched and what an export wrote.
     static func snapshot(_ path: String) throws -> [String: Data] {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else {
-            return ["": try Data(contentsOf: URL(fileURLWithPath: path))]
-        }
+        guard isFolder(path) else { return ["": try Data(contentsOf: URL(fileURLWithPath: path))] }
         var files: [String: Data] = [:]
-        for case let name as String in FileManager.default.enumerator(atPath: path)! {
-            var isFolder: ObjCBool = false
-            _ = FileManager.default.fileExists(atPath: path + "/" + name, isDirectory: &isFolder)
-            if !isFolder.boolValue { files[name] = try Data(contentsOf: URL(fileURLWithPath: path + "/" + name)) }
+        for case let name as String in FileManager.default.enumerator(atPath: path)! where isRegularFile(path + "/" + name) {
+            files[name] = try Data(contentsOf: URL(fileURLWithPath: path + "/" + name))
         }
         return files
+    }
+
+    static func isFolder(_ path: String) -> Bool {
+        var status = stat()
+        return stat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    static func isRegularFile(_ path: String, followingLinks: Bool = true) -> Bool {
+        var status = stat()
+        return (followingLinks ? stat(path, &status) : lstat(path, &status)) == 0 && (status.st_mode & S_IFMT) == S_IFREG
     }
 }
