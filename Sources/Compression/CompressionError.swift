@@ -12,7 +12,7 @@ public enum CompressionError: Error, Equatable, CustomStringConvertible {
     case unreadableText(path: String, reason: String)
     /// A checkpoint exists but belongs to another model or other settings, or is damaged.
     case checkpointMismatch(path: String, reason: String)
-    /// The exported model does not have the zeros the job made (verification after export).
+    /// The exported model lost zeros the job made (verification after export): `found` of `expected` are zero.
     case sparsityMismatch(tensor: String, expected: Int, found: Int)
     /// Training diverged (a non-finite loss or gradient).
     case diverged(iteration: Int, step: Int)
@@ -37,7 +37,7 @@ public enum CompressionError: Error, Equatable, CustomStringConvertible {
         case let .checkpointMismatch(path, reason):
             return "checkpoint \(path) cannot be resumed: \(reason)"
         case let .sparsityMismatch(tensor, expected, found):
-            return "exported tensor \(tensor) has \(found) zeros where the job made \(expected)"
+            return "exported tensor \(tensor) keeps only \(found) of the \(expected) zeros the job made"
         case let .diverged(iteration, step):
             return "training diverged (non-finite loss or gradient) at iteration \(iteration), step \(step)"
         case let .nonFinite(what, iteration):

@@ -18,7 +18,7 @@ extension CompressionJob {
             try cancellation.check()
             report(stage, step: i, steps: texts.evaluation.count, message: "perplexity of \(text.name)")
             do {
-                let result = try decoder.perplexity(of: text.stream, windowLength: settings.evaluationLength, batch: 1)
+                let result = try decoder.perplexity(of: text.stream, windowLength: settings.evaluationLength, batch: 4)
                 results.append((text.name, result))
             } catch {
                 throw .notEnoughText(what: "evaluation (\(text.name))", tokens: text.stream.count, needed: settings.evaluationLength)
@@ -83,19 +83,27 @@ extension CompressionJob {
         var zeros = 0
         var total = 0
         var perLayer: [Double] = []
-        /// Zeros of each projection, layer by layer.
-        var perProjection: [[Int]] = []
+        /// The zero positions of every projection (layer-major, projections in order), one bit per weight.
+        var masks: [[UInt64]] = []
     }
 
     func projectionZeros(_ weights: DecoderWeights) -> ZeroCount {
         var count = ZeroCount()
         for layer in weights.layers {
-            let zeros = SparseLoRA.Projection.allCases.map { countZeros(SparseLoRA.weight(layer, $0)) }
-            let size = SparseLoRA.Projection.allCases.reduce(0) { $0 + SparseLoRA.weight(layer, $1).count }
-            count.perProjection.append(zeros)
-            count.zeros += zeros.reduce(0, +)
+            var layerZeros = 0, size = 0
+            for p in SparseLoRA.Projection.allCases {
+                let w = SparseLoRA.weight(layer, p)
+                var bits = [UInt64](repeating: 0, count: (w.count + 63) / 64)
+                for i in 0..<w.count where w.pointer[i] == 0 {
+                    bits[i >> 6] |= 1 << UInt64(i & 63)
+                    layerZeros += 1
+                }
+                count.masks.append(bits)
+                size += w.count
+            }
+            count.zeros += layerZeros
             count.total += size
-            count.perLayer.append(Double(zeros.reduce(0, +)) / Double(size))
+            count.perLayer.append(Double(layerZeros) / Double(size))
         }
         return count
     }

@@ -17,7 +17,7 @@ public struct CompressionReport: Sendable, Codable, Equatable {
     public var prunedBaseline: [LayerRecord] = []
     /// One record per LoSA iteration (one for the `lora` baseline's training, none for `none`).
     public var iterations: [IterationRecord] = []
-    /// Zeros counted in the exported file's projections.
+    /// Zeros of the final projections: as the job made them, and as counted in the exported file.
     public var finalSparsity: SparsityCount?
     /// Seconds per stage (summed over iterations).
     public var stageSeconds: [String: Double] = [:]
@@ -86,20 +86,25 @@ public struct CompressionReport: Sendable, Codable, Equatable {
     }
 
     public struct SparsityCount: Sendable, Codable, Equatable {
+        /// Zeros of the merged model's projections (what pruning made), and their size.
         public var zeros: Int
         public var total: Int
         public var fraction: Double { total > 0 ? Double(zeros) / Double(total) : 0 }
         /// Zeros / size per layer.
         public var perLayer: [Double]
-        /// Whether the exported file holds exactly the zeros of the merged in-memory model.
+        /// Zeros counted in the exported file: at least `zeros` (a quantised type rounds a few small weights to 0).
+        public var exportedZeros: Int
+        public var exportedFraction: Double { total > 0 ? Double(exportedZeros) / Double(total) : 0 }
+        /// Whether every zero the job made is zero in the exported file.
         public var verified: Bool
 
-        enum CodingKeys: String, CodingKey { case zeros, total, fraction, perLayer, verified }
+        enum CodingKeys: String, CodingKey { case zeros, total, fraction, perLayer, exportedZeros, exportedFraction, verified }
 
-        public init(zeros: Int, total: Int, perLayer: [Double], verified: Bool) {
+        public init(zeros: Int, total: Int, perLayer: [Double], exportedZeros: Int, verified: Bool) {
             self.zeros = zeros
             self.total = total
             self.perLayer = perLayer
+            self.exportedZeros = exportedZeros
             self.verified = verified
         }
 
@@ -108,6 +113,7 @@ public struct CompressionReport: Sendable, Codable, Equatable {
             zeros = try c.decode(Int.self, forKey: .zeros)
             total = try c.decode(Int.self, forKey: .total)
             perLayer = try c.decode([Double].self, forKey: .perLayer)
+            exportedZeros = try c.decode(Int.self, forKey: .exportedZeros)
             verified = try c.decode(Bool.self, forKey: .verified)
         }
 
@@ -117,6 +123,8 @@ public struct CompressionReport: Sendable, Codable, Equatable {
             try c.encode(total, forKey: .total)
             try c.encode(fraction, forKey: .fraction)
             try c.encode(perLayer, forKey: .perLayer)
+            try c.encode(exportedZeros, forKey: .exportedZeros)
+            try c.encode(exportedFraction, forKey: .exportedFraction)
             try c.encode(verified, forKey: .verified)
         }
     }
@@ -151,8 +159,12 @@ public struct CompressionReport: Sendable, Codable, Equatable {
             }.joined(separator: "  "))
         }
         if let s = finalSparsity {
-            lines.append(String(format: "sparsity %.4f (%d of %d projection weights zero, %@ in the exported file)",
+            lines.append(String(format: "sparsity %.4f (%d of %d projection weights pruned, every one zero in the exported file: %@)",
                                 s.fraction, s.zeros, s.total, s.verified ? "verified" : "NOT verified"))
+            if s.exportedZeros > s.zeros {
+                lines.append(String(format: "exported file: %.4f zero (%d more weights rounded to 0 by %@)",
+                                    s.exportedFraction, s.exportedZeros - s.zeros, output?.projectionType ?? "the export type"))
+            }
         }
         if let output {
             lines.append(String(format: "output %@ (%@, projections %@, %.1f MB)", output.path, output.format,

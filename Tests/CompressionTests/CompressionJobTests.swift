@@ -63,7 +63,7 @@ import Transformer
         let zeros = try Self.projectionZeros(output)
         let total = zeros.joined().reduce(0, +)
         let sparsity = try #require(report.finalSparsity)
-        #expect(sparsity.verified && sparsity.zeros == total)
+        #expect(sparsity.verified && sparsity.zeros == total && sparsity.exportedZeros == total)
         // Per-row exact pruning at the allocated layer sparsities: the mean is the target within rounding.
         #expect(abs(sparsity.fraction - 0.5) < 0.01)
         #expect(report.evaluations.count == 1)
