@@ -6,7 +6,7 @@ SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 PYTHON ?= python3
 
-.PHONY: all deps build release test demo demo-model bench-kernels bench-engine clean
+.PHONY: all deps build release test demo demo-model bench-kernels bench-engine bench-compress clean
 
 all: build
 
@@ -41,6 +41,10 @@ bench-kernels: release
 ## bench-engine: forward and LoRA training-step tokens/s and peak RSS on the demo model, side by side with PyTorch
 bench-engine: release demo-model
 	@bash scripts/bench-engine.sh
+
+## bench-compress: the compression figures on the demo model (quick profile; LoSA vs pruned-only vs dense LoRA at 50%/70%, 2:4)
+bench-compress: release demo-model
+	@bash scripts/bench-compress.sh
 
 clean:
 	rm -rf .build
