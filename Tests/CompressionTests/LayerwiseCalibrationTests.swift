@@ -1,0 +1,62 @@
+@testable import Compression
+import Foundation
+import Kernels
+import ModelFormats
+import Testing
+import Transformer
+
+@Suite struct LayerwiseCalibrationTests {
+    static func setUp() throws -> (Decoder, [[Int32]]) {
+        let decoder = try Decoder(checkpoint: Checkpoint.open(CompressionJobTests.tinyModel))
+        let weights = try DecoderWeights(config: decoder.config,
+                                         tensors: Checkpoint.open(CompressionJobTests.tinyModel).loadWeights().mapValues { $0.copy() })
+        var generator = RandomGenerator(seed: 9)
+        let windows = (0..<5).map { _ in (0..<12).map { _ in Int32(generator.next() % UInt64(decoder.config.vocabSize)) } }
+        return (Decoder(weights: weights), windows)
+    }
+
+    /// Unpruned blocks reproduce the dense features up to their Float16 storage; the Gram matrix of block 0's
+    /// input is that of the embeddings.
+    @Test func densePassesAgreeWithTheForward() throws {
+        let (decoder, windows) = try Self.setUp()
+        let calibration = LayerwiseCalibration(decoder: decoder, windows: windows, chunk: 2)
+        let dense = try calibration.denseFeatures()
+        let results = try calibration.prune(sparsities: [0, 0], method: .wanda, pattern: .unstructured, dense: dense)
+        for r in results { #expect(r.reconstructionError! < 1e-5 && r.sparsity == 0) }
+
+        let grams = try calibration.layerGrams()
+        let c = decoder.config.hiddenSize, features = 12 * c
+        for i in 0..<windows.count {
+            for j in 0..<windows.count {
+                var expected = 0.0
+                for t in 0..<12 {
+                    let a = decoder.weights.tokenEmbedding.pointer + Int(windows[i][t]) * c
+                    let b = decoder.weights.tokenEmbedding.pointer + Int(windows[j][t]) * c
+                    for k in 0..<c { expected += Double(a[k]) * Double(b[k]) }
+                }
+                #expect(abs(grams[0][i, j] - expected) <= 1e-9 * max(1, abs(expected)), "K[\(i),\(j)] of \(features) features")
+            }
+        }
+    }
+
+    /// Sequential pruning zeroes exactly round(x_l·in) weights in every row of every projection and reports errors
+    /// that grow with sparsity.
+    @Test(arguments: [PruningMethod.magnitude, .wanda, .sparseGPT])
+    func pruningIsExactPerRowAndErrorsGrowWithSparsity(method: PruningMethod) throws {
+        let (decoder, windows) = try Self.setUp()
+        let calibration = LayerwiseCalibration(decoder: decoder, windows: windows, chunk: 2)
+        let dense = try calibration.denseFeatures()
+        let mild = try calibration.prune(sparsities: [0.25, 0.25], method: method, pattern: .unstructured, dense: dense)
+        let strong = try calibration.prune(sparsities: [0.6, 0.55], method: method, pattern: .unstructured, dense: dense)
+        for (l, layer) in decoder.weights.layers.enumerated() {
+            for p in SparseLoRA.Projection.allCases {
+                let w = SparseLoRA.weight(layer, p), (out, input) = SparseLoRA.shape(of: p, config: decoder.config)
+                let k = Int(([0.6, 0.55][l] * Double(input)).rounded())
+                for row in 0..<out {
+                    #expect((0..<input).filter { w.pointer[row * input + $0] == 0 }.count == k, "layer \(l) \(p) row \(row)")
+                }
+            }
+        }
+        for l in 0..<2 { #expect(strong[l].reconstructionError! > mild[l].reconstructionError!) }
+    }
+}
