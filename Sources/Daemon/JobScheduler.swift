@@ -226,11 +226,11 @@ public final class JobScheduler: Sendable {
     /// - Throws: `LedgerError` when there is no such job or it already finished.
     @discardableResult
     public func cancel(job id: Int64, reason: String = "cancelled by request") throws -> JobRecord {
-        if let slot = state.withLock({ $0.slots[id] }) {
+        // A slot whose job already ended (its thread is finishing) falls through to the ledger's refusal.
+        if let slot = state.withLock({ $0.slots[id] }), let current = try ledger.job(id), !current.state.isFinal {
             slot.requestStop(.cancelled(reason))
             logger.notice("job \(id): cancel requested; it stops at its next step", metadata: ["job_id": "\(id)"])
-            guard let job = try ledger.job(id) else { throw LedgerError.jobNotFound(id) }
-            return job
+            return current
         }
         let job = try ledger.cancel(job: id, reason: reason)
         updates.publish(JobUpdate(job: job))
@@ -287,18 +287,8 @@ public final class JobScheduler: Sendable {
         state.withLock { $0.slots[job] }?.live.withLock { $0.progress }
     }
 
-    /// Waits until no job holds a slot and none is queued (or the queue is paused); for tests and tools.
-    public func waitUntilIdle(timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            let (busy, paused) = state.withLock { (!$0.slots.isEmpty, $0.paused || $0.stopping) }
-            if !busy && (paused || ((try? ledger.nextQueuedJob()) ?? nil) == nil) { return true }
-            usleep(5_000)
-        }
-        return false
-    }
-
-    /// One line for systemd's STATUS=: the running jobs with stage and progress, then the queue.
+    /// One line for systemd's STATUS=: the running jobs with stage and progress, then the queue;
+    /// when nothing runs, the last job that ended.
     public func statusLine() -> String {
         let (running, paused, stopping) = state.withLock { s in (Array(s.slots.values), s.paused, s.stopping) }
         let queued = ((try? ledger.queuedJobs()) ?? []).filter { job in !running.contains { $0.id == job.id } }.count
@@ -315,6 +305,11 @@ public final class JobScheduler: Sendable {
             parts.append("queue paused")
         }
         parts.append("\(queued) queued")
+        // With nothing running, the last job that ended says what the daemon did last.
+        if running.isEmpty, let last = (try? ledger.jobs(in: [.succeeded, .failed, .cancelled, .refused], limit: 1))?.first {
+            let name = (try? ledger.model(last.modelID))??.name ?? "model \(last.modelID)"
+            parts.append("last: job \(last.id!) (\(name)) \(last.state.rawValue)")
+        }
         return parts.joined(separator: "; ")
     }
 

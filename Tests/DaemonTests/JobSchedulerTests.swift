@@ -54,14 +54,22 @@ final class SchedulerHarness: @unchecked Sendable {
 
     func state(_ id: Int64) -> JobState? { (try? ledger.job(id))??.state }
 
-    /// Polls until `condition` holds or `timeout` seconds pass.
-    func wait(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
+    /// Polls until `condition` holds or `timeout` seconds pass, sleeping as a task (tests running
+    /// beside this one need the Swift concurrency threads).
+    func wait(timeout: Double = 10, _ condition: () throws -> Bool) async rethrows -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if condition() { return true }
-            usleep(2_000)
+            if try condition() { return true }
+            try? await Task.sleep(for: .milliseconds(2))
         }
-        return condition()
+        return try condition()
+    }
+
+    /// Waits until no job holds a slot and none is queued (or the queue is paused).
+    func idle(timeout: Double = 20) async -> Bool {
+        await wait(timeout: timeout) {
+            scheduler.runningJobs().isEmpty && (scheduler.isPaused || ((try? ledger.nextQueuedJob()) ?? nil) == nil)
+        }
     }
 
     deinit { try? FileManager.default.removeItem(at: root) }
@@ -70,11 +78,11 @@ final class SchedulerHarness: @unchecked Sendable {
 @Suite("JobScheduler")
 struct JobSchedulerTests {
     @Test("queued jobs run one at a time, first in first out, at idle CPU priority, and publish complete output folders")
-    func firstInFirstOut() throws {
+    func firstInFirstOut() async throws {
         let h = try SchedulerHarness()
         let ids = try ["alpha", "beta", "gamma"].map { try h.enqueue($0) }
         try h.scheduler.start()
-        #expect(h.scheduler.waitUntilIdle(timeout: 20))
+        #expect(await h.idle(timeout: 20))
         #expect(h.runner.starts.map(\.job) == ids)
         #expect(h.runner.mostConcurrent == 1)
         #expect(h.runner.starts.allSatisfy { $0.policy == ComputePriority.schedIdle && $0.nice == 19 },
@@ -95,28 +103,28 @@ struct JobSchedulerTests {
     }
 
     @Test("with two slots two jobs run at the same time")
-    func twoSlots() throws {
+    func twoSlots() async throws {
         let runner = FakeJobRunner(FakeJobRunner.Behaviour(iterations: 1, stepsPerIteration: 10, stepSeconds: 0.02))
         let h = try SchedulerHarness(runner: runner, runningJobs: 2)
         for name in ["a", "b", "c", "d"] { try h.enqueue(name) }
         try h.scheduler.start()
-        #expect(h.scheduler.waitUntilIdle(timeout: 20))
+        #expect(await h.idle(timeout: 20))
         #expect(runner.mostConcurrent == 2)
         #expect(try h.ledger.jobCounts() == [.succeeded: 4])
     }
 
     @Test("a running job is cancelled within a second, in the middle of its work")
-    func cancelMidJob() throws {
+    func cancelMidJob() async throws {
         let runner = FakeJobRunner(FakeJobRunner.Behaviour(iterations: 1, stepsPerIteration: 500, stepSeconds: 0.01))
         let h = try SchedulerHarness(runner: runner)
         let id = try h.enqueue("slow")
         let next = try h.enqueue("next")
         try h.scheduler.start()
-        #expect(h.wait { (h.scheduler.progress(of: id)?.step ?? 0) >= 3 })
+        #expect(await h.wait { (h.scheduler.progress(of: id)?.step ?? 0) >= 3 })
         let asked = Date()
         let during = try h.scheduler.cancel(job: id)
         #expect(during.state == .running, "a running job stays running until its runner stops")
-        #expect(h.wait(timeout: 5) { h.state(id) == .cancelled })
+        #expect(await h.wait(timeout: 5) { h.state(id) == .cancelled })
         let elapsed = Date().timeIntervalSince(asked)
         #expect(elapsed < 1.0, "cancelled after \(elapsed) s")
         let job = try #require(try h.ledger.job(id))
@@ -124,38 +132,38 @@ struct JobSchedulerTests {
         #expect(!FileManager.default.fileExists(atPath: "\(h.outbox)/.slow-\(id).partial") &&
                 !FileManager.default.fileExists(atPath: "\(h.outbox)/slow-\(id)"))
         // The queue goes on with the next job; a queued job is cancelled at once.
-        #expect(h.wait { h.state(next) == .running })
+        #expect(await h.wait { h.state(next) == .running })
         #expect(throws: LedgerError.self) { try h.scheduler.cancel(job: id) }
         _ = try h.scheduler.cancel(job: next)
-        #expect(h.wait(timeout: 5) { h.state(next) == .cancelled })
+        #expect(await h.wait(timeout: 5) { h.state(next) == .cancelled })
     }
 
     @Test("a paused queue starts nothing until it is resumed; a running job is not stopped by a pause")
-    func pauseAndResume() throws {
+    func pauseAndResume() async throws {
         let h = try SchedulerHarness(runner: FakeJobRunner(FakeJobRunner.Behaviour(iterations: 1, stepsPerIteration: 20, stepSeconds: 0.01)))
         let first = try h.enqueue("first")
         let second = try h.enqueue("second")
         try h.scheduler.start()
-        #expect(h.wait { h.state(first) == .running })
+        #expect(await h.wait { h.state(first) == .running })
         #expect(h.scheduler.pause())
         #expect(!h.scheduler.pause(), "pausing twice reports it was already paused")
-        #expect(h.wait { h.state(first) == .succeeded })
-        usleep(200_000)
+        #expect(await h.wait { h.state(first) == .succeeded })
+        try await Task.sleep(for: .milliseconds(200))
         #expect(h.state(second) == .queued)
-        #expect(h.scheduler.statusLine() == "paused; 1 queued")
+        #expect(h.scheduler.statusLine() == "paused; 1 queued; last: job \(first) (first) succeeded")
         #expect(h.scheduler.resume())
-        #expect(h.scheduler.waitUntilIdle(timeout: 10))
+        #expect(await h.idle(timeout: 10))
         #expect(h.state(second) == .succeeded)
     }
 
     @Test("a job whose estimated peak memory exceeds what is available is refused with the reason in the ledger; the next job runs")
-    func refusedByMemory() throws {
+    func refusedByMemory() async throws {
         let runner = FakeJobRunner(per: ["huge": FakeJobRunner.Behaviour(estimateBytes: 2 << 30)])
         let h = try SchedulerHarness(runner: runner, memory: MemoryAvailability(machineAvailable: 512 << 20, machineTotal: 1 << 30))
         let huge = try h.enqueue("huge")
         let small = try h.enqueue("small")
         try h.scheduler.start()
-        #expect(h.scheduler.waitUntilIdle(timeout: 10))
+        #expect(await h.idle(timeout: 10))
         let refused = try #require(try h.ledger.job(huge))
         #expect(refused.state == .refused && refused.attempts == 0)
         let reason = try #require(refused.error)
@@ -166,18 +174,18 @@ struct JobSchedulerTests {
     }
 
     @Test("the configured memory limit refuses a job that the machine could hold")
-    func refusedByLimit() throws {
+    func refusedByLimit() async throws {
         let runner = FakeJobRunner(FakeJobRunner.Behaviour(estimateBytes: 100 << 20))
         let h = try SchedulerHarness(runner: runner, limit: .bytes(64 << 20))
         let id = try h.enqueue("model")
         try h.scheduler.start()
-        #expect(h.scheduler.waitUntilIdle(timeout: 10))
+        #expect(await h.idle(timeout: 10))
         #expect(h.state(id) == .refused)
         #expect((try h.ledger.job(id))?.error?.contains("scheduler.memory_limit is 64.0 MiB") == true)
     }
 
     @Test("a runner's error fails its job with the runner's sentence; an estimate that fails fails the job too; the queue goes on")
-    func failures() throws {
+    func failures() async throws {
         let runner = FakeJobRunner(per: [
             "broken": FakeJobRunner.Behaviour(failAt: (step: 4, message: "losa: the loss became NaN at step 4")),
             "unreadable": FakeJobRunner.Behaviour(estimateError: "model.gguf: header is invalid"),
@@ -187,7 +195,7 @@ struct JobSchedulerTests {
         let unreadable = try h.enqueue("unreadable")
         let fine = try h.enqueue("fine")
         try h.scheduler.start()
-        #expect(h.scheduler.waitUntilIdle(timeout: 10))
+        #expect(await h.idle(timeout: 10))
         let failed = try #require(try h.ledger.job(broken))
         #expect(failed.state == .failed && failed.error == "losa: the loss became NaN at step 4")
         #expect(failed.checkpointPath != nil, "the checkpoint of the finished iteration is kept for a retry")
@@ -197,19 +205,19 @@ struct JobSchedulerTests {
 
         // A retry resumes the failed job from its checkpoint (and fails again at the same step here).
         _ = try h.scheduler.retry(job: broken)
-        #expect(h.scheduler.waitUntilIdle(timeout: 10))
+        #expect(await h.idle(timeout: 10))
         let retried = try #require(h.runner.starts.last)
         #expect(retried.job == broken && retried.firstIteration == 2 && retried.attempt == 2)
     }
 
     @Test("a stop marks the running job interrupted and queued; the next start resumes it from its checkpoint and finishes it")
-    func stopAndResume() throws {
+    func stopAndResume() async throws {
         let behaviour = FakeJobRunner.Behaviour(iterations: 3, stepsPerIteration: 40, stepSeconds: 0.005)
         let first = try SchedulerHarness(runner: FakeJobRunner(behaviour))
         let id = try first.enqueue("model")
         let queuedBehind = try first.enqueue("behind")
         try first.scheduler.start()
-        #expect(first.wait { ((try? first.ledger.job(id))??.checkpointPath) != nil })
+        #expect(await first.wait { ((try? first.ledger.job(id))??.checkpointPath) != nil })
         let asked = Date()
         let result = first.scheduler.stop(timeout: 5)
         #expect(Date().timeIntervalSince(asked) < 1)
@@ -225,7 +233,7 @@ struct JobSchedulerTests {
         let runner = FakeJobRunner(behaviour)
         let second = try SchedulerHarness(runner: runner, root: first.root)
         try second.scheduler.start()
-        #expect(second.scheduler.waitUntilIdle(timeout: 20))
+        #expect(await second.idle(timeout: 20))
         let resumed = try #require(runner.starts.first)
         #expect(resumed.job == id && resumed.attempt == 2 && resumed.firstIteration >= 2)
         #expect(resumed.resumeFrom == interrupted.job.checkpointPath)
@@ -241,7 +249,7 @@ struct JobSchedulerTests {
         let updates = h.scheduler.updates.subscribe(job: id)
         let began = Date()
         try h.scheduler.start()
-        #expect(h.scheduler.waitUntilIdle(timeout: 10))
+        #expect(await h.idle(timeout: 10))
         let elapsed = Date().timeIntervalSince(began)
         h.scheduler.updates.finish()
         var running = 0
@@ -258,7 +266,7 @@ struct JobSchedulerTests {
         #expect(stages == ["losa", "export"])
         #expect(h.statuses.contains { $0.hasPrefix("job \(id) (model): losa ") && $0.contains(" step ") && $0.contains("%, ETA ") },
                 "\(h.statuses)")
-        #expect(h.wait(timeout: 2) { h.statuses.last == "idle; 0 queued" }, "\(h.statuses.suffix(3))")
+        #expect(await h.wait(timeout: 2) { h.statuses.last == "idle; 0 queued; last: job \(id) (model) succeeded" }, "\(h.statuses.suffix(3))")
     }
 }
 
