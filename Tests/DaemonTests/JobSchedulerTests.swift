@@ -140,13 +140,14 @@ struct JobSchedulerTests {
 
     @Test("a paused queue starts nothing until it is resumed; a running job is not stopped by a pause")
     func pauseAndResume() async throws {
-        let h = try SchedulerHarness(runner: FakeJobRunner(FakeJobRunner.Behaviour(iterations: 1, stepsPerIteration: 20, stepSeconds: 0.01)))
+        let h = try SchedulerHarness(runner: FakeJobRunner(FakeJobRunner.Behaviour(iterations: 1, stepsPerIteration: 100, stepSeconds: 0.01)))
         let first = try h.enqueue("first")
-        let second = try h.enqueue("second")
         try h.scheduler.start()
         #expect(await h.wait { h.state(first) == .running })
         #expect(h.scheduler.pause())
         #expect(!h.scheduler.pause(), "pausing twice reports it was already paused")
+        let second = try h.enqueue("second")
+        h.scheduler.wake()   // what an enqueue through the daemon does
         #expect(await h.wait { h.state(first) == .succeeded })
         try await Task.sleep(for: .milliseconds(200))
         #expect(h.state(second) == .queued)

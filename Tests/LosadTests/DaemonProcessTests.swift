@@ -59,7 +59,7 @@ import Testing
         return try condition()
     }
 
-    @Test("a malformed model dropped into the inbox becomes a failed job with a readable error while the daemon goes on; systemd hears READY, STATUS, WATCHDOG and, after SIGTERM, STOPPING, in order")
+    @Test("a malformed model dropped into the inbox becomes a failed job with a readable error while the daemon goes on; systemd hears READY, STATUS, WATCHDOG, RELOADING on SIGHUP and, after SIGTERM, STOPPING, in order")
     func systemdLifecycle() async throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("losad-run-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
@@ -114,6 +114,13 @@ import Testing
         #expect(await Self.wait(timeout: 5) { notify.messages.filter { $0 == "WATCHDOG=1" }.count >= 2 })
         #expect(FileManager.default.fileExists(atPath: inbox + "/broken.gguf"), "the input is never removed")
 
+        // SIGHUP: RELOADING=1, the file read again, READY=1.
+        kill(process.processIdentifier, SIGHUP)
+        #expect(await Self.wait(timeout: 5) {
+            guard let reloading = notify.messages.firstIndex(where: { $0.hasPrefix("RELOADING=1\nMONOTONIC_USEC=") }) else { return false }
+            return notify.messages[(reloading + 1)...].contains { $0.hasPrefix("READY=1") }
+        }, "\(notify.messages)")
+
         let stopAsked = Date()
         process.terminate()   // SIGTERM
         #expect(await Self.wait(timeout: 10) { !process.isRunning })
@@ -121,7 +128,7 @@ import Testing
         let log = String(decoding: standardError.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(log)")
         #expect(stopSeconds < 4, "stopped after \(stopSeconds) s; the stop timeout is 5 s")
-        #expect(log.contains("received SIGTERM") && log.contains("stopped"), "\(log)")
+        #expect(log.contains("received SIGTERM") && log.contains("stopped") && log.contains("reloaded; nothing changed"), "\(log)")
 
         try await Task.sleep(for: .milliseconds(100))
         let messages = notify.messages
@@ -132,7 +139,8 @@ import Testing
         #expect(ready == 0 && ready < status && ready < watchdog && status < stopping && watchdog < stopping, "\(messages)")
         #expect(messages[ready].contains("STATUS=idle; 0 queued"))
         #expect(messages.contains("STATUS=idle; 0 queued; last: job 1 (broken) failed"), "\(messages)")
-        #expect(messages.allSatisfy { $0.hasPrefix("READY=1") || $0.hasPrefix("STATUS=") || $0 == "WATCHDOG=1" || $0.hasPrefix("STOPPING=1") },
+        #expect(messages.allSatisfy { $0.hasPrefix("READY=1") || $0.hasPrefix("STATUS=") || $0 == "WATCHDOG=1" || $0.hasPrefix("STOPPING=1")
+                                      || $0.hasPrefix("RELOADING=1") },
                 "\(messages)")
     }
 
