@@ -6,7 +6,7 @@ SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 PYTHON ?= python3
 
-.PHONY: all deps build release test demo demo-model bench-kernels bench-engine bench-compress clean
+.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress clean
 
 all: build
 
@@ -25,6 +25,10 @@ release: deps
 ## test: the whole test suite (what CI runs), with the reference data it compares against
 test: deps
 	@references=$$(bash scripts/prepare-test-references.sh) && env $$references $(SWIFT) test $(SWIFT_BUILD_FLAGS)
+
+## run: the daemon in the foreground with Config/local.toml (folders under ./var/); Ctrl-C stops it
+run: release
+	"$$($(SWIFT) build -c release $(SWIFT_BUILD_FLAGS) --show-bin-path)/losad" run --config Config/local.toml
 
 ## demo-model: fetch SmolLM2-135M-Instruct (GGUF Q4_1) into .cache/models
 demo-model:

@@ -78,6 +78,7 @@ let package = Package(
         .executableTarget(
             name: "losad",
             dependencies: [
+                "Daemon",
                 "Kernels",
                 "ModelFormats",
                 "Transformer",
@@ -125,7 +126,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LosadTests",
-            dependencies: ["losad", "ModelFormats", "Transformer"]
+            dependencies: ["losad", "Daemon", "Ledger", "ModelFormats", "Transformer"]
         ),
         .testTarget(
             name: "ModelFormatsTests",

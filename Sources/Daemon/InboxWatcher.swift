@@ -56,7 +56,11 @@ public final class InboxWatcher: Sendable {
         var rescanRequested = false
         var started = false
         var forgotten: Set<String> = []
+        /// Receives every event on the watcher's thread as well (`start(onEvent:)`).
+        var sink: (@Sendable (InboxEvent) -> Void)?
     }
+
+    private let finished = DispatchSemaphore(value: 0)
 
     /// - Parameters:
     ///   - settleSeconds: how long a candidate must stay unchanged before it is taken.
@@ -106,6 +110,45 @@ public final class InboxWatcher: Sendable {
         } onCancel: {
             shared.withLock { $0.stop = true }
         }
+    }
+
+    /// Watches on the watcher's own thread without a Swift task, handing each event to `onEvent` on
+    /// that thread (and to `events`) — for a daemon that must not depend on the Swift concurrency
+    /// pool being free. Call once, instead of `run()`; `stop()` ends it.
+    public func start(onEvent: @escaping @Sendable (InboxEvent) -> Void) {
+        let first = shared.withLock { shared -> Bool in
+            defer { shared.started = true }
+            if !shared.started { shared.sink = onEvent }
+            return !shared.started
+        }
+        guard first else {
+            logger.error("inbox watcher for \(inbox) was started twice; the second start is ignored")
+            return
+        }
+        let thread = Thread { [self] in
+            loop()
+            continuation.finish()
+            finished.signal()
+        }
+        thread.name = "losad-inbox"
+        thread.start()
+    }
+
+    /// Ends a watcher begun with `start(onEvent:)` and waits (at most `timeout` seconds; a hash in
+    /// progress stops at its next chunk) until its thread has returned. Returns whether it had.
+    @discardableResult
+    public func stop(timeout: Double = 5) -> Bool {
+        let running = shared.withLock { s -> Bool in
+            s.stop = true
+            return s.sink != nil
+        }
+        guard running else { return true }
+        return finished.wait(timeout: .now() + timeout) == .success
+    }
+
+    private func emit(_ event: InboxEvent) {
+        continuation.yield(event)
+        shared.withLock { $0.sink }?(event)
     }
 
     // MARK: - The loop (watcher thread only)
@@ -249,7 +292,7 @@ public final class InboxWatcher: Sendable {
             case .refused(let reason, let signature):
                 tracked[name]?.decided = signature
                 logger.warning("refusing \(path): \(reason)")
-                continuation.yield(.refused(path: path, reason: reason))
+                emit(.refused(path: path, reason: reason))
             case .candidate(let format, let signature):
                 guard signature == entry.signature else { continue }   // changed since the last look: `refresh` restarts it
                 do {
@@ -265,7 +308,7 @@ public final class InboxWatcher: Sendable {
                     tracked[name]?.decided = signature
                     let size = signature.reduce(Int64(0)) { $0 + $1.size }
                     logger.info("ready: \(path) (\(size) bytes, sha256 \(hash.prefix(12))…)")
-                    continuation.yield(.ready(InboxCandidate(path: path, name: name, format: format, sizeBytes: size, contentHash: hash)))
+                    emit(.ready(InboxCandidate(path: path, name: name, format: format, sizeBytes: size, contentHash: hash)))
                 } catch InboxError.stopped {
                     return
                 } catch {

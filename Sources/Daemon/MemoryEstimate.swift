@@ -59,9 +59,17 @@ public struct MemoryEstimate: Sendable, Equatable {
     public struct Part: Sendable, Equatable {
         public var name: String
         public var bytes: Int
+
+        public init(name: String, bytes: Int) {
+            self.name = name
+            self.bytes = bytes
+        }
     }
 
     public var parts: [Part]
+
+    /// An estimate made of given parts (a runner that sizes its job itself; tests).
+    public init(parts: [Part]) { self.parts = parts }
 
     /// Bytes of all parts together.
     public var totalBytes: Int { parts.reduce(0) { $0 + $1.bytes } }

@@ -41,6 +41,10 @@ public final class SystemdNotifier: Sendable {
         (address, addressLength) = try SystemdNotifier.socketAddress(socketPath)
         fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemdError.errno("socket for \(socketPath)") }
+        // A datagram to a socket whose reader has fallen behind blocks once its queue is full (10
+        // datagrams by default): wait at most this long rather than stall the caller for good.
+        var timeout = timeval(tv_sec: Int(SystemdNotifier.sendTimeoutSeconds), tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
     deinit { close(fd) }
@@ -66,14 +70,21 @@ public final class SystemdNotifier: Sendable {
         return (address, socklen_t(length))
     }
 
+    /// Seconds a notification may wait for room in the receiver's queue.
+    public static let sendTimeoutSeconds = 2
+
     /// Sends `assignments` (KEY=VALUE each) as one datagram. Returns whether it was sent.
+    /// - Parameter wait: whether to wait (up to `sendTimeoutSeconds`) when the receiver's queue is
+    ///   full; a STATUS line is not worth waiting for, READY or STOPPING is.
     @discardableResult
-    public func send(_ assignments: [String]) -> Bool {
+    public func send(_ assignments: [String], wait: Bool = true) -> Bool {
         let message = Array(assignments.map { $0.replacingOccurrences(of: "\n", with: " ") }.joined(separator: "\n").utf8)
         var address = self.address
         let sent = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sockaddrPointer in
-                message.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), sockaddrPointer, addressLength) }
+                message.withUnsafeBytes {
+                    sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL) | (wait ? 0 : Int32(MSG_DONTWAIT)), sockaddrPointer, addressLength)
+                }
             }
         }
         if sent == message.count { return true }
@@ -90,9 +101,10 @@ public final class SystemdNotifier: Sendable {
         send(["READY=1"] + (status.map { ["STATUS=\($0)"] } ?? []))
     }
 
-    /// STATUS=…: one line `systemctl status` shows.
+    /// STATUS=…: one line `systemctl status` shows. Dropped rather than waited for when the
+    /// receiver is behind (the next line replaces it anyway).
     @discardableResult
-    public func status(_ text: String) -> Bool { send(["STATUS=\(text)"]) }
+    public func status(_ text: String) -> Bool { send(["STATUS=\(text)"], wait: false) }
 
     /// WATCHDOG=1: the service is alive.
     @discardableResult

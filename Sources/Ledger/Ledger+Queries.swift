@@ -83,3 +83,12 @@ extension Ledger {
         }
     }
 }
+
+extension Ledger {
+    /// Every job of the model `modelID`, oldest first.
+    public func jobs(forModel modelID: Int64) throws -> [JobRecord] {
+        try writer.read { db in
+            try JobRecord.filter(JobRecord.Columns.modelID == modelID).order(JobRecord.Columns.id).fetchAll(db)
+        }
+    }
+}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Compression
+import Daemon
 import Foundation
 import Kernels
 import Logging
@@ -13,18 +14,17 @@ struct Losad: ParsableCommand {
         commandName: "losad",
         abstract: "Compress language models on this machine with LoSA (dynamic low-rank sparse adaptation).",
         version: version,
-        subcommands: [VersionCommand.self, InspectCommand.self, EvalCommand.self, GenerateCommand.self, CompressCommand.self]
+        subcommands: [RunCommand.self, CompressCommand.self, VersionCommand.self, InspectCommand.self, EvalCommand.self,
+                      GenerateCommand.self]
     )
 
-    /// Logs go to standard error, at `LOSAD_LOG_LEVEL` (trace … critical; default notice),
-    /// so that a command's output on standard output stays clean for scripts.
+    /// Logs go to standard error — to the journal with structured fields when systemd connected
+    /// standard error to it — at `LOSAD_LOG_LEVEL` (trace … critical; default info for the daemon,
+    /// notice for the other commands, so that their output on standard output stays clean for scripts).
     static func main() {
-        let level = ProcessInfo.processInfo.environment["LOSAD_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .notice
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let daemon = CommandLine.arguments.dropFirst().first == "run"
+        let level = ProcessInfo.processInfo.environment["LOSAD_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? (daemon ? .info : .notice)
+        LoggingSystem.bootstrap { label in JournalLogHandler.make(label: label, level: level) }
         losadVersionString = version
         main(nil)
     }

@@ -209,3 +209,28 @@ struct InboxWatcherTests {
         }
     }
 }
+
+@Suite("InboxWatcher without a task")
+struct InboxWatcherThreadTests {
+    @Test("start(onEvent:) hands each event to the callback on the watcher's own thread, and stop() ends the thread and the event stream")
+    func startAndStop() async throws {
+        let inbox = FileManager.default.temporaryDirectory.appendingPathComponent("losad-inbox-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: inbox, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: inbox) }
+        try Data("model bytes".utf8).write(to: URL(fileURLWithPath: inbox + "/m.gguf"))
+        let seen = Mutex<[(InboxEvent, pid_t)]>([])
+        let before = Set(try ComputePriority.threadIDs())
+        let watcher = InboxWatcher(inbox: inbox, settleSeconds: 0.1, rescanSeconds: 1)
+        watcher.start { event in seen.withLock { $0.append((event, ComputePriority.currentThreadID())) } }
+        let deadline = Date().addingTimeInterval(5)
+        while seen.withLock({ $0.isEmpty }) && Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        let first = try #require(seen.withLock { $0.first })
+        guard case .ready(let candidate) = first.0 else { Issue.record("not ready: \(first.0)"); return }
+        #expect(candidate.name == "m.gguf" && candidate.contentHash == SHA256.hex({ var h = SHA256(); h.update(Array("model bytes".utf8)); return h.finalize() }()))
+        #expect(!before.contains(first.1), "called on a thread started for the watcher, not on one that existed before")
+        #expect(watcher.stop(timeout: 2))
+        var afterStop = 0
+        for await _ in watcher.events { afterStop += 1 }   // ends: the stream was finished
+        #expect(afterStop == 1, "the event was also in the stream")
+    }
+}

@@ -162,3 +162,17 @@ struct SocketActivationTests {
         }
     }
 }
+
+@Suite("SystemdNotifier when nobody reads")
+struct SystemdNotifierBackPressureTests {
+    @Test("STATUS lines to a receiver that has stopped reading are dropped at once instead of blocking the sender")
+    func statusNeverBlocks() throws {
+        let receiver = try DatagramReceiver()
+        let notifier = try SystemdNotifier(socketPath: receiver.name)
+        let began = Date()
+        let sent = (0..<200).map { notifier.status("line \($0)") }
+        #expect(Date().timeIntervalSince(began) < 0.5)
+        #expect(sent.first == true && sent.last == false, "the receiver's queue fills and later lines are dropped")
+        #expect(receiver.drain().first == "STATUS=line 0")
+    }
+}
