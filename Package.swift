@@ -17,6 +17,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Headers only: OpenBLAS is loaded at run time (Kernels/OpenBLAS.swift)
@@ -67,6 +68,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The varlink protocol and the io.losa.Manager interface, shared by the
+        // daemon and losactl; it never imports numerics.
+        .target(
+            name: "Control",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            // Compiled in as bytes, so the served definition is exactly the
+            // committed file and no resource bundle has to be installed.
+            resources: [.embedInCode("io.losa.Manager.varlink"), .embedInCode("org.varlink.service.varlink")]
+        ),
         .executableTarget(
             name: "KernelsBenchmark",
             dependencies: ["Kernels"],
@@ -83,6 +98,15 @@ let package = Package(
             name: "CompressionTests",
             dependencies: ["Compression", "Transformer", "Kernels", "ModelFormats"],
             swiftSettings: nativeCodegen
+        ),
+        .testTarget(
+            name: "ControlTests",
+            dependencies: [
+                "Control",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "KernelsTests",
