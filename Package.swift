@@ -13,6 +13,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "losad", targets: ["losad"]),
+        .executable(name: "losactl", targets: ["losactl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -83,6 +84,13 @@ let package = Package(
             resources: [.embedInCode("io.losa.Manager.varlink"), .embedInCode("org.varlink.service.varlink")]
         ),
         .executableTarget(
+            name: "losactl",
+            dependencies: [
+                "Control",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
             name: "KernelsBenchmark",
             dependencies: ["Kernels"],
             path: "Benchmarks/KernelsBenchmark",
@@ -103,6 +111,7 @@ let package = Package(
             name: "ControlTests",
             dependencies: [
                 "Control",
+                "losactl",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
