@@ -79,8 +79,8 @@ public final class ControlServer: Sendable {
                     }
                 }
         } catch {
+            // NIO owns the descriptor once it has it, and closes it on failure.
             if let file = prepared.createdFile { ControlSocket.removeCreatedFile(file) }
-            close(prepared.descriptor)
             throw error
         }
         return ControlServer(dispatcher: dispatcher, configuration: configuration, listener: listener,

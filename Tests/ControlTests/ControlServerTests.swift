@@ -38,7 +38,7 @@ import Glibc
         }
         let directory = try TemporaryDirectory()
         let stale = directory.file("stale.sock")
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         try bindUnixSocket(descriptor, stale)
         close(descriptor)  // bound, never listened, owner gone: a stale file
         let server = try await ControlServer.bind(.path(stale), service: FakeManagerService(),
@@ -60,7 +60,7 @@ import Glibc
     @Test func anInheritedListeningSocketIsServedAsSystemdHandsItOver() async throws {
         let directory = try TemporaryDirectory()
         let path = directory.file("activated.sock")
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         try bindUnixSocket(descriptor, path)
         #expect(listen(descriptor, 16) == 0)
         let server = try await ControlServer.bind(.inherited(descriptor: descriptor), service: FakeManagerService(),
@@ -73,7 +73,7 @@ import Glibc
         try await running.value
         #expect(FileManager.default.fileExists(atPath: path), "systemd owns an inherited socket's file")
 
-        let unlistened = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let unlistened = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         defer { close(unlistened) }
         await #expect(throws: ControlSocketError.self) {
             _ = try await ControlServer.bind(.inherited(descriptor: unlistened), service: FakeManagerService(),
@@ -153,20 +153,21 @@ import Glibc
             let client = try RawClient(path: server.socketPath)
             client.send(#"{"method":"io.losa.Manager.Ping"}"#, terminated: false)
             let started = Date()
-            #expect(await client.receive(timeout: 3) == .closed)
+            #expect(await client.receive(timeout: 8) == .closed)
             let waited = Date().timeIntervalSince(started)
-            #expect(waited >= 0.25 && waited < 2, "dropped after the idle timeout, not before (\(waited) s)")
+            #expect(waited >= 0.25 && waited < 6, "dropped after the idle timeout, not before (\(waited) s)")
             try await server.withClient { try await $0.ping() }
         }
     }
 
     @Test func aClientThatSendsNothingIsDroppedAfterTheIdleTimeout() async throws {
-        try await TestServer.with(configuration: .init(idleTimeout: .milliseconds(300))) { server in
+        try await TestServer.with(configuration: .init(idleTimeout: .milliseconds(800))) { server in
             let silent = try RawClient(path: server.socketPath)
-            // A busy client's calls reset the timer: it stays while it keeps calling.
+            let started = Date()
+            // A busy client's calls restart the timer: it outlives the timeout by far.
             try await server.withClient { client in
-                for _ in 0..<5 {
-                    try await Task.sleep(for: .milliseconds(100))
+                while Date().timeIntervalSince(started) < 1.6 {
+                    try await Task.sleep(for: .milliseconds(50))
                     try await client.ping()
                 }
             }
@@ -178,16 +179,16 @@ import Glibc
     @Test func aSlowlyDrippedMessageDoesNotKeepTheConnectionAlive() async throws {
         try await TestServer.with(configuration: .init(idleTimeout: .milliseconds(300))) { server in
             let client = try RawClient(path: server.socketPath)
-            let message = Array(#"{"method":"io.losa.Manager.Ping","parameters":{"padding":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}"#.utf8)
-            var stillOpen = true
-            let started = Date()
-            for byte in message where stillOpen {
-                stillOpen = client.send([byte])
+            let padding = String(repeating: "x", count: 200)
+            let message = Array(#"{"method":"io.losa.Manager.Ping","parameters":{"padding":"\#(padding)"}}"#.utf8) + [0]
+            // A byte every 20 ms would take over 5 s; bytes do not restart the idle timer, calls do.
+            var sent = 0
+            while sent < message.count, client.send([message[sent]]) {
+                sent += 1
                 try await Task.sleep(for: .milliseconds(20))
-                if Date().timeIntervalSince(started) > 2 { break }
             }
-            #expect(await client.receive(timeout: 3) == .closed)
-            #expect(Date().timeIntervalSince(started) < 2)
+            #expect(sent < message.count, "the server was still reading after \(sent) bytes")
+            #expect(await client.receive(timeout: 8) == .closed)
         }
     }
 
@@ -240,7 +241,7 @@ import Glibc
                 #expect(text.contains(#""continues":true"#))
             }
             #expect(service.openWatches == 1)
-            close(client.descriptor)
+            client.close()
             #expect(await server.eventually { service.openWatches == 0 }, "the daemon's watch ends when its client leaves")
             #expect(await server.eventually { server.server.connectionCount == 0 })
             try await server.withClient { try await $0.ping() }

@@ -79,7 +79,7 @@ final class RawClient: @unchecked Sendable {
     let descriptor: Int32
 
     init(path: String) throws {
-        descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
@@ -92,12 +92,24 @@ final class RawClient: @unchecked Sendable {
         }
         guard connected == 0 else {
             let code = errno
-            close(descriptor)
+            close()
             throw POSIXError(.init(rawValue: code) ?? .EIO)
         }
     }
 
-    deinit { close(descriptor) }
+    private let open = NSLock()
+    private var isOpen = true
+
+    /// Closes the socket once (a second close could close a descriptor the
+    /// server has opened meanwhile under the same number).
+    func close() {
+        open.lock()
+        defer { open.unlock() }
+        if isOpen { Glibc.close(descriptor) }
+        isOpen = false
+    }
+
+    deinit { close() }
 
     /// Sends `bytes`; false when the peer is gone.
     @discardableResult
@@ -161,37 +173,85 @@ struct ProcessResult {
     var error: String
 }
 
-/// Runs `executable` to its end on a thread of its own (standard error goes through a
-/// file, so neither pipe can fill up while the other is read).
+/// Runs `executable` to its end with posix_spawn and waitpid, on threads of
+/// its own: standard output is read on one, standard error on another, so
+/// neither pipe can fill up. (Foundation's Process loses the exit of a child
+/// now and then when many run at once, and then waits forever.)
 func runProcess(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> ProcessResult {
-    let scratch = try TemporaryDirectory()
-    let errorPath = scratch.file("stderr")
-    return try await withCheckedThrowingContinuation { continuation in
+    try await withCheckedThrowingContinuation { continuation in
         onOwnThread {
-            do {
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: executable)
-                process.arguments = arguments
-                process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-                FileManager.default.createFile(atPath: errorPath, contents: nil)
-                let errorHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errorPath))
-                let output = Pipe()
-                process.standardOutput = output
-                process.standardError = errorHandle
-                process.standardInput = FileHandle.nullDevice
-                try process.run()
-                let data = output.fileHandleForReading.readDataToEndOfFile()
-                process.waitUntilExit()
-                try errorHandle.close()
-                let error = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
-                withExtendedLifetime(scratch) {}
-                continuation.resume(returning: ProcessResult(status: process.terminationStatus,
-                                                             output: String(decoding: data, as: UTF8.self), error: error))
-            } catch {
-                continuation.resume(throwing: error)
-            }
+            continuation.resume(with: Result { try spawnAndWait(executable, arguments, environment: environment) })
         }
     }
+}
+
+private func spawnAndWait(_ executable: String, _ arguments: [String], environment: [String: String]) throws -> ProcessResult {
+    // Pipes are made close-on-exec and children spawned under one lock, so
+    // that no other child inherits a write end and holds a reader's EOF back.
+    spawnLock.lock()
+    var output: [Int32] = [0, 0], error: [Int32] = [0, 0]
+    guard pipe(&output) == 0 else { spawnLock.unlock(); throw POSIXError(.EMFILE) }
+    guard pipe(&error) == 0 else {
+        close(output[0])
+        close(output[1])
+        spawnLock.unlock()
+        throw POSIXError(.EMFILE)
+    }
+    for descriptor in output + error { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_adddup2(&actions, output[1], 1)
+    posix_spawn_file_actions_adddup2(&actions, error[1], 2)
+    let variables = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0)=\($1)" }
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    let envp = variables.map { strdup($0) } + [nil]
+    defer { (argv + envp).forEach { free($0) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+    close(output[1])
+    close(error[1])
+    spawnLock.unlock()
+    guard spawned == 0 else {
+        close(output[0])
+        close(error[0])
+        throw POSIXError(.init(rawValue: spawned) ?? .EIO)
+    }
+    let errorText = ErrorCollector()
+    let done = DispatchSemaphore(value: 0)
+    let errorReader = error[0]
+    onOwnThread {
+        errorText.data = readAll(errorReader)
+        done.signal()
+    }
+    let data = readAll(output[0])
+    done.wait()
+    close(output[0])
+    close(error[0])
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let exitStatus = status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    return ProcessResult(status: exitStatus, output: String(decoding: data, as: UTF8.self),
+                         error: String(decoding: errorText.data, as: UTF8.self))
+}
+
+private let spawnLock = NSLock()
+
+/// Everything readable from `descriptor` until end of file.
+private func readAll(_ descriptor: Int32) -> Data {
+    var data = Data()
+    var buffer = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let count = read(descriptor, &buffer, buffer.count)
+        if count > 0 { data.append(buffer, count: count) } else if count < 0 && errno == EINTR { continue } else { break }
+    }
+    return data
+}
+
+/// Standard error as one thread read it for another (the semaphore orders the two).
+private final class ErrorCollector: @unchecked Sendable {
+    var data = Data()
 }
 
 enum TestEnvironment {
