@@ -64,7 +64,9 @@ public struct ManagerInterface: VarlinkInterface {
                 return .reply(try VarlinkReply.encode(NoParameters()))
             case "Watch":
                 let id = try call.parameters(as: WatchParameters.self).id
-                guard call.more || call.oneway else { throw VarlinkServiceError.expectedMore }
+                // Following a job for nobody would only hold a subscription.
+                if call.oneway { return .reply(try VarlinkReply.encode(NoParameters())) }
+                guard call.more else { throw VarlinkServiceError.expectedMore }
                 return .stream(Self.replies(of: try await service.watch(id: id, caller: caller)))
             case "Metrics":
                 _ = try call.parameters(as: NoParameters.self)

@@ -192,3 +192,13 @@ extension TestServer {
         return condition()
     }
 }
+
+extension ManagerInterfaceTests {
+    @Test func aOnewayWatchSubscribesToNothing() async throws {
+        let service = FakeManagerService()
+        let replies = try await reply(#"{"method":"io.losa.Manager.Watch","parameters":{"id":3},"oneway":true}"#,
+                                      dispatcher: dispatcher(service))
+        #expect(replies == [#"{"parameters":{}}"#])
+        #expect(service.openWatches == 0 && !service.calls.contains("Watch"))
+    }
+}

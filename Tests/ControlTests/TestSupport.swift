@@ -123,6 +123,7 @@ final class RawClient: @unchecked Sendable {
         return true
     }
 
+    @discardableResult
     func send(_ text: String, terminated: Bool = true) -> Bool {
         send(Array(text.utf8) + (terminated ? [0] : []))
     }
