@@ -13,12 +13,14 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "losad", targets: ["losad"]),
+        .executable(name: "losactl", targets: ["losactl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Headers only: OpenBLAS is loaded at run time (Kernels/OpenBLAS.swift)
@@ -88,6 +90,27 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The varlink protocol and the io.losa.Manager interface, shared by the
+        // daemon and losactl; it never imports numerics.
+        .target(
+            name: "Control",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            // Compiled in as bytes, so the served definition is exactly the
+            // committed file and no resource bundle has to be installed.
+            resources: [.embedInCode("io.losa.Manager.varlink"), .embedInCode("org.varlink.service.varlink")]
+        ),
+        .executableTarget(
+            name: "losactl",
+            dependencies: [
+                "Control",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "KernelsBenchmark",
             dependencies: ["Kernels"],
@@ -113,6 +136,16 @@ let package = Package(
                 "Ledger",
                 "ModelFormats",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "ControlTests",
+            dependencies: [
+                "Control",
+                "losactl",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         .testTarget(
