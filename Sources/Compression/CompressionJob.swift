@@ -42,15 +42,20 @@ public final class CompressionJob {
     public let request: Request
     let cancellation: Cancellation
     let onProgress: @Sendable (CompressionProgress) -> Void
+    let onIteration: @Sendable (CompressionReport.IterationRecord, _ checkpoint: String?) -> Void
     let logger: Logger
     var clock = ProgressClock()
     var stageStart = Date()
 
+    /// `progress` hears every unit of work; `iterationFinished` each finished LoSA iteration with the path of the
+    /// checkpoint saved after it (nil when none was saved).
     public init(_ request: Request, cancellation: Cancellation = .never, logger: Logger = Logger(label: "losad.compress"),
-                progress: @escaping @Sendable (CompressionProgress) -> Void = { _ in }) {
+                progress: @escaping @Sendable (CompressionProgress) -> Void = { _ in },
+                iterationFinished: @escaping @Sendable (CompressionReport.IterationRecord, _ checkpoint: String?) -> Void = { _, _ in }) {
         self.request = request
         self.cancellation = cancellation
         self.onProgress = progress
+        self.onIteration = iterationFinished
         self.logger = logger
     }
 
@@ -300,18 +305,21 @@ public final class CompressionJob {
                 trainingSteps: losses.count, trainingWindows: count, losses: losses,
                 seconds: Date().timeIntervalSince(iterationStart)))
             summary.peakMemoryBytes = max(summary.peakMemoryBytes, peakResidentBytes())
+            var saved: String? = nil
             if let checkpoint {
                 do {
                     // The saved report counts the wall time so far; a resumed run adds its own.
-                    var saved = summary
-                    saved.wallSeconds += clock.elapsed
+                    var snapshot = summary
+                    snapshot.wallSeconds += clock.elapsed
                     try checkpoint.save(state: .init(formatVersion: JobCheckpoint.formatVersion, identity: identity,
-                                                     iteration: t, ranks: adapters.ranks, report: saved),
+                                                     iteration: t, ranks: adapters.ranks, report: snapshot),
                                         weights: decoder.weights, adapters: adapters, optimizer: optimizer)
+                    saved = checkpoint.directory
                 } catch {
                     logger.warning("could not save the checkpoint after iteration \(t): \(error)")
                 }
             }
+            onIteration(summary.iterations[summary.iterations.count - 1], saved)
         }
         report(.merge, message: "merging the adapters")
         adapters.merge(into: decoder.weights, scratch: scratch)

@@ -120,7 +120,7 @@ struct CompressCommand: ParsableCommand {
             throw ExitCode(1)
         }
         let request = CompressionJob.Request(
-            input: input, output: (out as NSString).appendingPathComponent(Self.outputName(input: input, settings: settings)),
+            input: input, output: (out as NSString).appendingPathComponent(CompressionJob.outputName(input: input, settings: settings)),
             settings: settings,
             texts: TextSources(calibration: calib.map(TextSource.file) ?? .pythonDocumentation,
                                training: train.map(TextSource.file),
@@ -147,16 +147,6 @@ struct CompressCommand: ParsableCommand {
         } else {
             print(report.summaryTable)
         }
-    }
-
-    /// `<input stem>-<recovery>-<percent>[-<pattern>]` with the input's extension (a folder for HF input).
-    static func outputName(input: String, settings: CompressionSettings) -> String {
-        let name = ((input as NSString).standardizingPath as NSString).lastPathComponent
-        let isGGUF = name.lowercased().hasSuffix(".gguf")
-        let stem = isGGUF ? String(name.dropLast(5)) : name
-        let pattern = settings.pattern == .unstructured ? "" : "-" + settings.pattern.description.replacingOccurrences(of: ":", with: "of")
-        let tag = "\(stem)-\(settings.recovery.rawValue)-\(Int((settings.sparsity * 100).rounded()))\(pattern)"
-        return isGGUF ? tag + ".gguf" : tag
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Compression
 import Daemon
 import Foundation
 import Logging
@@ -22,6 +23,8 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let path = try config.map(RunCommand.absolute) ?? RunCommand.defaultConfigPath()
+        // A broken file is reported by the service below with its exit status; here only its priority is wanted.
+        if let priority = try? DaemonConfig.load(path: path).scheduler.priority { ComputeThreads.prepare(priority: priority) }
         let service = DaemonService(options: DaemonService.Options(configPath: path, version: Losad.version),
                                     runner: CompressionRunner(),
                                     control: nil,   // the control server (module Control, varlink) plugs in here
