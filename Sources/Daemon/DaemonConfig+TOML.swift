@@ -9,7 +9,8 @@ extension DaemonConfig {
     public static let knownKeys: KeyValuePairs<String, [String]> = [
         "folders": ["inbox", "outbox", "state"],
         "job": ["sparsity", "method", "pattern", "allocation", "recovery", "profile",
-                "calibration_corpus", "evaluation_corpus", "export_type"],
+                "calibration_corpus", "evaluation_corpus", "export_type",
+                "iterations", "calibration_windows", "training_samples", "evaluation_windows"],
         "scheduler": ["running_jobs", "threads", "memory_limit", "priority"],
         "watch": ["settle_seconds", "rescan_seconds"],
         "control": ["socket", "socket_mode", "socket_group"],
@@ -59,7 +60,12 @@ extension DaemonConfig {
             profile: try job.choice("profile", default: d.job.profile),
             calibrationCorpus: try job.inputFile("calibration_corpus"),
             evaluationCorpus: try job.inputFile("evaluation_corpus"),
-            exportType: try job.choice("export_type", default: d.job.exportType))
+            exportType: try job.choice("export_type", default: d.job.exportType),
+            budget: Budget(
+                iterations: try job.budget("iterations", in: 1...11, allowed: "1 to 11 LoSA iterations (mean rank 5 + t must fit in 16), or 0 for the profile's"),
+                calibrationWindows: try job.budget("calibration_windows", in: 1...100_000, allowed: "1 to 100000 windows, or 0 for the profile's"),
+                trainingSamples: try job.budget("training_samples", in: 1...10_000_000, allowed: "1 to 10000000 windows, or 0 for the profile's"),
+                evaluationWindows: try job.budget("evaluation_windows", in: 1...1_000_000, allowed: "1 to 1000000 windows, or 0 for the profile's")))
         try job.finish()
 
         var scheduler = SectionReader("scheduler", root, file: file, base: baseDirectory)
@@ -220,6 +226,16 @@ struct SectionReader {
             throw ConfigError.invalidValue(file: file, key: name(key), value: "\(number)", allowed: allowed)
         }
         return number
+    }
+
+    /// An integer that overrides a profile's budget: 0 (or absent) keeps the profile's value.
+    mutating func budget(_ key: String, in range: ClosedRange<Int>, allowed: String) throws -> Int? {
+        let value = try integer(key, default: 0, in: 0...range.upperBound, allowed: allowed)
+        guard value != 0 else { return nil }
+        guard range.contains(value) else {
+            throw ConfigError.invalidValue(file: file, key: name(key), value: "\(value)", allowed: allowed)
+        }
+        return value
     }
 
     mutating func choice<E: RawRepresentable & CaseIterable>(_ key: String, default fallback: E) throws -> E where E.RawValue == String {

@@ -64,9 +64,12 @@ public struct DaemonConfig: Sendable, Equatable {
         /// Text perplexity is measured on; nil: the runner's built-in text.
         public var evaluationCorpus: String?
         public var exportType: ExportType
+        /// Budgets that replace the profile's own (nil: the profile's value).
+        public var budget: Budget
 
         public init(sparsity: Double, method: Method, pattern: Pattern, allocation: Allocation, recovery: Recovery,
-                    profile: Profile, calibrationCorpus: String?, evaluationCorpus: String?, exportType: ExportType) {
+                    profile: Profile, calibrationCorpus: String?, evaluationCorpus: String?, exportType: ExportType,
+                    budget: Budget = Budget()) {
             self.sparsity = sparsity
             self.method = method
             self.pattern = pattern
@@ -76,6 +79,34 @@ public struct DaemonConfig: Sendable, Equatable {
             self.calibrationCorpus = calibrationCorpus
             self.evaluationCorpus = evaluationCorpus
             self.exportType = exportType
+            self.budget = budget
+        }
+    }
+
+    /// How much work a job does, where the operator overrides the profile (each nil: the profile's value).
+    public struct Budget: Sendable, Equatable, Codable {
+        /// LoSA iterations T.
+        public var iterations: Int?
+        /// Calibration windows (pruning statistics, layer similarity, reconstruction errors).
+        public var calibrationWindows: Int?
+        /// Training windows over the whole job.
+        public var trainingSamples: Int?
+        /// Evaluation windows per text.
+        public var evaluationWindows: Int?
+
+        public init(iterations: Int? = nil, calibrationWindows: Int? = nil, trainingSamples: Int? = nil,
+                    evaluationWindows: Int? = nil) {
+            self.iterations = iterations
+            self.calibrationWindows = calibrationWindows
+            self.trainingSamples = trainingSamples
+            self.evaluationWindows = evaluationWindows
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case iterations
+            case calibrationWindows = "calibration_windows"
+            case trainingSamples = "training_samples"
+            case evaluationWindows = "evaluation_windows"
         }
     }
 

@@ -16,6 +16,8 @@ public struct JobSettings: Codable, Sendable, Equatable {
     /// Text file perplexity is measured on; nil: the runner's built-in text.
     public var evaluationCorpus: String?
     public var exportType: DaemonConfig.ExportType
+    /// Budgets that replace the profile's (omitted from the stored JSON when all are the profile's).
+    public var budget: DaemonConfig.Budget?
 
     /// The configuration's job defaults.
     public init(_ defaults: DaemonConfig.JobDefaults) {
@@ -28,6 +30,7 @@ public struct JobSettings: Codable, Sendable, Equatable {
         calibrationCorpus = defaults.calibrationCorpus
         evaluationCorpus = defaults.evaluationCorpus
         exportType = defaults.exportType
+        budget = defaults.budget == DaemonConfig.Budget() ? nil : defaults.budget
     }
 
     enum CodingKeys: String, CodingKey {
@@ -35,6 +38,7 @@ public struct JobSettings: Codable, Sendable, Equatable {
         case calibrationCorpus = "calibration_corpus"
         case evaluationCorpus = "evaluation_corpus"
         case exportType = "export_type"
+        case budget
     }
 
     /// Settings a `submit` may change; nil keeps the configuration's value.

@@ -18,6 +18,10 @@ struct CompressionRunner: JobRunner {
         s.allocation = LayerAllocationMode(rawValue: job.allocation.rawValue) ?? .rmi
         s.recovery = RecoveryMethod(rawValue: job.recovery.rawValue) ?? .losa
         s.exportType = ExportTensorType(rawValue: job.exportType.rawValue) ?? .auto
+        if let v = job.budget?.iterations { s.iterations = v }
+        if let v = job.budget?.calibrationWindows { s.calibrationWindows = v }
+        if let v = job.budget?.trainingSamples { s.trainingSamples = v }
+        if let v = job.budget?.evaluationWindows { s.evaluationWindows = v }
         try s.validate()
         return s
     }

@@ -178,3 +178,27 @@ final class StopFlag: @unchecked Sendable {
     var isSet: Bool { lock.withLock { value } }
     func set() { lock.withLock { value = true } }
 }
+
+@Suite struct MemoryEstimateTests {
+    static let demoModel = ProcessInfo.processInfo.environment["LOSAD_DEMO_MODEL"].flatMap { $0.isEmpty ? nil : $0 }
+        ?? CompressionJobTests.repository.appendingPathComponent(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+
+    /// The estimate is sized by the same functions as the buffers, and errs high: `make bench-compress` measured a
+    /// peak RSS of 2.30 GiB for this job (demo model, quick profile, LoSA at 50%).
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: demoModel), "needs the demo model"))
+    func theDemoJobsEstimateCoversItsMeasuredPeak() throws {
+        let checkpoint = try Checkpoint.open(Self.demoModel)
+        let settings = CompressionSettings(profile: .quick)
+        let parts = Dictionary(uniqueKeysWithValues: CompressionJob.memoryEstimate(checkpoint: checkpoint, settings: settings)
+            .map { ($0.name, $0.bytes) })
+        let total = parts.values.reduce(0, +)
+        #expect(parts["weights (Float32)"] == 134_515_008 * 4)
+        let workspace = LoRATrainingWorkspace.shapes(config: checkpoint.config, batch: 4, tokens: 256, chunkRows: 128, policy: .store)
+            .map { $0.1.reduce(1, *) }.reduce(0, +)
+        #expect(parts["training workspace"] == workspace * 4)
+        #expect(Double(total) / 1073741824 > 2.30 && Double(total) / 1073741824 < 3.5, "\(parts)")
+        var none = settings
+        none.recovery = .none
+        #expect(CompressionJob.memoryEstimate(checkpoint: checkpoint, settings: none).map(\.bytes).reduce(0, +) < total / 2)
+    }
+}

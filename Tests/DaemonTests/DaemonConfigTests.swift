@@ -28,6 +28,21 @@ struct DaemonConfigTests {
         }
     }
 
+    @Test("budget keys override the profile's; 0 keeps it; out of range names the key")
+    func budgets() throws {
+        let config = try parse("[job]\niterations = 3\ncalibration_windows = 8\ntraining_samples = 0\nevaluation_windows = 2\n")
+        #expect(config.job.budget == DaemonConfig.Budget(iterations: 3, calibrationWindows: 8, trainingSamples: nil, evaluationWindows: 2))
+        #expect(JobSettings(config.job).budget == config.job.budget)
+        #expect(JobSettings(DaemonConfig.defaults.job).budget == nil)
+        #expect(throws: ConfigError.self) { try parse("[job]\niterations = 12\n") }
+        do {
+            _ = try parse("[job]\ntraining_samples = -1\n")
+            Issue.record("expected an error")
+        } catch {
+            #expect("\(error)".contains("job.training_samples"))
+        }
+    }
+
     @Test("an empty file gives the defaults")
     func emptyFile() throws {
         #expect(try parse("") == DaemonConfig.defaults)
