@@ -10,7 +10,8 @@ extension DaemonConfig {
         "folders": ["inbox", "outbox", "state"],
         "job": ["sparsity", "method", "pattern", "allocation", "recovery", "profile",
                 "calibration_corpus", "evaluation_corpus", "export_type",
-                "iterations", "calibration_windows", "training_samples", "evaluation_windows"],
+                "iterations", "calibration_windows", "training_samples", "evaluation_windows",
+                "calibration_length", "training_length", "evaluation_length"],
         "scheduler": ["running_jobs", "threads", "memory_limit", "priority"],
         "watch": ["settle_seconds", "rescan_seconds"],
         "control": ["socket", "socket_mode", "socket_group"],
@@ -65,7 +66,10 @@ extension DaemonConfig {
                 iterations: try job.budget("iterations", in: 1...11, allowed: "1 to 11 LoSA iterations (mean rank 5 + t must fit in 16), or 0 for the profile's"),
                 calibrationWindows: try job.budget("calibration_windows", in: 1...100_000, allowed: "1 to 100000 windows, or 0 for the profile's"),
                 trainingSamples: try job.budget("training_samples", in: 1...10_000_000, allowed: "1 to 10000000 windows, or 0 for the profile's"),
-                evaluationWindows: try job.budget("evaluation_windows", in: 1...1_000_000, allowed: "1 to 1000000 windows, or 0 for the profile's")))
+                evaluationWindows: try job.budget("evaluation_windows", in: 1...1_000_000, allowed: "1 to 1000000 windows, or 0 for the profile's"),
+                calibrationLength: try job.budget("calibration_length", in: 2...32768, allowed: "2 to 32768 tokens, or 0 for the profile's"),
+                trainingLength: try job.budget("training_length", in: 2...32768, allowed: "2 to 32768 tokens, or 0 for the profile's"),
+                evaluationLength: try job.budget("evaluation_length", in: 2...32768, allowed: "2 to 32768 tokens, or 0 for the profile's")))
         try job.finish()
 
         var scheduler = SectionReader("scheduler", root, file: file, base: baseDirectory)

@@ -93,13 +93,21 @@ public struct DaemonConfig: Sendable, Equatable {
         public var trainingSamples: Int?
         /// Evaluation windows per text.
         public var evaluationWindows: Int?
+        /// Window lengths in tokens.
+        public var calibrationLength: Int?
+        public var trainingLength: Int?
+        public var evaluationLength: Int?
 
         public init(iterations: Int? = nil, calibrationWindows: Int? = nil, trainingSamples: Int? = nil,
-                    evaluationWindows: Int? = nil) {
+                    evaluationWindows: Int? = nil, calibrationLength: Int? = nil, trainingLength: Int? = nil,
+                    evaluationLength: Int? = nil) {
             self.iterations = iterations
             self.calibrationWindows = calibrationWindows
             self.trainingSamples = trainingSamples
             self.evaluationWindows = evaluationWindows
+            self.calibrationLength = calibrationLength
+            self.trainingLength = trainingLength
+            self.evaluationLength = evaluationLength
         }
 
         enum CodingKeys: String, CodingKey {
@@ -107,6 +115,9 @@ public struct DaemonConfig: Sendable, Equatable {
             case calibrationWindows = "calibration_windows"
             case trainingSamples = "training_samples"
             case evaluationWindows = "evaluation_windows"
+            case calibrationLength = "calibration_length"
+            case trainingLength = "training_length"
+            case evaluationLength = "evaluation_length"
         }
     }
 

@@ -63,6 +63,15 @@ struct CompressCommand: ParsableCommand {
     @Option(name: .long, help: "Calibration windows.")
     var calibrationWindows: Int?
 
+    @Option(name: .long, help: "Tokens per calibration window.")
+    var calibrationLength: Int?
+
+    @Option(name: .long, help: "Tokens per training window.")
+    var trainingLength: Int?
+
+    @Option(name: .long, help: "Tokens per evaluation window.")
+    var evalLength: Int?
+
     @Option(name: .long, help: "Peak learning rate.")
     var learningRate: Double?
 
@@ -97,6 +106,9 @@ struct CompressCommand: ParsableCommand {
         if let iterations { s.iterations = iterations }
         if let trainingSamples { s.trainingSamples = trainingSamples }
         if let calibrationWindows { s.calibrationWindows = calibrationWindows }
+        if let calibrationLength { s.calibrationLength = calibrationLength }
+        if let trainingLength { s.trainingLength = trainingLength }
+        if let evalLength { s.evaluationLength = evalLength }
         if let learningRate { s.learningRate = learningRate }
         if let evalWindows { s.evaluationWindows = evalWindows }
         if let exportType {

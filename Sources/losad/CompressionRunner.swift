@@ -22,6 +22,9 @@ struct CompressionRunner: JobRunner {
         if let v = job.budget?.calibrationWindows { s.calibrationWindows = v }
         if let v = job.budget?.trainingSamples { s.trainingSamples = v }
         if let v = job.budget?.evaluationWindows { s.evaluationWindows = v }
+        if let v = job.budget?.calibrationLength { s.calibrationLength = v }
+        if let v = job.budget?.trainingLength { s.trainingLength = v }
+        if let v = job.budget?.evaluationLength { s.evaluationLength = v }
         try s.validate()
         return s
     }
