@@ -175,6 +175,28 @@ public struct CompressionReport: Sendable, Codable, Equatable {
     }
 }
 
+extension CompressionReport {
+    /// Per iteration: target sparsity, mean rank, steps and mean loss; per layer: sparsity, rank, importance,
+    /// reconstruction error.
+    public var layerTable: String {
+        var lines: [String] = []
+        for record in iterations {
+            let loss = record.losses.isEmpty ? "—" : String(format: "%.4f", record.losses.reduce(0, +) / Double(record.losses.count))
+            lines.append(String(format: "iteration %d: target %.4f, mean rank %.1f, %d steps on %d windows, mean loss %@, %.1f s",
+                                record.iteration, record.targetSparsity, record.meanRank, record.trainingSteps,
+                                record.trainingWindows, loss, record.seconds))
+            lines.append("  layer  sparsity  rank  importance  recon. error")
+            for layer in record.layers {
+                lines.append(String(format: "  %5d  %8.4f  %4@  %10@  %12@", layer.layer, layer.sparsity,
+                                    layer.rank.map(String.init) ?? "—",
+                                    layer.importance.map { String(format: "%.6f", $0) } ?? "—",
+                                    layer.reconstructionError.map { String(format: "%.6g", $0) } ?? "—"))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
 /// Peak resident set size of this process so far (VmHWM of /proc/self/status), bytes; 0 where unavailable.
 public func peakResidentBytes() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }

@@ -14,7 +14,7 @@ struct Losad: ParsableCommand {
         commandName: "losad",
         abstract: "Compress language models on this machine with LoSA (dynamic low-rank sparse adaptation).",
         version: version,
-        subcommands: [RunCommand.self, CompressCommand.self, VersionCommand.self, InspectCommand.self, EvalCommand.self,
+        subcommands: [RunCommand.self, CompressCommand.self, ReportCommand.self, VersionCommand.self, InspectCommand.self, EvalCommand.self,
                       GenerateCommand.self]
     )
 
