@@ -71,9 +71,15 @@ final class AdapterTraining {
                 // A fresh dropout mask per pass, derived from the job seed and the pass's coordinates.
                 adapters.dropoutSeed = settings.seed &* 0x9E37_79B9_7F4A_7C15
                     &+ UInt64(iteration) << 40 &+ UInt64(step) << 12 &+ UInt64(micro)
-                loss += decoder.adapterGradients(tokens: batch.map { Array($0.dropLast()) },
-                                                 targets: batch.map { Array($0.dropFirst()) },
-                                                 adapters: adapters, workspace: workspace)
+                do {
+                    loss += try decoder.adapterGradients(tokens: batch.map { Array($0.dropLast()) },
+                                                         targets: batch.map { Array($0.dropFirst()) },
+                                                         adapters: adapters, workspace: workspace,
+                                                         stopIf: cancellation.isCancelled)
+                } catch {
+                    // Only the stop check interrupts a step; the step's partial gradients are dropped.
+                    throw .cancelled
+                }
             }
             loss /= Double(settings.gradientAccumulation)
             if settings.gradientAccumulation > 1 {

@@ -18,8 +18,11 @@ extension CompressionJob {
             try cancellation.check()
             report(stage, step: i, steps: texts.evaluation.count, message: "perplexity of \(text.name)")
             do {
-                let result = try decoder.perplexity(of: text.stream, windowLength: settings.evaluationLength, batch: 4)
+                let result = try decoder.perplexity(of: text.stream, windowLength: settings.evaluationLength, batch: 4,
+                                                    stopIf: cancellation.isCancelled)
                 results.append((text.name, result))
+            } catch TransformerError.interrupted {
+                throw .cancelled
             } catch {
                 throw .notEnoughText(what: "evaluation (\(text.name))", tokens: text.stream.count, needed: settings.evaluationLength)
             }

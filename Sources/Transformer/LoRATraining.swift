@@ -278,12 +278,15 @@ enum AdaptedDecoderLayer {
 extension Decoder {
     /// The final (normed) hidden states [B·T, C] of `tokens` through the decoder with `adapters`
     /// (nil: the plain decoder), keeping every layer's input in the workspace for `adapterGradients`.
-    public func adaptedForward(_ tokens: [[Int32]], adapters: SparseLoRA?, workspace w: LoRATrainingWorkspace) -> Tensor {
+    /// `stopIf` is asked before every layer; a yes abandons the pass (`TransformerError.interrupted`).
+    public func adaptedForward(_ tokens: [[Int32]], adapters: SparseLoRA?, workspace w: LoRATrainingWorkspace,
+                               stopIf: () -> Bool = { false }) throws(TransformerError) -> Tensor {
         let batch = tokens.count, n = batch * w.tokens
         precondition(batch >= 1 && batch <= w.batchCapacity, "decoder: \(batch) windows for a workspace of \(w.batchCapacity)")
         let inputs = (0...config.layerCount).map { w.layerInputs[$0].slice(0..<n) }
         embed(tokens, into: inputs[0], tokensPerWindow: w.tokens)
         for (l, layer) in weights.layers.enumerated() {
+            if stopIf() { throw .interrupted }
             inputs[l + 1].assign(inputs[l])
             AdaptedDecoderLayer.forward(layer, index: l, config: config, layout: weights.rotaryLayout,
                                         residual: inputs[l + 1], batch: batch, adapters: adapters, workspace: w)
@@ -295,13 +298,16 @@ extension Decoder {
 
     /// Mean next-token cross-entropy of `targets` [B][T] (negative: not scored) after `tokens` [B][T],
     /// accumulating its gradient with respect to every active adapter entry into `adapters`' gradients
-    /// (the caller zeroes them). Returns the loss.
+    /// (the caller zeroes them). Returns the loss. `stopIf` is asked before every layer of forward and
+    /// backward (a step of a 135M model takes seconds); a yes abandons the step with
+    /// `TransformerError.interrupted`, the gradients then partial.
     public func adapterGradients(tokens: [[Int32]], targets: [[Int32]], adapters: SparseLoRA,
-                                 workspace w: LoRATrainingWorkspace) -> Double {
+                                 workspace w: LoRATrainingWorkspace,
+                                 stopIf: () -> Bool = { false }) throws(TransformerError) -> Double {
         let batch = tokens.count, n = batch * w.tokens, c = config
         precondition(targets.count == batch && targets.allSatisfy { $0.count == w.tokens },
                      "decoder: targets must be [\(batch)][\(w.tokens)] like the tokens")
-        let hidden = adaptedForward(tokens, adapters: adapters, workspace: w)
+        let hidden = try adaptedForward(tokens, adapters: adapters, workspace: w, stopIf: stopIf)
         let dHidden = w("dHidden", rows: n), dX = w("dX", rows: n)
         dHidden.zero()
         let loss = chunkedCrossEntropy(hidden: hidden, weight: weights.output, targets: targets.flatMap { $0 },
@@ -313,6 +319,7 @@ extension Decoder {
                         epsilon: Float(c.rmsNormEpsilon), dX: dX, dWeight: w("normScratch"))
         let residual = w("residual", rows: n)
         for l in stride(from: c.layerCount - 1, through: 0, by: -1) {
+            if stopIf() { throw .interrupted }
             // Under `.recompute`, rerun layer l's forward from its saved input first (the last
             // layer's intermediates are still in the workspace); then differentiate it.
             if w.policy == .recompute && l < c.layerCount - 1 {

@@ -23,9 +23,10 @@ public struct PerplexityResult: Sendable, Equatable {
 }
 
 extension Decoder {
-    /// The perplexity of `stream` over non-overlapping windows of `windowLength`, `batch` windows per forward pass.
-    public func perplexity(of stream: [Int32], windowLength: Int, batch: Int = 1,
-                           chunkRows: Int = 256) throws -> PerplexityResult {
+    /// The perplexity of `stream` over non-overlapping windows of `windowLength`, `batch` windows per forward pass;
+    /// `stopIf` is asked before every batch (a yes throws `TransformerError.interrupted`).
+    public func perplexity(of stream: [Int32], windowLength: Int, batch: Int = 1, chunkRows: Int = 256,
+                           stopIf: () -> Bool = { false }) throws -> PerplexityResult {
         precondition(windowLength >= 2 && batch >= 1 && chunkRows >= 1,
                      "perplexity: window \(windowLength), batch \(batch), chunks of \(chunkRows)")
         let windowCount = stream.count / windowLength
@@ -37,6 +38,7 @@ extension Decoder {
         var totalNLL = 0.0, scored = 0
         var first = 0
         while first < windowCount {
+            if stopIf() { throw TransformerError.interrupted }
             let count = min(workspace.batchCapacity, windowCount - first)
             let windows = (first..<first + count).map { w in
                 Array(stream[(w * windowLength)..<((w + 1) * windowLength)])

@@ -45,13 +45,13 @@ struct SparseLoRAFixture {
 
     /// The loss alone (no gradients), for finite differences.
     func loss() -> Double {
-        let hidden = decoder.adaptedForward(tokens, adapters: adapters, workspace: workspace)
+        let hidden = try! decoder.adaptedForward(tokens, adapters: adapters, workspace: workspace)
         return chunkedCrossEntropy(hidden: hidden, weight: decoder.weights.output, targets: targets.flatMap { $0 }, chunkRows: 7)
     }
 
     func gradients() -> [Float] {
         adapters.zeroGradients()
-        _ = decoder.adapterGradients(tokens: tokens, targets: targets, adapters: adapters, workspace: workspace)
+        _ = try! decoder.adapterGradients(tokens: tokens, targets: targets, adapters: adapters, workspace: workspace)
         return Array(UnsafeBufferPointer(start: adapters.gradients.base, count: adapters.gradients.count))
     }
 }
@@ -170,9 +170,9 @@ struct SparseLoRAFixture {
         // The merged model computes what the adapted one does (eval mode, no dropout).
         adapters.unmerge(from: weights, scratch: scratch)
         adapters.training = false
-        let adapted = fixture.decoder.adaptedForward(fixture.tokens, adapters: adapters, workspace: fixture.workspace).copy()
+        let adapted = try fixture.decoder.adaptedForward(fixture.tokens, adapters: adapters, workspace: fixture.workspace).copy()
         adapters.merge(into: weights, scratch: scratch)
-        let merged = fixture.decoder.adaptedForward(fixture.tokens, adapters: nil, workspace: fixture.workspace)
+        let merged = try fixture.decoder.adaptedForward(fixture.tokens, adapters: nil, workspace: fixture.workspace)
         #expect(maximumRelativeError(merged, adapted) < 1e-5)
         adapters.unmerge(from: weights, scratch: scratch)
 
@@ -194,7 +194,7 @@ struct SparseLoRAFixture {
         let fixture = try SparseLoRAFixture(dropout: 0.1, randomB: false)
         fixture.adapters.training = training
         let plain = fixture.decoder.forward(fixture.tokens, workspace: fixture.decoder.makeWorkspace(batch: 2, tokens: 10))
-        let adapted = fixture.decoder.adaptedForward(fixture.tokens, adapters: fixture.adapters, workspace: fixture.workspace)
+        let adapted = try fixture.decoder.adaptedForward(fixture.tokens, adapters: fixture.adapters, workspace: fixture.workspace)
         #expect(plain.scalars == adapted.scalars)
     }
 
@@ -215,7 +215,7 @@ struct SparseLoRAFixture {
     @Test func gradientsAccumulateOverBackwardCalls() throws {
         let fixture = try SparseLoRAFixture(dropout: 0.1)
         let once = fixture.gradients()
-        _ = fixture.decoder.adapterGradients(tokens: fixture.tokens, targets: fixture.targets,
+        _ = try fixture.decoder.adapterGradients(tokens: fixture.tokens, targets: fixture.targets,
                                              adapters: fixture.adapters, workspace: fixture.workspace)
         let twice = Array(UnsafeBufferPointer(start: fixture.adapters.gradients.base, count: fixture.adapters.gradients.count))
         let scale = once.map(abs).max()!
@@ -244,6 +244,23 @@ struct SparseLoRAFixture {
                 let dB1 = adapters.gradientB(1, projection).pointer
                 #expect((0..<out).contains { dB1[$0 * 16 + 15] != 0 })
             }
+        }
+    }
+}
+
+@Suite struct InterruptionTests {
+    /// A stop asked for in the middle of a step abandons it at the next layer boundary.
+    @Test func aStopCheckInterruptsTheStepBetweenLayers() throws {
+        let fixture = try SparseLoRAFixture(dropout: 0.1)
+        var asked = 0
+        #expect(throws: TransformerError.interrupted) {
+            _ = try fixture.decoder.adapterGradients(tokens: fixture.tokens, targets: fixture.targets, adapters: fixture.adapters,
+                                                     workspace: fixture.workspace, stopIf: { asked += 1; return asked > 3 })
+        }
+        // Two layers forward, then the first check of backward: the fourth question stops it.
+        #expect(asked == 4)
+        #expect(throws: TransformerError.interrupted) {
+            _ = try fixture.decoder.perplexity(of: fixture.tokens.flatMap { $0 }, windowLength: 5, stopIf: { true })
         }
     }
 }
