@@ -4,7 +4,8 @@ import Ledger
 
 /// Turns the scheduler's updates into `Watch` replies for one job: the first reply is the job as it
 /// is (no event), each later one carries the event that changed it — its state, its stage, its LoSA
-/// iteration, or plain progress — and the reply whose job is final is the last.
+/// iteration, or plain progress — and the reply whose job is final is the last. An update that
+/// changes nothing the interface shows makes no reply.
 ///
 /// Without a job to follow (nothing ran or waited when the watch began) it follows the first job an
 /// update shows that has not ended: the next one queued or started.
@@ -12,6 +13,7 @@ struct WatchFollower {
     /// The job followed; nil until the first update picks one.
     private(set) var jobID: Int64?
     private var last: Control.Job?
+    private var lastMessage: String?
 
     init(job: Int64?) { jobID = job }
 
@@ -23,10 +25,15 @@ struct WatchFollower {
         }
         guard update.job.id == jobID else { return nil }
         let job = ControlReplies.job(update.job, progress: update.progress)
-        defer { last = job }
+        let message = update.progress?.message
+        defer {
+            self.last = job
+            lastMessage = message
+        }
         guard let last else { return WatchReply(job: job) }
-        return WatchReply(job: job, event: Self.event(from: last, to: job, record: update.job, message: update.progress?.message,
-                                                      at: date))
+        // The scheduler may publish the same state twice (a progress write and a checkpoint); one reply is enough.
+        guard job != last || message != lastMessage else { return nil }
+        return WatchReply(job: job, event: Self.event(from: last, to: job, record: update.job, message: message, at: date))
     }
 
     /// What changed between two views of the same job.

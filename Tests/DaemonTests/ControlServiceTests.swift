@@ -195,6 +195,37 @@ struct ControlServiceTests {
         #expect(perplexity.samples.contains(MetricSample(labels: ["job": "1", "model": "m", "kind": "final", "text": "a.txt"], value: 12)))
     }
 
+    @Test("a watch follows one job, makes one reply per change and none for a repeated update")
+    func followerEvents() {
+        var follower = WatchFollower(job: nil)
+        let created = Date(timeIntervalSince1970: 1_735_725_600)
+        let ended = JobRecord(id: 4, modelID: 1, inputPath: "/m/old.gguf", state: .succeeded, settings: "{}", createdAt: created)
+        #expect(follower.reply(to: JobUpdate(job: ended)) == nil, "an ended job is not picked")
+        var job = JobRecord(id: 5, modelID: 1, inputPath: "/m/a.gguf", settings: "{}", createdAt: created)
+        #expect(follower.reply(to: JobUpdate(job: job))?.event == nil && follower.jobID == 5)
+        job.state = .running
+        let pruning = JobProgress(stage: "prune", iteration: 1, iterations: 2, step: 1, steps: 2, fraction: 0.2, message: "pruned block 1 of 2")
+        let started = follower.reply(to: JobUpdate(job: job, progress: pruning), at: created)
+        #expect(started?.event == Control.JobEvent(time: "2025-01-01T10:00:00Z", kind: "started", message: "started", state: .running,
+                                                   progress: Control.JobProgress(stage: "prune", fraction: 0.2, iteration: 1, iterations: 2,
+                                                                                 step: 1, steps: 2)))
+        #expect(follower.reply(to: JobUpdate(job: job, progress: pruning)) == nil, "nothing changed")
+        var next = pruning
+        next.message = "pruned block 2 of 2"
+        #expect(follower.reply(to: JobUpdate(job: job, progress: next))?.event?.kind == "progress", "a new message is news")
+        next.iteration = 2
+        #expect(follower.reply(to: JobUpdate(job: job, progress: next))?.event?.kind == "iteration")
+        next.stage = "train"
+        #expect(follower.reply(to: JobUpdate(job: job, progress: next))?.event?.kind == "stage")
+        var other = job
+        other.id = 6
+        #expect(follower.reply(to: JobUpdate(job: other, progress: next)) == nil, "another job's update")
+        job.state = .failed
+        job.error = "out of memory"
+        let failed = follower.reply(to: JobUpdate(job: job))
+        #expect(failed?.event?.kind == "failed" && failed?.event?.message == "out of memory" && failed?.job.progress == nil)
+    }
+
     @Test("the control group: a name from the group database, a number, or the daemon's own group; an unknown name is a configuration error")
     func accessPolicy() throws {
         let own = try VarlinkControlEndpoint.accessPolicy(.init(socketPath: "/s", socketMode: 0o660, socketGroup: nil), file: "/c.toml")
