@@ -73,6 +73,7 @@ let package = Package(
                 "ModelFormats",
                 "Transformer",
                 "CSystemd",
+                "Control",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
@@ -134,6 +135,7 @@ let package = Package(
             dependencies: [
                 "Daemon",
                 "Ledger",
+                "Control",
                 "ModelFormats",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -159,7 +161,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LosadTests",
-            dependencies: ["losad", "Daemon", "Ledger", "ModelFormats", "Transformer"]
+            dependencies: ["losad", "losactl", "Daemon", "Ledger", "Control", "ModelFormats", "Transformer"]
         ),
         .testTarget(
             name: "ModelFormatsTests",

@@ -5,6 +5,9 @@ nobody here wrote) and prints what it saw as one JSON object.
 usage: varlink_probe.py SOCKET read      GetInfo, GetInterfaceDescription, Status,
                                          ListJobs, GetJob, Metrics and a streaming Watch
        varlink_probe.py SOCKET access    a read, then Submit and Cancel (run as another user)
+       varlink_probe.py SOCKET job ID    against a real daemon: GetInfo, GetInterfaceDescription,
+                                         Status, a streaming Watch of job ID to its end, then
+                                         GetJob, ListJobs and Metrics
 
 Every reply is also checked against the interface definition the service
 serves, as parsed by varlink's own scanner: each declared non-optional field
@@ -151,10 +154,45 @@ def access(address):
     return result
 
 
+def follow_job(address, job):
+    """What a generic client sees of a real job: discovery, Status, and Watch
+    until the job's last reply; every reply checked against the interface."""
+    result = {}
+    with varlink.Client(address=address) as client:
+        service = client.open("org.varlink.service")
+        result["info"] = service.GetInfo()
+        result["description"] = service.GetInterfaceDescription("io.losa.Manager")["description"]
+        interface = varlink.Interface(result["description"])
+        manager = client.open("io.losa.Manager")
+        result["status"] = manager.Status()
+        problems = []
+        check(result["status"], interface.get_method("Status").out_type, interface, "Status", problems)
+        result["watch"] = []
+        for reply in manager.Watch(job, _more=True):
+            check(reply, interface.get_method("Watch").out_type, interface, "Watch", problems)
+            result["watch"].append(reply)
+        sock = client.open_connection()
+        for name, parameters in [("GetJob", {"id": job}), ("ListJobs", {}), ("Metrics", {})]:
+            for reply in raw_call(sock, "io.losa.Manager." + name, parameters):
+                if "error" in reply:
+                    problems.append(f"{name}: error {reply['error']}")
+                    continue
+                check(reply.get("parameters", {}), interface.get_method(name).out_type, interface, name, problems)
+                result[name] = reply.get("parameters", {})
+        sock.close()
+        result["problems"] = problems
+    return result
+
+
 def main():
     socket_path, mode = sys.argv[1], sys.argv[2]
     address = "unix:" + socket_path
-    result = read(address) if mode == "read" else access(address)
+    if mode == "read":
+        result = read(address)
+    elif mode == "job":
+        result = follow_job(address, int(sys.argv[3]))
+    else:
+        result = access(address)
     json.dump(result, sys.stdout, sort_keys=True)
 
 

@@ -44,6 +44,9 @@ public final class Manager: Sendable {
 
     // MARK: - Reading
 
+    /// The configuration in force.
+    public var configuration: DaemonConfig { hooks.configuration() }
+
     /// The daemon as a whole: what runs, what waits, how much memory there is.
     public func status() throws -> DaemonStatus {
         let config = hooks.configuration()

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Compression
+import Control
 import Daemon
 import Foundation
 import Logging
@@ -18,6 +19,9 @@ struct RunCommand: ParsableCommand {
 
     static let installedConfig = "/etc/losad/losad.toml"
 
+    /// What `org.varlink.service.GetInfo` answers (no public home page yet, so no url).
+    static let serviceInfo = VarlinkServiceInfo(vendor: "losa", product: "losad", version: Losad.version, url: "")
+
     @Option(name: .long, help: ArgumentHelp("The configuration file.", discussion: "Default: \(installedConfig), or Config/losad.toml when run from the repository.", valueName: "path"))
     var config: String?
 
@@ -25,10 +29,11 @@ struct RunCommand: ParsableCommand {
         let path = try config.map(RunCommand.absolute) ?? RunCommand.defaultConfigPath()
         // A broken file is reported by the service below with its exit status; here only its priority is wanted.
         if let priority = try? DaemonConfig.load(path: path).scheduler.priority { ComputeThreads.prepare(priority: priority) }
+        // OpenBLAS is loaded by now (prepare above), so Status reads its kernel without loading it on a server thread.
+        let control = VarlinkControlEndpoint(info: RunCommand.serviceInfo, compute: ComputeDescription.current,
+                                             logger: Logger(label: "losad.control"))
         let service = DaemonService(options: DaemonService.Options(configPath: path, version: Losad.version),
-                                    runner: CompressionRunner(),
-                                    control: nil,   // the control server (module Control, varlink) plugs in here
-                                    logger: Logger(label: "losad"))
+                                    runner: CompressionRunner(), control: control, logger: Logger(label: "losad"))
         do {
             try service.run()
         } catch let error as ConfigError {
