@@ -57,9 +57,9 @@ import Testing
         }
 
         /// The daemon's ledger, once the daemon has created it.
-        func ledger() throws -> Ledger {
+        func ledger() async throws -> Ledger {
             let path = root + "/state/losad.sqlite"
-            _ = try DaemonJobTests.wait(timeout: 20) { FileManager.default.fileExists(atPath: path) }
+            _ = try await DaemonJobTests.wait(timeout: 20) { FileManager.default.fileExists(atPath: path) }
             return try Ledger.open(path: path)
         }
 
@@ -83,29 +83,46 @@ import Testing
 
         var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
 
-        /// SIGTERM, then the seconds until it exited.
-        func stop() -> Double {
+        /// SIGTERM, then the seconds until it exited (polled, so the test's thread stays free).
+        func stop() async throws -> Double {
             let start = Date()
             process.terminate()
-            process.waitUntilExit()
+            _ = try await DaemonJobTests.wait(timeout: 30) { !process.isRunning }
             return Date().timeIntervalSince(start)
         }
 
-        func kill9() {
+        func kill9() async throws {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            _ = try await DaemonJobTests.wait(timeout: 30) { !process.isRunning }
         }
 
         deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
     }
 
-    static func wait(timeout: Double, _ condition: () throws -> Bool) throws -> Bool {
+    /// Polls with Task.sleep: the tests run on Swift concurrency's few threads, which must not be blocked
+    /// (on 2 cores there are 2 of them, shared with every other suite).
+    static func wait(timeout: Double, _ condition: () throws -> Bool) async throws -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if (try? condition()) == true { return true }
-            usleep(50_000)
+            try await Task.sleep(for: .milliseconds(50))
         }
         return try condition()
+    }
+
+    /// `losad ARGUMENTS` to its end, polled; its status and standard error.
+    static func losad(_ arguments: [String]) async throws -> (status: Int32, error: String) {
+        let process = Process()
+        process.executableURL = CommandTests.executable
+        process.arguments = arguments
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("losad-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: log)
+        try process.run()
+        _ = try await wait(timeout: 300) { !process.isRunning }
+        return (process.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
     }
 
     /// Copies the tiny model into the inbox under a hidden name, then renames it in: a complete drop.
@@ -117,13 +134,13 @@ import Testing
 
     static func job(_ ledger: Ledger) throws -> JobRecord? { try ledger.jobs().first }
 
-    @Test func aDroppedModelBecomesAFinishedJobWithItsOutputReportAndLedgerRows() throws {
+    @Test func aDroppedModelBecomesAFinishedJobWithItsOutputReportAndLedgerRows() async throws {
         let setup = try Setup()
         defer { setup.remove() }
         let daemon = try Daemon(setup)
         try Self.drop(into: setup.inbox)
-        let ledger = try setup.ledger()
-        #expect(try Self.wait(timeout: 180) { try Self.job(ledger)?.state.isFinal == true }, "\(daemon.output)")
+        let ledger = try await setup.ledger()
+        #expect(try await Self.wait(timeout: 180) { try Self.job(ledger)?.state.isFinal == true }, "\(daemon.output)")
         let job = try #require(try Self.job(ledger))
         #expect(job.state == .succeeded, "\(job.error ?? "") \(daemon.output)")
         let output = try #require(job.outputPath)
@@ -136,10 +153,10 @@ import Testing
         #expect(details.metrics.contains { $0.name == "sparsity" && abs($0.value - 0.5) < 0.01 })
         #expect(details.metrics.contains { $0.name.hasPrefix("perplexity.final.") })
         #expect(FileManager.default.fileExists(atPath: setup.inbox + "/tiny-llama/model.safetensors"), "the input stays")
-        #expect(daemon.stop() < 10)
+        #expect(try await daemon.stop() < 10)
     }
 
-    @Test func aModelCopiedSlowlyIsTakenOnlyOnceComplete() throws {
+    @Test func aModelCopiedSlowlyIsTakenOnlyOnceComplete() async throws {
         let setup = try Setup(recovery: "none", settle: 1)
         defer { setup.remove() }
         let daemon = try Daemon(setup)
@@ -156,45 +173,45 @@ import Testing
         for start in stride(from: 0, to: weights.count, by: piece) {
             try handle.write(contentsOf: weights[start..<min(start + piece, weights.count)])
             try handle.synchronize()
-            usleep(500_000)
+            try await Task.sleep(for: .milliseconds(500))
         }
         try handle.close()
-        let ledger = try setup.ledger()
-        #expect(try Self.wait(timeout: 120) { try Self.job(ledger)?.state.isFinal == true }, "\(daemon.output)")
+        let ledger = try await setup.ledger()
+        #expect(try await Self.wait(timeout: 120) { try Self.job(ledger)?.state.isFinal == true }, "\(daemon.output)")
         let jobs = try ledger.jobs()
         #expect(jobs.count == 1 && jobs[0].state == .succeeded, "\(jobs.map { "\($0.state) \($0.error ?? "")" })")
-        #expect(daemon.stop() < 10)
+        #expect(try await daemon.stop() < 10)
     }
 
-    @Test func aJobOverTheMemoryLimitIsRefusedWithItsReason() throws {
+    @Test func aJobOverTheMemoryLimitIsRefusedWithItsReason() async throws {
         let setup = try Setup(memoryLimit: "64M")
         defer { setup.remove() }
         let daemon = try Daemon(setup)
         try Self.drop(into: setup.inbox)
-        let ledger = try setup.ledger()
-        #expect(try Self.wait(timeout: 60) { try Self.job(ledger)?.state == .refused }, "\(daemon.output)")
+        let ledger = try await setup.ledger()
+        #expect(try await Self.wait(timeout: 60) { try Self.job(ledger)?.state == .refused }, "\(daemon.output)")
         let reason = try #require(try Self.job(ledger)?.error)
         #expect(reason.contains("scheduler.memory_limit") && reason.contains("needs an estimated"), "\(reason)")
-        #expect(daemon.stop() < 10)
+        #expect(try await daemon.stop() < 10)
     }
 
     /// SIGTERM in the middle of the LoSA loop checkpoints and exits inside the stop timeout; `kill -9` later
     /// loses at most the iteration in progress; each restart resumes, and the result is bit for bit that of
     /// `losad compress` with the same settings, run without interruption.
-    @Test func stopsAndCrashesResumeToTheUninterruptedResult() throws {
+    @Test func stopsAndCrashesResumeToTheUninterruptedResult() async throws {
         let setup = try Setup()
         defer { setup.remove() }
         let reference = setup.root + "/reference"
-        let compress = try CommandTests.run(["compress", Self.tinyModel, "--out", reference, "--calib", Self.text,
+        let compress = try await Self.losad(["compress", Self.tinyModel, "--out", reference, "--calib", Self.text,
                                              "--eval", Self.text] + Self.budget.flatMap { [$0.flag, $0.value] })
         #expect(compress.status == 0, "\(compress.error)")
 
         var daemon = try Daemon(setup, name: "first")
         try Self.drop(into: setup.inbox)
-        let ledger = try setup.ledger()
+        let ledger = try await setup.ledger()
         // Stop once the first iteration's checkpoint is recorded.
-        #expect(try Self.wait(timeout: 120) { try Self.job(ledger)?.checkpointPath != nil }, "\(daemon.output)")
-        let seconds = daemon.stop()
+        #expect(try await Self.wait(timeout: 120) { try Self.job(ledger)?.checkpointPath != nil }, "\(daemon.output)")
+        let seconds = try await daemon.stop()
         #expect(seconds < 10, "stopped after \(seconds) s; the stop timeout is 10 s")
         #expect(daemon.process.terminationStatus == 0, "\(daemon.output)")
         let interrupted = try #require(try Self.job(ledger))
@@ -202,20 +219,20 @@ import Testing
 
         // Second start: resumes; killed without warning once it has got further.
         daemon = try Daemon(setup, name: "second")
-        #expect(try Self.wait(timeout: 120) {
+        #expect(try await Self.wait(timeout: 120) {
             let job = try Self.job(ledger)
             return job?.state == .running && job?.attempts == 2 && (job?.iteration ?? 0) >= 2
         }, "\(daemon.output)")
-        daemon.kill9()
+        try await daemon.kill9()
 
         // Third start: finds the job it was running, resumes and finishes.
         daemon = try Daemon(setup, name: "third")
-        #expect(try Self.wait(timeout: 180) { try Self.job(ledger)?.state.isFinal == true }, "\(daemon.output)")
+        #expect(try await Self.wait(timeout: 180) { try Self.job(ledger)?.state.isFinal == true }, "\(daemon.output)")
         let job = try #require(try Self.job(ledger))
         #expect(job.state == .succeeded && job.attempts == 3, "\(job.error ?? "") \(daemon.output)")
         let produced = try Data(contentsOf: URL(fileURLWithPath: try #require(job.outputPath) + "/model.safetensors"))
         let expected = try Data(contentsOf: URL(fileURLWithPath: reference + "/tiny-llama-losa-50/model.safetensors"))
         #expect(produced == expected)
-        #expect(daemon.stop() < 10)
+        #expect(try await daemon.stop() < 10)
     }
 }
