@@ -17,7 +17,8 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
-export PREFIX DESTDIR BINDIR DATADIR SYSCONFDIR UNITDIR SYSUSERSDIR TMPFILESDIR BUILT
+INSTALL_LAYOUT = PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" BINDIR="$(BINDIR)" DATADIR="$(DATADIR)" \
+	SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)" SYSUSERSDIR="$(SYSUSERSDIR)" TMPFILESDIR="$(TMPFILESDIR)"
 
 .PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress clean \
 	install install-built uninstall check-systemd
@@ -69,15 +70,15 @@ bench-compress: release demo-model
 ##   Rebuilds first when swift is on PATH (often not under sudo: then `make release` beforehand)
 install:
 	@if command -v $(SWIFT) >/dev/null 2>&1; then $(MAKE) --no-print-directory release; fi
-	@BUILT="$${BUILT:-$(CURDIR)/.build/release}" bash scripts/install.sh install
+	@$(INSTALL_LAYOUT) BUILT="$(or $(BUILT),$(CURDIR)/.build/release)" bash scripts/install.sh install
 
 ## install-built: the same without building, from BUILT=FOLDER (default .build/release)
 install-built:
-	@BUILT="$${BUILT:-$(CURDIR)/.build/release}" bash scripts/install.sh install
+	@$(INSTALL_LAYOUT) BUILT="$(or $(BUILT),$(CURDIR)/.build/release)" bash scripts/install.sh install
 
 ## uninstall: remove what install put there (configuration, ledger and the user losad stay)
 uninstall:
-	@bash scripts/install.sh uninstall
+	@$(INSTALL_LAYOUT) bash scripts/install.sh uninstall
 
 ## check-systemd: units verified on a DESTDIR install, their security exposure, the daemon confined
 check-systemd: deps

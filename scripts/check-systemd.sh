@@ -22,6 +22,8 @@ command -v systemd-analyze >/dev/null || { echo "check-systemd.sh: systemd-analy
 root=$(mktemp -d "${TMPDIR:-/tmp}/losad-check-systemd.XXXXXX")
 trap 'rm -rf "$root"' EXIT
 # The install losad's own `make install` would make, staged.
+for name in BINDIR DATADIR SYSCONFDIR UNITDIR SYSUSERSDIR TMPFILESDIR BASHCOMPLETIONDIR ZSHCOMPLETIONDIR \
+    FISHCOMPLETIONDIR VARLINKDIR DOCDIR; do unset "$name"; done
 DESTDIR=$root BUILT=$bin PREFIX=/usr/local bash "$repository/scripts/install.sh" install >/dev/null
 # What a real system has beside it: systemd's own units (sysinit.target, sockets.target, …).
 mkdir -p "$root/usr/lib/systemd"

@@ -22,6 +22,7 @@ set -euo pipefail
 repository=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PREFIX=${PREFIX:-/usr/local}
 DESTDIR=${DESTDIR:-}
+BUILT=${BUILT:-}
 BINDIR=${BINDIR:-$PREFIX/bin}
 DATADIR=${DATADIR:-$PREFIX/share}
 SYSCONFDIR=${SYSCONFDIR:-/etc}
@@ -38,7 +39,7 @@ for name in PREFIX BINDIR DATADIR SYSCONFDIR UNITDIR SYSUSERSDIR TMPFILESDIR DOC
 done
 
 # Every installed file but the configuration, one a line: how it is made (copy: from SOURCE;
-# unit: losad.service with this layout's paths; bash, zsh, fish: the completion script
+# unit: a unit file with this layout's paths; bash, zsh, fish: the completion script
 # SOURCE writes), SOURCE, destination, mode.
 files() {
     for program in losad losactl; do
@@ -48,7 +49,7 @@ files() {
         echo "fish $BUILT/$program $FISHCOMPLETIONDIR/$program.fish 0644"
     done
     echo "unit $repository/systemd/losad.service $UNITDIR/losad.service 0644"
-    echo "copy $repository/systemd/losad.socket $UNITDIR/losad.socket 0644"
+    echo "unit $repository/systemd/losad.socket $UNITDIR/losad.socket 0644"
     echo "copy $repository/systemd/losad.sysusers.conf $SYSUSERSDIR/losad.conf 0644"
     echo "copy $repository/systemd/losad.tmpfiles.conf $TMPFILESDIR/losad.conf 0644"
     echo "copy $repository/Sources/Control/io.losa.Manager.varlink $VARLINKDIR/io.losa.Manager.varlink 0644"
@@ -56,8 +57,8 @@ files() {
     echo "copy $repository/Config/losad.toml $DOCDIR/losad.toml 0644"
 }
 
-# The unit with this installation's paths (the file in systemd/ has the default PREFIX's).
-service_unit() {
+# A unit file with this installation's paths (those in systemd/ have the default PREFIX's).
+unit_file() {
     sed -e "s|/usr/local/bin/|$BINDIR/|g" \
         -e "s|/usr/local/share/doc/losad/|$DOCDIR/|g" \
         -e "s|/etc/losad/|$SYSCONFDIR/losad/|g" \
@@ -69,14 +70,14 @@ on_this_machine() { [ -z "$DESTDIR" ]; }
 systemd_running() { on_this_machine && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; }
 
 install_all() {
-    [ -n "${BUILT:-}" ] && [ -x "$BUILT/losad" ] && [ -x "$BUILT/losactl" ] \
+    [ -n "$BUILT" ] && [ -x "$BUILT/losad" ] && [ -x "$BUILT/losactl" ] \
         || { echo "install.sh: BUILT must name the folder with the built losad and losactl (make install does)" >&2; exit 2; }
     while read -r kind source destination mode; do
         install -d -m 0755 "$DESTDIR$(dirname "$destination")"
         # Written beside, then renamed: a running losad or shell never sees half a file.
         case "$kind" in
             copy) cp "$source" "$DESTDIR$destination.tmp" ;;
-            unit) service_unit "$source" > "$DESTDIR$destination.tmp" ;;
+            unit) unit_file "$source" > "$DESTDIR$destination.tmp" ;;
             *) "$source" --generate-completion-script "$kind" > "$DESTDIR$destination.tmp" ;;
         esac
         chmod "$mode" "$DESTDIR$destination.tmp"

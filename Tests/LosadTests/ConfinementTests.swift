@@ -98,7 +98,7 @@ import Testing
         if let missing = Self.missing { Issue.record("CI=true, and the confinement cannot be built: \(missing)"); return }
         let setup = try Setup()
         let marker = "/tmp/losad-marker-\(UUID().uuidString.prefix(8))"
-        FileManager.default.createFile(atPath: marker, contents: nil)
+        #expect(FileManager.default.createFile(atPath: marker, contents: nil))
         defer {
             setup.remove()
             unlink(marker)
@@ -150,7 +150,7 @@ import Testing
         let setup = try Setup()
         defer { setup.remove() }
         let log = setup.root + "/daemon.log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        #expect(FileManager.default.createFile(atPath: log, contents: nil))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = Self.confinement(setup) + [setup.executable, "run", "--config", setup.config]

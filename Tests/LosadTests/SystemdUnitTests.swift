@@ -15,12 +15,14 @@ import Testing
         !FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze")
     }
 
-    /// Runs a command, standard error joined to standard output.
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    /// Runs a command, standard error joined to standard output, with `environment` added to this
+    /// process's and the variables in `removing` taken out.
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+                    removing: [String] = []) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }.filter { !removing.contains($0.key) }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
@@ -67,7 +69,10 @@ import Testing
     func installAndUninstallHonourPrefixDestdirAndTheConfiguration() throws {
         let destination = try Self.temporaryFolder("losad-install")
         defer { try? FileManager.default.removeItem(atPath: destination) }
-        let environment = ["DESTDIR": destination, "PREFIX": "/usr", "BUILT": Self.binaries]
+        // Only PREFIX: every folder follows it (a layout variable set around the test would not).
+        var environment = ["DESTDIR": destination, "PREFIX": "/usr", "BUILT": Self.binaries]
+        for name in ["BINDIR", "DATADIR", "SYSCONFDIR", "UNITDIR", "SYSUSERSDIR", "TMPFILESDIR", "BASHCOMPLETIONDIR",
+                     "ZSHCOMPLETIONDIR", "FISHCOMPLETIONDIR", "VARLINKDIR", "DOCDIR"] { environment[name] = "" }
         let script = Self.repository.path + "/scripts/install.sh"
 
         let first = try Self.run("/bin/bash", [script, "install"], environment: environment)
@@ -97,7 +102,8 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: config + ".new"))
                 == Data(contentsOf: Self.repository.appendingPathComponent("Config/losad.toml")))
 
-        let removed = try Self.run("/bin/bash", [script, "uninstall"], environment: environment)
+        environment["BUILT"] = nil   // `make uninstall` knows no build folder
+        let removed = try Self.run("/bin/bash", [script, "uninstall"], environment: environment, removing: ["BUILT"])
         #expect(removed.status == 0, "\(removed.output)")
         var left: [String] = []
         let walker = FileManager.default.enumerator(atPath: destination)
