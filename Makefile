@@ -6,7 +6,22 @@ SWIFT ?= swift
 SWIFT_BUILD_FLAGS ?=
 PYTHON ?= python3
 
-.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress clean
+# Installation layout (scripts/install.sh describes each folder). systemd finds units and
+# snippets under both /usr/lib and /usr/local/lib, so PREFIX=/usr (packages) and the default
+# /usr/local (a local install) need nothing else; the configuration is always in /etc/losad.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+INSTALL_LAYOUT = PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" BINDIR="$(BINDIR)" DATADIR="$(DATADIR)" \
+	SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)" SYSUSERSDIR="$(SYSUSERSDIR)" TMPFILESDIR="$(TMPFILESDIR)"
+
+.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress clean \
+	install install-built uninstall check-systemd
 
 all: build
 
@@ -49,6 +64,27 @@ bench-engine: release demo-model
 ## bench-compress: the compression figures on the demo model (quick profile; LoSA vs pruned-only vs dense LoRA at 50%/70%, 2:4)
 bench-compress: release demo-model
 	@bash scripts/bench-compress.sh
+
+## install: binaries (release build), systemd units, sysusers/tmpfiles snippets, configuration,
+##   completions and the varlink interface under PREFIX (default /usr/local); DESTDIR stages.
+##   Rebuilds first when swift is on PATH (often not under sudo: then `make release` beforehand)
+install:
+	@if command -v $(SWIFT) >/dev/null 2>&1; then $(MAKE) --no-print-directory release; fi
+	@$(INSTALL_LAYOUT) BUILT="$(or $(BUILT),$(CURDIR)/.build/release)" bash scripts/install.sh install
+
+## install-built: the same without building, from BUILT=FOLDER (default .build/release)
+install-built:
+	@$(INSTALL_LAYOUT) BUILT="$(or $(BUILT),$(CURDIR)/.build/release)" bash scripts/install.sh install
+
+## uninstall: remove what install put there (configuration, ledger and the user losad stay)
+uninstall:
+	@$(INSTALL_LAYOUT) bash scripts/install.sh uninstall
+
+## check-systemd: units verified on a DESTDIR install, their security exposure, the daemon confined
+check-systemd: deps
+	$(SWIFT) build --build-tests $(SWIFT_BUILD_FLAGS)
+	@bash scripts/check-systemd.sh "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)"
+	$(SWIFT) test --skip-build $(SWIFT_BUILD_FLAGS) --filter 'SystemdUnitTests|ConfinementTests'
 
 clean:
 	rm -rf .build
