@@ -145,7 +145,7 @@ import Testing
 
     @Test("losad run under the unit's confinement, as an unprivileged user: a dropped model becomes a finished job, compute still at idle priority",
           .enabled(if: missing == nil || underCI, "\(missing ?? "")"))
-    func aJobCompletesUnderTheConfinement() throws {
+    func aJobCompletesUnderTheConfinement() async throws {
         if let missing = Self.missing { Issue.record("CI=true, and the confinement cannot be built: \(missing)"); return }
         let setup = try Setup()
         defer { setup.remove() }
@@ -163,13 +163,13 @@ import Testing
 
         try DaemonJobTests.drop(into: setup.inbox)
         // The ledger stays the daemon's while it runs (a root-owned -shm file would lock it out); its log says how the job ended.
-        let ended = try DaemonJobTests.wait(timeout: 180) {
+        let ended = try await DaemonJobTests.wait(timeout: 180) {
             !process.isRunning || ["succeeded: ", "failed: ", "refused: ", "cannot start job"].contains { output.contains($0) }
         }
         #expect(ended && process.isRunning,
                 "the daemon ended (\(process.isRunning ? "running" : "\(process.terminationReason == .uncaughtSignal ? "signal" : "status") \(process.terminationStatus)")): \(output)")
         process.terminate()
-        process.waitUntilExit()
+        _ = try await DaemonJobTests.wait(timeout: 30) { !process.isRunning }
         #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(output)")
         #expect(output.contains("succeeded: "), "\(output)")
         #expect(!output.contains("jobs run at the daemon's own CPU priority"), "lowering compute threads was refused: \(output)")
