@@ -28,6 +28,9 @@ public final class CompressionJob {
         public var texts: TextSources
         /// Where the per-iteration checkpoint lives (nil: none). An existing checkpoint of the same job is resumed.
         public var checkpointDirectory: String?
+        /// Where the output will be once the caller has moved it into place (the daemon writes into a hidden
+        /// folder and renames it when the job succeeds): the path the report names. Nil: `output`.
+        public var publishedOutput: String?
 
         public init(input: String, output: String, settings: CompressionSettings, texts: TextSources = TextSources(),
                     checkpointDirectory: String? = nil) {
@@ -179,7 +182,8 @@ public final class CompressionJob {
         } catch {
             throw .unsupportedModel(path: request.output, reason: "export failed: \(error)")
         }
-        summary.output = .init(path: exported.path, format: exported.format.rawValue, bytes: exported.bytesWritten,
+        summary.output = .init(path: request.publishedOutput ?? exported.path, format: exported.format.rawValue,
+                               bytes: exported.bytesWritten,
                                projectionType: Set(exported.tensors.filter(\.replaced).map(\.type)).sorted().joined(separator: ", "))
         summary.peakMemoryBytes = max(summary.peakMemoryBytes, peakResidentBytes())
         finishStage(.export, in: &summary)

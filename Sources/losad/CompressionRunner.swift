@@ -44,9 +44,10 @@ struct CompressionRunner: JobRunner {
         let settings = try Self.settings(job.settings)
         let output = (job.outputFolder as NSString).appendingPathComponent(CompressionJob.outputName(input: job.inputPath,
                                                                                                      settings: settings))
-        let request = CompressionJob.Request(input: job.inputPath, output: output, settings: settings,
+        var request = CompressionJob.Request(input: job.inputPath, output: output, settings: settings,
                                              texts: Self.texts(job.settings),
                                              checkpointDirectory: (job.checkpointFolder as NSString).appendingPathComponent("losa"))
+        request.publishedOutput = (job.publishedFolder as NSString).appendingPathComponent((output as NSString).lastPathComponent)
         let compression = CompressionJob(request, cancellation: Cancellation(context.shouldStop), logger: context.logger,
                                          progress: { p in
             context.report(JobProgress(stage: p.stage.rawValue, iteration: p.iteration > 0 ? p.iteration : nil,

@@ -56,12 +56,9 @@ import Testing
                 """.write(toFile: config, atomically: true, encoding: .utf8)
         }
 
-        /// The daemon's ledger, once the daemon has created it.
-        func ledger() async throws -> Ledger {
-            let path = root + "/state/losad.sqlite"
-            _ = try await DaemonJobTests.wait(timeout: 20) { FileManager.default.fileExists(atPath: path) }
-            return try Ledger.open(path: path)
-        }
+        /// The daemon's ledger, once a daemon has finished setting it up (opening it runs the migrations, which must
+        /// not race the daemon's own): call after `Daemon.ready()`.
+        func ledger() throws -> Ledger { try Ledger.open(path: root + "/state/losad.sqlite") }
 
         func remove() { try? FileManager.default.removeItem(atPath: root) }
     }
@@ -82,6 +79,11 @@ import Testing
         }
 
         var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+        /// Waits for the daemon's "ready" line: its ledger is open and migrated, its socket listening.
+        func ready() async throws {
+            #expect(try await DaemonJobTests.wait(timeout: 30) { output.contains(" ready;") }, "\(output)")
+        }
 
         /// SIGTERM, then the seconds until it exited (polled, so the test's thread stays free).
         func stop() async throws -> Double {
@@ -138,8 +140,9 @@ import Testing
         let setup = try Setup()
         defer { setup.remove() }
         let daemon = try Daemon(setup)
+        try await daemon.ready()
         try Self.drop(into: setup.inbox)
-        let ledger = try await setup.ledger()
+        let ledger = try setup.ledger()
         #expect(try await Self.wait(timeout: 180) { try Self.job(ledger)?.state.isFinal == true }, "\(daemon.output)")
         let job = try #require(try Self.job(ledger))
         #expect(job.state == .succeeded, "\(job.error ?? "") \(daemon.output)")
@@ -148,6 +151,9 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: output + "/model.safetensors"))
         let report = (output as NSString).deletingLastPathComponent + "/report.json"
         #expect(FileManager.default.fileExists(atPath: report))
+        // The report names the published model, not the hidden folder the job wrote into.
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any])
+        #expect((json["output"] as? [String: Any])?["path"] as? String == output)
         let details = try #require(try ledger.details(job: job.id!))
         #expect(details.layerStatistics.count == 3 * 2)   // 3 iterations × 2 layers
         #expect(details.metrics.contains { $0.name == "sparsity" && abs($0.value - 0.5) < 0.01 })
@@ -160,6 +166,7 @@ import Testing
         let setup = try Setup(recovery: "none", settle: 1)
         defer { setup.remove() }
         let daemon = try Daemon(setup)
+        try await daemon.ready()
         let folder = setup.inbox + "/slow-llama"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         for name in ["config.json", "tokenizer.json"] {
@@ -176,7 +183,7 @@ import Testing
             try await Task.sleep(for: .milliseconds(500))
         }
         try handle.close()
-        let ledger = try await setup.ledger()
+        let ledger = try setup.ledger()
         #expect(try await Self.wait(timeout: 120) { try Self.job(ledger)?.state.isFinal == true }, "\(daemon.output)")
         let jobs = try ledger.jobs()
         #expect(jobs.count == 1 && jobs[0].state == .succeeded, "\(jobs.map { "\($0.state) \($0.error ?? "")" })")
@@ -187,8 +194,9 @@ import Testing
         let setup = try Setup(memoryLimit: "64M")
         defer { setup.remove() }
         let daemon = try Daemon(setup)
+        try await daemon.ready()
         try Self.drop(into: setup.inbox)
-        let ledger = try await setup.ledger()
+        let ledger = try setup.ledger()
         #expect(try await Self.wait(timeout: 60) { try Self.job(ledger)?.state == .refused }, "\(daemon.output)")
         let reason = try #require(try Self.job(ledger)?.error)
         #expect(reason.contains("scheduler.memory_limit") && reason.contains("needs an estimated"), "\(reason)")
@@ -207,8 +215,11 @@ import Testing
         #expect(compress.status == 0, "\(compress.error)")
 
         var daemon = try Daemon(setup, name: "first")
+        try await daemon.ready()
+
+        try await daemon.ready()
         try Self.drop(into: setup.inbox)
-        let ledger = try await setup.ledger()
+        let ledger = try setup.ledger()
         // Stop once the first iteration's checkpoint is recorded.
         #expect(try await Self.wait(timeout: 120) { try Self.job(ledger)?.checkpointPath != nil }, "\(daemon.output)")
         let seconds = try await daemon.stop()
@@ -219,6 +230,7 @@ import Testing
 
         // Second start: resumes; killed without warning once it has got further.
         daemon = try Daemon(setup, name: "second")
+        try await daemon.ready()
         #expect(try await Self.wait(timeout: 120) {
             let job = try Self.job(ledger)
             return job?.state == .running && job?.attempts == 2 && (job?.iteration ?? 0) >= 2
@@ -227,6 +239,7 @@ import Testing
 
         // Third start: finds the job it was running, resumes and finishes.
         daemon = try Daemon(setup, name: "third")
+        try await daemon.ready()
         #expect(try await Self.wait(timeout: 180) { try Self.job(ledger)?.state.isFinal == true }, "\(daemon.output)")
         let job = try #require(try Self.job(ledger))
         #expect(job.state == .succeeded && job.attempts == 3, "\(job.error ?? "") \(daemon.output)")
