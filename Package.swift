@@ -36,10 +36,18 @@ let package = Package(
             pkgConfig: "libsystemd",
             providers: [.apt(["libsystemd-dev"])]
         ),
+        // SIMD kernels in C (quantised and sparse products): each path carries its own target
+        // attribute and is chosen at run time, so they are optimised even in debug builds.
+        .target(
+            name: "CKernels",
+            path: "Sources/CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
+        ),
         .target(
             name: "Kernels",
             dependencies: [
                 "CBLAS",
+                "CKernels",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: nativeCodegen

@@ -1,0 +1,108 @@
+// losad's CPU kernels in C: quantised dense and compact-sparse matrix products for decode and
+// small prefill batches. Plain C so that each SIMD path can carry its own target attribute and be
+// chosen at run time (one binary runs on AVX-512, AVX2-only and plain x86-64 CPUs), and so that
+// tests can force every path the CPU supports and hold it to the scalar reference.
+//
+// Conventions: W is row-major [rows, cols]; y[t][o] (+)= Σ_i W[o][i] · x[t][i] for rows
+// [row_begin, row_end), so callers split rows over threads. `path` is a ck_path the CPU supports
+// (ck_best_path() or lower); a path the CPU lacks must never be passed.
+#ifndef LOSAD_CKERNELS_H
+#define LOSAD_CKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// SIMD paths, in increasing order of what they need.
+typedef enum {
+    CK_PATH_SCALAR = 0,   ///< plain C: the reference every other path must match
+    CK_PATH_AVX2 = 1,     ///< AVX2 + FMA + F16C
+    CK_PATH_AVX512 = 2,   ///< AVX-512 F/BW/VL + VNNI + VBMI2 (vpexpandb / vpexpandw)
+} ck_path;
+
+/// The best path this CPU supports (cpuid through the compiler's builtins).
+int ck_best_path(void);
+
+// MARK: - Quantised dense products (GGML block formats, ggml-common.h layouts)
+
+/// GGML type ids (ggml.h) with a product kernel here.
+enum {
+    CK_GGML_Q4_0 = 2,
+    CK_GGML_Q4_1 = 3,
+    CK_GGML_Q8_0 = 8,
+    CK_GGML_Q4_K = 12,
+    CK_GGML_Q6_K = 14,
+};
+
+/// 1 when `ggml_type` has a product kernel here.
+int ck_quant_supported(int ggml_type);
+
+/// Bytes of one quantised activation row of `cols` values for weights of `ggml_type`
+/// (Q8_0 blocks for Q4_0/Q8_0, Q8_1-like blocks for Q4_1, Q8_K blocks for the K types).
+size_t ck_quant_activation_row_bytes(int ggml_type, int cols);
+
+/// Quantises `tokens` rows of x [tokens, cols] (row stride ldx floats) into the activation format
+/// `ggml_type` pairs with; row t goes to act + t · ck_quant_activation_row_bytes(ggml_type, cols).
+void ck_quant_quantize_activations(int ggml_type, const float *x, int tokens, int cols, size_t ldx,
+                                   void *act, int path);
+
+/// y[t·ldy + o] (+)= W[o] · x[t] for o in [row_begin, row_end), t in [0, tokens); W's rows are
+/// `row_bytes` apart (cols / block size · block bytes). Each weight row is read once for all tokens.
+void ck_quant_matmul(int ggml_type, const void *weights, size_t row_bytes, int cols,
+                     const void *act, int tokens, float *y, size_t ldy,
+                     int row_begin, int row_end, int accumulate, int path);
+
+/// Dequantises rows [row_begin, row_end) into out[(o − row_begin) · cols + i] (for prefill: a panel
+/// of float rows then goes through sgemm).
+void ck_quant_dequantize_rows(int ggml_type, const void *weights, size_t row_bytes, int cols,
+                              int row_begin, int row_end, float *out, int path);
+
+// MARK: - Compact sparse products (docs/sparse-format.md, "The encoding")
+
+/// How the nonzeros of a sparse matrix are stored.
+typedef enum {
+    CK_SPARSE_S8 = 0,   ///< int8 in [-127, 127] × one f16 scale per group
+    CK_SPARSE_S4 = 1,   ///< 4-bit (nibble − 8, in [-8, 7]) × one f16 scale per group, groups padded to whole bytes
+    CK_SPARSE_F16 = 2,  ///< IEEE half values, no scales
+} ck_sparse_kind;
+
+/// Columns per mask word and per scale.
+#define CK_SPARSE_GROUP 64
+/// Bytes a kernel may read past the last value byte of a matrix: the value buffer must have them.
+#define CK_SPARSE_VALUE_PADDING 64
+
+/// A borrowed view of one encoded matrix (docs/sparse-format.md). groups = ceil(cols / 64).
+typedef struct {
+    int rows;
+    int cols;
+    int kind;                      ///< ck_sparse_kind
+    const uint64_t *masks;         ///< [rows][groups]; bit j of word g ⇔ column 64·g + j is stored
+    const uint32_t *row_offsets;   ///< [rows + 1]; byte offset of each row's values in `values`
+    const uint8_t *values;         ///< packed nonzeros, row after row, + CK_SPARSE_VALUE_PADDING bytes
+    const uint16_t *scales;        ///< [rows][groups] f16 bits (NULL for CK_SPARSE_F16)
+} ck_sparse_matrix;
+
+/// Bytes of one sparse activation row of `cols` values for `kind`
+/// (S8/S4: per 64-column group a float scale and 64 int8; F16: cols floats padded to a group).
+size_t ck_sparse_activation_row_bytes(int kind, int cols);
+
+/// Quantises `tokens` rows of x [tokens, cols] (row stride ldx floats) into the activation
+/// format of `kind`; row t goes to act + t · ck_sparse_activation_row_bytes(kind, cols).
+void ck_sparse_quantize_activations(int kind, const float *x, int tokens, int cols, size_t ldx,
+                                    void *act, int path);
+
+/// y[t·ldy + o] (+)= W[o] · x[t] for o in [row_begin, row_end), t in [0, tokens).
+void ck_sparse_matmul(const ck_sparse_matrix *w, const void *act, int tokens, float *y, size_t ldy,
+                      int row_begin, int row_end, int accumulate, int path);
+
+/// Decodes rows [row_begin, row_end) to float: out[(o − row_begin) · cols + i] (zeros included).
+void ck_sparse_dequantize_rows(const ck_sparse_matrix *w, int row_begin, int row_end, float *out, int path);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,47 @@
+import CKernels
+
+/// The SIMD path a C kernel runs (ckernels.h's ck_path).
+public enum KernelPath: Int32, Sendable, Comparable, CaseIterable, CustomStringConvertible {
+    case scalar = 0
+    case avx2 = 1
+    case avx512 = 2
+
+    /// The best path this CPU supports.
+    public static let best = KernelPath(rawValue: ck_best_path()) ?? .scalar
+
+    /// Every path this CPU can run, the scalar reference first (what tests hold to each other).
+    public static var supported: [KernelPath] { allCases.filter { $0 <= best } }
+
+    public static func < (a: KernelPath, b: KernelPath) -> Bool { a.rawValue < b.rawValue }
+
+    public var description: String {
+        switch self {
+        case .scalar: return "scalar"
+        case .avx2: return "AVX2"
+        case .avx512: return "AVX-512"
+        }
+    }
+}
+
+/// A frozen weight matrix W [rows, cols] kept in a compressed form (quantised blocks, the sparse
+/// encoding) that multiplies small batches directly — each stored byte read once for all tokens —
+/// and decodes panels of rows to Float32 for large batches (`compressedMatmul` chooses).
+///
+/// The activation side of the direct product is quantised once per call into a scratch of
+/// `activationRowBytes` per token, in the format the matrix's kernel pairs with.
+public protocol CompressedMatrix: AnyObject, Sendable {
+    var rows: Int { get }
+    var cols: Int { get }
+    /// Bytes the matrix occupies as stored: what one product reads from memory.
+    var storedByteCount: Int { get }
+    /// Bytes of one token's quantised activation row.
+    var activationRowBytes: Int { get }
+    /// Quantises `tokens` rows of x (row stride `stride` floats) into `act`.
+    func quantizeActivations(_ x: UnsafePointer<Float>, tokens: Int, stride: Int,
+                             into act: UnsafeMutableRawPointer, path: KernelPath)
+    /// y[t·ldy + o] (+)= W[o] · x[t] for o in `rowRange`, t < tokens, from quantised activations.
+    func multiply(activations act: UnsafeRawPointer, tokens: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
+                  rows rowRange: Range<Int>, accumulate: Bool, path: KernelPath)
+    /// Decodes rows `rowRange` to Float32: out[(o − lowerBound)·cols + i].
+    func dequantize(rows rowRange: Range<Int>, into out: UnsafeMutablePointer<Float>, path: KernelPath)
+}
