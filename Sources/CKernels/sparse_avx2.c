@@ -138,6 +138,7 @@ CK_AVX2 void ck_sparse_quantize_activations_avx2(int kind, const float *x, int t
         }
         float *scales = (float *)row;
         int8_t *q = (int8_t *)(row + scale_bytes);
+        memset(scales + groups, 0, scale_bytes - (size_t)groups * sizeof(float));
         for (int g = 0; g < groups; g++) {
             const float *xg = xt + (size_t)g * CK_SPARSE_GROUP;
             float padded[CK_SPARSE_GROUP];

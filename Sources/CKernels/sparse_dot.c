@@ -83,6 +83,7 @@ static void quantize_activations_scalar(int kind, const float *x, int tokens, in
         }
         float *scales = (float *)row;
         int8_t *q = (int8_t *)(row + ck_sparse_activation_scale_bytes(cols));
+        memset(scales + groups, 0, ck_sparse_activation_scale_bytes(cols) - (size_t)groups * sizeof(float));
         for (int g = 0; g < groups; g++) {
             int begin = g * CK_SPARSE_GROUP;
             int end = begin + CK_SPARSE_GROUP < cols ? begin + CK_SPARSE_GROUP : cols;
