@@ -5,8 +5,8 @@
 // shuffles. A table entry per mask byte (8 columns) gives the pshufb indices of those columns
 // (0x80, which shuffles in a zero, for an unstored one); two entries make the 128-bit pattern of
 // 16 columns read from one 16-byte load, the second entry's indices offset by the popcount of the
-// first byte (a table row per offset). Two such 16-column halves, loaded
-// at their own offsets, fill a 256-bit register. The int8 dot then runs densely on 64 columns:
+// first byte (a table row per offset). Two such 16-column halves, loaded at their own offsets,
+// fill a 256-bit register. The int8 dot then runs densely on 64 columns:
 // maddubs(|w|, sign(x, w)) → madd → int32, × (w_scale · x_scale) into float accumulators.
 // s4 values are first unpacked to bytes (nibble − 8) in a small buffer, then expanded the same way;
 // f16 values are expanded as byte pairs 8 columns at a time and widened with vcvtph2ps.
@@ -15,10 +15,11 @@
 // reach at most 32 bytes past the matrix's last value byte: within CK_SPARSE_VALUE_PADDING.
 #include "ckernels.h"
 
-#include <immintrin.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
 
 #define CK_AVX2 __attribute__((target("avx2,fma,f16c,popcnt")))
 #define CK_INLINE static inline __attribute__((always_inline))
