@@ -5,8 +5,8 @@
 // shuffles. A table entry per mask byte (8 columns) gives the pshufb indices of those columns
 // (0x80, which shuffles in a zero, for an unstored one); two entries make the 128-bit pattern of
 // 16 columns read from one 16-byte load, the second entry's indices offset by the popcount of the
-// first byte (a table row per offset). Two such 16-column halves, loaded at their own offsets,
-// fill a 256-bit register. The int8 dot then runs densely on 64 columns:
+// first byte (see low16). Two such 16-column halves, loaded at their own offsets, fill a 256-bit
+// register. The int8 dot then runs densely on 64 columns:
 // maddubs(|w|, sign(x, w)) → madd → int32, × (w_scale · x_scale) into float accumulators.
 // s4 values are first unpacked to bytes (nibble − 8) in a small buffer, then expanded the same way;
 // f16 values are expanded as byte pairs 8 columns at a time and widened with vcvtph2ps.
@@ -26,24 +26,29 @@
 
 size_t ck_sparse_activation_scale_bytes(int cols);
 
-/// expand8[p][b]: the 8 pshufb indices of mask byte b whose first value sits at index p of the
-/// load (column i → p + its value's rank; 0x80, a zero, if unstored). One row per p = 0…8 spares
-/// the hot loop a vector add: the high byte of a 16-column pattern uses row popcount(low byte).
-static uint64_t expand8[9][256];
+/// The pshufb pattern of 16 columns with mask bytes lo, hi is low16[lo] + (0, high8[hi]): low16[lo]
+/// holds lo's 8 indices (column i → the rank of its value; 0x80, a zero, if unstored) and then
+/// popcount(lo) eight times, high8[hi] holds hi's indices, loaded into the upper half of a zero
+/// register, so the high byte's indices land past the low byte's values (0x80 + 8 keeps its top
+/// bit). Two loads and an add, no scalar popcount: the loop is bound by its micro-op count.
+static uint8_t low16[256][16] __attribute__((aligned(16)));
+static uint64_t high8[256];
 /// expand16[b]: the 16 pshufb indices that spread the f16 values of mask byte b to 8 columns.
 static uint8_t expand16[256][16] __attribute__((aligned(16)));
 
 __attribute__((constructor)) static void build_expansion_tables(void) {
     for (int b = 0; b < 256; b++) {
-        for (int p = 0; p <= 8; p++) expand8[p][b] = 0;
         int rank = 0;
         for (int i = 0; i < 8; i++) {
             int stored = (b >> i) & 1;
-            for (int p = 0; p <= 8; p++) expand8[p][b] |= (uint64_t)(stored ? p + rank : 0x80) << (8 * i);
+            low16[b][i] = stored ? (uint8_t)rank : 0x80;
+            if (i == 0) high8[b] = 0;
+            high8[b] |= (uint64_t)(stored ? rank : 0x80) << (8 * i);
             expand16[b][2 * i] = stored ? (uint8_t)(2 * rank) : 0x80;
             expand16[b][2 * i + 1] = stored ? (uint8_t)(2 * rank + 1) : 0x80;
             rank += stored;
         }
+        for (int i = 8; i < 16; i++) low16[b][i] = (uint8_t)rank;
     }
 }
 
@@ -67,9 +72,8 @@ CK_INLINE CK_AVX2 float horizontal_max(__m256 v) {
 
 /// The shuffle pattern of 16 columns (mask bytes lo, hi) read from one 16-byte load.
 CK_INLINE CK_AVX2 __m128i pattern16(unsigned lo, unsigned hi) {
-    __m128i low = _mm_loadl_epi64((const __m128i *)&expand8[0][lo]);
-    return _mm_castpd_si128(_mm_loadh_pd(_mm_castsi128_pd(low),
-                                         (const double *)&expand8[__builtin_popcount(lo)][hi]));
+    __m128i high = _mm_castpd_si128(_mm_loadh_pd(_mm_setzero_pd(), (const double *)&high8[hi]));
+    return _mm_add_epi8(_mm_load_si128((const __m128i *)low16[lo]), high);
 }
 
 /// The 64 int8 weights of one group, unstored columns 0: columns 0…31 in *w0, 32…63 in *w1.
