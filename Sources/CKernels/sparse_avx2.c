@@ -11,6 +11,11 @@
 // s4 values are first unpacked to bytes (nibble − 8) in a small buffer, then expanded the same way;
 // f16 values are expanded as byte pairs 8 columns at a time and widened with vcvtph2ps.
 //
+// Cost: the expansion (mask bytes → patterns → shuffles, value offsets by popcount) is ~40 of the
+// ~58 micro-ops per group and token-independent; the loop is bound by micro-op count, not memory,
+// so the time per group hardly depends on the density (measured on Zen 3: 50 % and 70 % sparse
+// take the same time; dense Q8_0's dot needs ~26 micro-ops per 64 weights).
+//
 // Over-reads: a 16-byte load at a 16-column half's first value, or the 32 bytes of an s4 group,
 // reach at most 32 bytes past the matrix's last value byte: within CK_SPARSE_VALUE_PADDING.
 #include "ckernels.h"
