@@ -25,7 +25,6 @@ struct Losad: ParsableCommand {
         let daemon = CommandLine.arguments.dropFirst().first == "run"
         let level = ProcessInfo.processInfo.environment["LOSAD_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? (daemon ? .info : .notice)
         LoggingSystem.bootstrap { label in JournalLogHandler.make(label: label, level: level) }
-        losadVersionString = version
         main(nil)
     }
 }
