@@ -138,8 +138,8 @@ def encode_matrix(w, kind):
                 chunk = q.astype(np.int8).view(np.uint8)
                 scales[o, g] = scale
             else:
-                extreme = v[np.argmax(np.abs(v))] if v.size else np.float32(0)
-                scale = np.float16(extreme / np.float32(-8))
+                # An empty group's scale is +0 (0 / -8 would store -0).
+                scale = np.float16(v[np.argmax(np.abs(v))] / np.float32(-8)) if v.size else np.float16(0)
                 step = np.float32(scale)
                 q = np.full(v.size, 8) if step == 0 else np.clip(round_half_away(v / step) + 8, 0, 15)
                 q = q.astype(np.uint8)

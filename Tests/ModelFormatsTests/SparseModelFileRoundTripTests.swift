@@ -133,6 +133,16 @@ import Testing
         #expect(huggingFace.checkpoint.storedTensor(for: .tokenEmbedding) == nil)
     }
 
+    @Test(arguments: [SparseValueKind.s8, .s4])
+    func emptyGroupsStoreTheScaleZeroItself(kind: SparseValueKind) throws {
+        // Row 0 empty; row 1 stores only in its second group (columns 64…99).
+        let values = (0..<200).map { index -> Float in index >= 164 ? Float(index - 180) / 7 : 0 }
+        let encoded = try SparseCodec.encode(Tensor(shape: [2, 100], values: values), kind: kind)
+        let scales = try #require(encoded.matrix.scales)
+        #expect((0..<3).map { scales[$0] } == [0, 0, 0], "+0 bits, not −0 (0x8000)")
+        #expect(scales[3] != 0)
+    }
+
     // MARK: - What the writer refuses
 
     @Test func theWriterRefusesWhatItCannotStoreBeforeCreatingTheFile() throws {

@@ -190,7 +190,8 @@ public enum SparseCodec {
             // The stored value of largest magnitude, sign kept; the first one on a tie (ggml's Q4_0 rule).
             var extreme: Float = 0
             for value in values where abs(value) > abs(extreme) { extreme = value }
-            let scale = Float16(extreme / -8)
+            // An empty group's scale is +0 (0 / −8 would store −0).
+            let scale = values.isEmpty ? 0 : Float16(extreme / -8)
             scaleOut?.pointee = scale.bitPattern
             let step = Float(scale)
             for (k, value) in values.enumerated() {
