@@ -22,15 +22,15 @@ extension Checkpoint {
     /// a GGML block type with a product kernel (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K). Other roles are absent:
     /// load them as Float32 (`tensor(_:)`).
     public func inPlaceMatrices() throws -> [TensorRole: any CompressedMatrix] {
-        var matrices: [TensorRole: any CompressedMatrix] = [:]
-        guard case .gguf(let file) = storage else { return matrices }
+        var matrices: [TensorRole: any CompressedMatrix] = sparseMatrices()
         for entry in tensors {
-            guard let role = entry.role, role.isMatrix, entry.shape.count == 2, let info = file.tensorInfo(named: entry.name),
-                  let type = QuantizedBlockType(ggmlTypeID: Int32(info.type.rawValue)) else { continue }
-            let bytes = file.rawBytes(of: info)
+            guard let role = entry.role, role.isMatrix, matrices[role] == nil, entry.shape.count == 2,
+                  let stored = storedTensor(for: role),
+                  let type = QuantizedBlockType(ggmlTypeID: Int32(stored.info.type.rawValue)) else { continue }
+            let bytes = stored.bytes
             guard let base = bytes.baseAddress else { continue }
             matrices[role] = try QuantizedMatrix(type: type, rows: entry.shape[0], cols: entry.shape[1], base: base,
-                                                 byteCount: bytes.count, owner: file, name: entry.name)
+                                                 byteCount: bytes.count, owner: stored.file, name: entry.name)
         }
         return matrices
     }
