@@ -8,7 +8,8 @@
 // unsigned (Q4_0's −8 is taken off once per block from 8·Σq, shared by the rows; Q4_1's m·s rides
 // in the same vector multiply as d_w · d_x), and d_w is converted in a vector register.
 // (Converting eight blocks' scales in a separate pass first was measured slower: the extra pass
-// over the rows costs more memory stalls than the conversions it saves.)
+// over the rows costs more memory stalls than the conversions it saves.) With several tokens each
+// decoded block serves a tile of tokens instead (rows_32_tile).
 #include <immintrin.h>
 
 #include "quant_internal.h"
@@ -103,58 +104,55 @@ CK_AVX2 void ck_quant_activations_avx2(int kind, const float *x, int tokens, int
 
 // MARK: - Products of the 32-blocks
 
-/// y[t][o + r] (+)= W[o + r] · x[t] for R rows starting at w (row o), all tokens; T (the type) and
+/// One token (decode): y[o + r] (+)= W[o + r] · x for R rows starting at w (row o); T (the type) and
 /// R are compile-time constants once inlined.
 CK_AVX2 CK_INLINE void rows_32(const int T, const int R, const uint8_t *w, size_t row_bytes, int cols,
-                               const void *act, int tokens, float *y, size_t ldy, int o, int accumulate) {
+                               const void *act, float *y, int o, int accumulate) {
     const int kind = ck_act_kind(T), nb = cols / 32;
     const int block_bytes = T == CK_GGML_Q8_0 ? 34 : T == CK_GGML_Q4_0 ? 18 : 20;
     const int qs_offset = T == CK_GGML_Q4_1 ? 4 : 2;
     const __m256i m4 = _mm256_set1_epi8(0x0F), eights = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
 
-    // Tokens inside the row group: after the first token the group's rows are in L1.
-    for (int t = 0; t < tokens; t++) {
-        const ck_act_row a = ck_act_row_at(kind, act, cols, t);
-        __m256 acc[CK_ROWS];
-        __m128 mins[CK_ROWS];  // lane 1: Σ_b m_w · s_x (Q4_1)
+    const ck_act_row a = ck_act_row_at(kind, act, cols, 0);
+    __m256 acc[CK_ROWS];
+    __m128 mins[CK_ROWS];  // lane 1: Σ_b m_w · s_x (Q4_1)
+    for (int r = 0; r < R; r++) {
+        acc[r] = _mm256_setzero_ps();
+        mins[r] = _mm_setzero_ps();
+    }
+    for (int b = 0; b < nb; b++) {
+        const __m256i yq = _mm256_loadu_si256((const __m256i *)(const void *)(a.q + 32 * b));
+        // [d_x, s_x, 0, 0] (s only for Q4_1): times a block's [d_w, m_w] gives [d_w·d_x, m_w·s_x].
+        __m128 dxs = _mm_load_ss(a.d + b);
+        if (T == CK_GGML_Q4_1) dxs = _mm_unpacklo_ps(dxs, _mm_load_ss(a.s + b));
+        __m256i y8 = _mm256_setzero_si256();
+        if (T == CK_GGML_Q4_0) y8 = _mm256_maddubs_epi16(eights, yq);  // 8·(q_2i + q_2i+1), shared by the rows
         for (int r = 0; r < R; r++) {
-            acc[r] = _mm256_setzero_ps();
-            mins[r] = _mm_setzero_ps();
-        }
-        for (int b = 0; b < nb; b++) {
-            const __m256i yq = _mm256_loadu_si256((const __m256i *)(const void *)(a.q + 32 * b));
-            // [d_x, s_x, 0, 0] (s only for Q4_1): times a block's [d_w, m_w] gives [d_w·d_x, m_w·s_x].
-            __m128 dxs = _mm_load_ss(a.d + b);
-            if (T == CK_GGML_Q4_1) dxs = _mm_unpacklo_ps(dxs, _mm_load_ss(a.s + b));
-            __m256i y8 = _mm256_setzero_si256();
-            if (T == CK_GGML_Q4_0) y8 = _mm256_maddubs_epi16(eights, yq);  // 8·(q_2i + q_2i+1), shared by the rows
-            for (int r = 0; r < R; r++) {
-                const uint8_t *blk = w + (size_t)r * row_bytes + (size_t)b * block_bytes, *qs = blk + qs_offset;
-                __m256i pairs;
-                if (T == CK_GGML_Q8_0) {
-                    // Sign trick: |w| (unsigned; −128 → 128) times q with w's sign (q is never −128).
-                    const __m256i wq = _mm256_loadu_si256((const __m256i *)(const void *)qs);
-                    pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(yq, wq));
-                } else {
-                    // Low nibbles are elements 0–15 (lane 0), high nibbles 16–31 (lane 1).
-                    const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)qs);
-                    const __m256i codes = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
-                    pairs = _mm256_maddubs_epi16(codes, yq);  // ≤ 2·15·127: no saturation
-                    if (T == CK_GGML_Q4_0) pairs = _mm256_sub_epi16(pairs, y8);  // (c − 8)·q, exact
-                }
-                const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                // The binary16 d (and Q4_1's m) converted in a vector register, no scalar round trip.
-                const uint32_t fields = T == CK_GGML_Q4_1 ? ck_load_u32(blk) : ck_load_u16(blk);
-                const __m128 scales = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)fields)), dxs);
-                acc[r] = _mm256_fmadd_ps(sums, _mm256_broadcastss_ps(scales), acc[r]);
-                if (T == CK_GGML_Q4_1) mins[r] = _mm_add_ps(mins[r], scales);
+            const uint8_t *blk = w + (size_t)r * row_bytes + (size_t)b * block_bytes, *qs = blk + qs_offset;
+            __m256i pairs;
+            if (T == CK_GGML_Q8_0) {
+                // Sign trick: |w| (unsigned; −128 → 128) times q with w's sign (q is never −128).
+                const __m256i wq = _mm256_loadu_si256((const __m256i *)(const void *)qs);
+                pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(yq, wq));
+            } else {
+                // Low nibbles are elements 0–15 (lane 0), high nibbles 16–31 (lane 1).
+                const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)qs);
+                const __m256i codes = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
+                pairs = _mm256_maddubs_epi16(codes, yq);  // ≤ 2·15·127: no saturation
+                if (T == CK_GGML_Q4_0) pairs = _mm256_sub_epi16(pairs, y8);  // (c − 8)·q, exact
             }
+            const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+            // The binary16 d (and Q4_1's m) converted in a vector register, no scalar round trip.
+            const uint32_t fields = T == CK_GGML_Q4_1 ? ck_load_u32(blk) : ck_load_u16(blk);
+            const __m128 scales = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)fields)), dxs);
+            acc[r] = _mm256_fmadd_ps(sums, _mm256_broadcastss_ps(scales), acc[r]);
+            if (T == CK_GGML_Q4_1) mins[r] = _mm_add_ps(mins[r], scales);
         }
-        float *out = y + (size_t)t * ldy + o;
-        for (int r = 0; r < R; r++) {
-            const float v = hsum_ps(acc[r]) + _mm_cvtss_f32(_mm_shuffle_ps(mins[r], mins[r], 1));
-            out[r] = accumulate ? out[r] + v : v;
-        }
+    }
+    float *out = y + o;
+    for (int r = 0; r < R; r++) {
+        const float v = hsum_ps(acc[r]) + _mm_cvtss_f32(_mm_shuffle_ps(mins[r], mins[r], 1));
+        out[r] = accumulate ? out[r] + v : v;
     }
 }
 
@@ -247,9 +245,9 @@ CK_AVX2 CK_INLINE void matmul_32(const int T, const uint8_t *w, size_t row_bytes
     int o = row_begin;
     if (tokens == 1) {
         for (; o + CK_ROWS <= row_end; o += CK_ROWS) {
-            rows_32(T, CK_ROWS, w + (size_t)o * row_bytes, row_bytes, cols, act, 1, y, ldy, o, accumulate);
+            rows_32(T, CK_ROWS, w + (size_t)o * row_bytes, row_bytes, cols, act, y, o, accumulate);
         }
-        for (; o < row_end; o++) rows_32(T, 1, w + (size_t)o * row_bytes, row_bytes, cols, act, 1, y, ldy, o, accumulate);
+        for (; o < row_end; o++) rows_32(T, 1, w + (size_t)o * row_bytes, row_bytes, cols, act, y, o, accumulate);
         return;
     }
     for (; o + CK_TILE_ROWS <= row_end; o += CK_TILE_ROWS) {
