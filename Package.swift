@@ -72,7 +72,8 @@ let package = Package(
             name: "Ledger",
             dependencies: [.product(name: "GRDB", package: "GRDB.swift")]
         ),
-        // Daemon infrastructure: configuration, inbox watching, systemd glue, admission.
+        // The daemon: configuration, inbox watching, scheduling, publishing, control and systemd glue; it runs
+        // jobs through Compression, whose job settings it uses as they are.
         .target(
             name: "Daemon",
             dependencies: [
@@ -80,6 +81,7 @@ let package = Package(
                 "Kernels",
                 "ModelFormats",
                 "Transformer",
+                "Compression",
                 "CSystemd",
                 "Control",
                 .product(name: "Logging", package: "swift-log"),
@@ -90,6 +92,7 @@ let package = Package(
             name: "losad",
             dependencies: [
                 "Daemon",
+                "Control",
                 "Kernels",
                 "ModelFormats",
                 "Transformer",
@@ -142,6 +145,7 @@ let package = Package(
             name: "DaemonTests",
             dependencies: [
                 "Daemon",
+                "Compression",
                 "Ledger",
                 "Control",
                 "ModelFormats",
@@ -169,7 +173,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LosadTests",
-            dependencies: ["losad", "losactl", "Daemon", "Ledger", "Control", "ModelFormats", "Transformer"]
+            dependencies: ["losad", "losactl", "Daemon", "Ledger", "Control", "ModelFormats", "Transformer", "Compression"]
         ),
         .testTarget(
             name: "ModelFormatsTests",

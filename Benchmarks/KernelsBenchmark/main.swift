@@ -115,6 +115,8 @@ if CommandLine.arguments.contains("--key-shape-only") {
     exit(0)
 }
 
+runSparseBenchmarks(exitAfterwards: CommandLine.arguments.contains("--sparse-only"))
+
 let linearShapes = [(576, 576), (576, 1536), (1536, 576), (576, 49152)]
 for (inFeatures, outFeatures) in linearShapes {
     let weight = randomTensor([outFeatures, inFeatures], scale: 0.05)

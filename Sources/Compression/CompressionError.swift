@@ -2,6 +2,7 @@ import Foundation
 
 /// Why a compression job stopped, in a sentence a user can act on.
 public enum CompressionError: Error, Equatable, CustomStringConvertible {
+    /// A setting's value is not one it allows; `field` is the setting's name (`JobSettingKey` for a job setting).
     case invalidSetting(field: String, value: String, allowed: String)
     /// The model is not one the engine runs (architecture, shapes), or a file could not be read.
     case unsupportedModel(path: String, reason: String)
@@ -25,7 +26,7 @@ public enum CompressionError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .invalidSetting(field, value, allowed):
-            return "setting \(field) = \(value) is out of range: allowed is \(allowed)"
+            return "\(field) = \(value) is not allowed; expected \(allowed)"
         case let .unsupportedModel(path, reason):
             return "\(path): \(reason)"
         case let .notEnoughText(what, tokens, needed):

@@ -3,9 +3,6 @@ import Kernels
 import ModelFormats
 import Transformer
 
-/// The version string losad reports (set by the executable; the library cannot see its own build).
-nonisolated(unsafe) public var losadVersionString = "development"
-
 extension CompressionJob {
     // MARK: - Evaluation
 
@@ -117,20 +114,15 @@ extension CompressionJob {
         return GGUFMetadata([("losa.sparsity", .string(String(s.sparsity))), ("losa.method", .string(s.method.rawValue)),
                              ("losa.pattern", .string(s.pattern.description)), ("losa.allocation", .string(s.allocation.rawValue)),
                              ("losa.recovery", .string(s.recovery.rawValue)), ("losa.profile", .string(s.profile.rawValue)),
-                             ("losa.version", .string(losadVersionString)),
+                             ("losa.version", .string(request.version)),
                              ("losa.source", .string((request.input as NSString).lastPathComponent))])
     }
 
-    /// report.json beside the output model, written to a temporary name and renamed.
+    /// report.json beside the output model, written durably (`AtomicOutputFile`).
     func writeReport(_ summary: CompressionReport) throws(CompressionError) {
         let path = CompressionJob.reportPath(forOutput: request.output)
         do {
-            let data = try summary.json()
-            let temporary = path + ".tmp-\(getpid())"
-            try data.write(to: URL(fileURLWithPath: temporary))
-            if rename(temporary, path) != 0 {
-                throw CompressionError.unsupportedModel(path: path, reason: String(cString: strerror(errno)))
-            }
+            try AtomicOutputFile.write([UInt8](try summary.json()), to: path, replacingExisting: true)
         } catch {
             throw .unsupportedModel(path: path, reason: "cannot write the report: \(error)")
         }

@@ -31,6 +31,8 @@ public final class CompressionJob {
         /// Where the output will be once the caller has moved it into place (the daemon writes into a hidden
         /// folder and renames it when the job succeeds): the path the report names. Nil: `output`.
         public var publishedOutput: String?
+        /// The losad version recorded in the output's metadata and the report (the library cannot see its build).
+        public var version = "development"
 
         public init(input: String, output: String, settings: CompressionSettings, texts: TextSources = TextSources(),
                     checkpointDirectory: String? = nil) {
@@ -127,7 +129,7 @@ public final class CompressionJob {
                 n + SparseLoRA.Projection.allCases.reduce(0) { $0 + SparseLoRA.weight(layer, $1).count }
             },
             fileBytes: checkpoint.fileSize), settings: settings)
-        summary.losadVersion = losadVersionString
+        summary.losadVersion = request.version
         finishStage(.load, in: &summary)
 
         report(.tokenize, message: "tokenizing the calibration, training and evaluation text")

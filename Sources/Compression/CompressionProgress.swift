@@ -26,6 +26,20 @@ public struct CompressionProgress: Sendable, Codable, Equatable {
     public var remaining: Double?
     /// A short human line for logs ("pruning block 12 of 30").
     public var message: String
+
+    public init(stage: CompressionStage, iteration: Int = 0, iterations: Int = 0, step: Int = 0, steps: Int = 0,
+                loss: Double? = nil, fraction: Double, elapsed: Double = 0, remaining: Double? = nil, message: String = "") {
+        self.stage = stage
+        self.iteration = iteration
+        self.iterations = iterations
+        self.step = step
+        self.steps = steps
+        self.loss = loss
+        self.fraction = fraction
+        self.elapsed = elapsed
+        self.remaining = remaining
+        self.message = message
+    }
 }
 
 /// Turns stage-level step counts into a job fraction and an ETA. The weights are the rough share of wall

@@ -70,6 +70,8 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
 
     /// Tensor type of the pruned projections in the output.
     public var exportType: ExportTensorType
+    /// The files the job writes (`JobSettings.outputs`).
+    public var outputs: JobOutputs
     /// Seeds window sampling, adapter initialisation and dropout: a job is reproducible from it.
     public var seed: UInt64
 
@@ -87,11 +89,12 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
         weightDecay = 0.001
         warmupFraction = 0.3
         gradientClip = 0.3
-        maximumRank = 16
+        maximumRank = Self.defaultMaximumRank
         loraScaling = 2
         loraDropout = 0.1
         baselineRank = 8
         exportType = .auto
+        outputs = .all
         seed = 0
         switch profile {
         case .quick:
@@ -123,17 +126,34 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
         }
     }
 
+    // MARK: - Ranges (the job settings' keys take theirs from here: JobSettingKey)
+
+    /// The adapters' maximum rank R unless changed.
+    public static let defaultMaximumRank = 16
+    /// LoSA iterations: the mean rank 5 + T must fit under R.
+    public static let iterationRange = 1...(defaultMaximumRank - 5)
+    public static let calibrationWindowRange = 1...100_000
+    public static let trainingSampleRange = 0...10_000_000
+    /// The most evaluation windows per text that may be asked for (0 scores all of them).
+    public static let evaluationWindowLimit = 1_000_000
+    public static let windowLengthRange = 2...32768
+
     /// The first setting out of range, as a typed error naming it.
     public func validate() throws(CompressionError) {
         func check(_ ok: Bool, _ field: String, _ value: Any, _ allowed: String) throws(CompressionError) {
             if !ok { throw .invalidSetting(field: field, value: "\(value)", allowed: allowed) }
         }
-        try check(sparsity >= 0 && sparsity < 1, "sparsity", sparsity, "a fraction in [0, 1)")
-        try check((1...100).contains(iterations), "iterations", iterations, "1 to 100")
-        try check((1...100_000).contains(calibrationWindows), "calibration_windows", calibrationWindows, "1 to 100000")
-        try check((2...32768).contains(calibrationLength), "calibration_length", calibrationLength, "2 to 32768 tokens")
-        try check((0...10_000_000).contains(trainingSamples), "training_samples", trainingSamples, "0 to 10000000")
-        try check((2...32768).contains(trainingLength), "training_length", trainingLength, "2 to 32768 tokens")
+        func check(_ key: JobSettingKey, _ value: Int, _ range: ClosedRange<Int>) throws(CompressionError) {
+            try check(range.contains(value), key.rawValue, value, key.budgetText!)
+        }
+        try check(sparsity.isFinite && JobSettingKey.sparsityRange.contains(sparsity), "sparsity", sparsity,
+                  JobSettingKey.sparsity.allowed)
+        try check(.iterations, iterations, Self.iterationRange)
+        try check(.calibrationWindows, calibrationWindows, Self.calibrationWindowRange)
+        try check(.calibrationLength, calibrationLength, Self.windowLengthRange)
+        try check(Self.trainingSampleRange.contains(trainingSamples), "training_samples", trainingSamples,
+                  "\(Self.trainingSampleRange.lowerBound) to \(Self.trainingSampleRange.upperBound) windows")
+        try check(.trainingLength, trainingLength, Self.windowLengthRange)
         try check(lastIterationShare > 0 && lastIterationShare <= 1, "last_iteration_share", lastIterationShare, "(0, 1]")
         try check((1...1024).contains(batchSize), "batch_size", batchSize, "1 to 1024")
         try check((1...1024).contains(gradientAccumulation), "gradient_accumulation", gradientAccumulation, "1 to 1024")
@@ -145,12 +165,16 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
         try check(loraScaling > 0 && loraScaling.isFinite, "lora_scaling", loraScaling, "a positive number")
         try check(loraDropout >= 0 && loraDropout < 1, "lora_dropout", loraDropout, "[0, 1)")
         try check((1...maximumRank).contains(baselineRank), "baseline_rank", baselineRank, "1 to maximum_rank (\(maximumRank))")
-        try check((2...32768).contains(evaluationLength), "evaluation_length", evaluationLength, "2 to 32768 tokens")
-        try check(evaluationWindows >= 0, "evaluation_windows", evaluationWindows, "0 (all) or more")
+        try check(.evaluationLength, evaluationLength, Self.windowLengthRange)
+        try check((0...Self.evaluationWindowLimit).contains(evaluationWindows), "evaluation_windows", evaluationWindows,
+                  "0 (every window) to \(Self.evaluationWindowLimit) windows")
         if recovery == .losa {
             // Mean ranks 5 + t must fit under R: 5 + T ≤ R.
             try check(5 + iterations <= maximumRank, "iterations", iterations,
                       "at most maximum_rank − 5 (\(maximumRank - 5)) for LoSA, whose mean rank is 5 + t")
+        }
+        if let fixed = pattern.fixedSparsity, sparsity != fixed {
+            try check(false, "sparsity", sparsity, "\(fixed), the sparsity pattern \"\(pattern)\" makes")
         }
     }
 

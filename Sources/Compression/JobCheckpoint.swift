@@ -12,8 +12,8 @@ import Transformer
 ///     DIR/adapters.f32      the adapter arena (A and B of every projection)
 ///     DIR/optimizer.bin     AdamW's step count and moments
 ///
-/// A new checkpoint is written into a sibling folder and swapped in by renames, so a crash while writing
-/// leaves the previous one intact.
+/// A new checkpoint is written through `AtomicOutputFolder` (every file fsynced, the folder swapped in
+/// atomically, the parent fsynced), so a crash while writing leaves the previous one intact.
 struct JobCheckpoint {
     static let formatVersion = 1
 
@@ -41,33 +41,22 @@ struct JobCheckpoint {
 
     var exists: Bool { FileManager.default.fileExists(atPath: directory + "/state.json") }
 
-    /// Saves the state of a finished iteration.
+    /// Saves the state of a finished iteration, replacing the previous checkpoint atomically.
     func save(state: State, weights: DecoderWeights, adapters: SparseLoRA, optimizer: AdamW) throws {
-        let fm = FileManager.default
-        let staging = directory + ".new", old = directory + ".old"
-        try? fm.removeItem(atPath: staging)
-        try fm.createDirectory(atPath: staging, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try write(encoder.encode(state), to: staging + "/state.json")
-        try write(floats: projections(of: weights), to: staging + "/projections.f32")
-        try write(floats: [UnsafeMutableBufferPointer(start: adapters.parameters.base, count: adapters.parameters.count)],
-                  to: staging + "/adapters.f32")
-        try write(Data(optimizer.serializedState()), to: staging + "/optimizer.bin")
-        syncDirectory(staging)
-        try? fm.removeItem(atPath: old)
-        if fm.fileExists(atPath: directory) { try fm.moveItem(atPath: directory, toPath: old) }
-        try fm.moveItem(atPath: staging, toPath: directory)
-        syncDirectory((directory as NSString).deletingLastPathComponent)
-        try? fm.removeItem(atPath: old)
+        let stateJSON = [UInt8](try encoder.encode(state))
+        try AtomicOutputFolder.write(to: directory, replacingExisting: true) { folder in
+            try AtomicOutputFile.write(stateJSON, to: folder + "/state.json", replacingExisting: false)
+            try write(floats: projections(of: weights), to: folder + "/projections.f32")
+            try write(floats: [UnsafeMutableBufferPointer(start: adapters.parameters.base, count: adapters.parameters.count)],
+                      to: folder + "/adapters.f32")
+            try AtomicOutputFile.write(optimizer.serializedState(), to: folder + "/optimizer.bin", replacingExisting: false)
+        }
     }
 
     /// The saved state, after checking it belongs to this job; nil when there is none.
     func loadState(identity: String) throws(CompressionError) -> State? {
-        // A crash between the two renames of `save` leaves the last good checkpoint under `.old`.
-        if !exists && FileManager.default.fileExists(atPath: directory + ".old/state.json") {
-            try? FileManager.default.moveItem(atPath: directory + ".old", toPath: directory)
-        }
         guard exists else { return nil }
         let state: State
         do {
@@ -99,9 +88,7 @@ struct JobCheckpoint {
     }
 
     func remove() {
-        try? FileManager.default.removeItem(atPath: directory)
-        try? FileManager.default.removeItem(atPath: directory + ".old")
-        try? FileManager.default.removeItem(atPath: directory + ".new")
+        AtomicOutputFolder.removeTree(directory)
     }
 
     // MARK: - Files
@@ -115,29 +102,9 @@ struct JobCheckpoint {
         }
     }
 
-    private func write(_ data: Data, to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "cannot create: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        try data.withUnsafeBytes { try writeAll(fd, $0, path: path) }
-        fsync(fd)
-    }
-
     private func write(floats buffers: [UnsafeMutableBufferPointer<Float>], to path: String) throws {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "cannot create: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        for buffer in buffers { try writeAll(fd, UnsafeRawBufferPointer(buffer), path: path) }
-        fsync(fd)
-    }
-
-    private func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = Foundation.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "write failed: \(String(cString: strerror(errno)))") }
-            offset += n
+        try AtomicOutputFile.write(to: path, replacingExisting: false) { file in
+            for buffer in buffers { try file.write(UnsafeRawBufferPointer(buffer)) }
         }
     }
 
@@ -160,10 +127,5 @@ struct JobCheckpoint {
                 offset += n
             }
         }
-    }
-
-    private func syncDirectory(_ path: String) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 { fsync(fd); close(fd) }
     }
 }

@@ -20,9 +20,10 @@ public enum DaemonState: String, Codable, Sendable, CaseIterable {
     case idle, running, paused, stopping
 }
 
-/// How a job compresses its model (see LOSA.md). Values are the daemon's
-/// words (`wanda`, `2:4`, `quick`…); the daemon validates them.
-public struct JobSettings: Codable, Sendable, Equatable {
+/// How a job compresses its model (see LOSA.md), as the interface's
+/// `JobSettings` carries it: the daemon's words (`wanda`, `2:4`, `quick`…),
+/// which the daemon validates.
+public struct SubmittedSettings: Codable, Sendable, Equatable {
     /// Target average sparsity, in (0, 1).
     public var sparsity: Double
     /// Pruning score: magnitude, wanda or sparsegpt.
@@ -39,9 +40,11 @@ public struct JobSettings: Codable, Sendable, Equatable {
     public var calibration: String?
     /// Evaluation text file; nil: the built-in corpus.
     public var evaluation: String?
+    /// The files the job writes ("gguf", "sparse"); nil from a daemon that does not say.
+    public var outputs: [String]?
 
     public init(sparsity: Double, method: String, pattern: String, allocation: String, recovery: String,
-                profile: String, calibration: String? = nil, evaluation: String? = nil) {
+                profile: String, calibration: String? = nil, evaluation: String? = nil, outputs: [String]? = nil) {
         self.sparsity = sparsity
         self.method = method
         self.pattern = pattern
@@ -50,6 +53,7 @@ public struct JobSettings: Codable, Sendable, Equatable {
         self.profile = profile
         self.calibration = calibration
         self.evaluation = evaluation
+        self.outputs = outputs
     }
 }
 
@@ -89,7 +93,7 @@ public struct Job: Codable, Sendable, Equatable {
     /// Where the model was read from.
     public var input: String
     public var state: JobState
-    public var settings: JobSettings
+    public var settings: SubmittedSettings
     /// Present while the job runs.
     public var progress: JobProgress?
     public var submittedAt: String
@@ -100,7 +104,7 @@ public struct Job: Codable, Sendable, Equatable {
     /// Why the job failed.
     public var error: String?
 
-    public init(id: Int, model: String, input: String, state: JobState, settings: JobSettings,
+    public init(id: Int, model: String, input: String, state: JobState, settings: SubmittedSettings,
                 progress: JobProgress? = nil, submittedAt: String, startedAt: String? = nil,
                 finishedAt: String? = nil, output: String? = nil, error: String? = nil) {
         self.id = id

@@ -9,6 +9,9 @@ public enum ManagerError: VarlinkErrorConvertible, Equatable, CustomStringConver
     case permissionDenied(method: String, uid: UInt32, group: String?)
     /// The submitted path is not a model the daemon can compress.
     case invalidModel(path: String, reason: String)
+    /// A submitted setting is not one the daemon accepts; `message` is the daemon's sentence naming the
+    /// setting and its allowed values (the same words its configuration file and `losad compress` use).
+    case invalidSetting(parameter: String, message: String)
     /// Reload found an invalid configuration and kept the running one.
     case invalidConfiguration(file: String, reason: String)
     /// Something failed inside the daemon.
@@ -20,6 +23,7 @@ public enum ManagerError: VarlinkErrorConvertible, Equatable, CustomStringConver
     private struct InvalidStateParameters: Codable { var id: Int?; var state: String; var reason: String }
     private struct PermissionDeniedParameters: Codable { var method: String; var uid: UInt32; var group: String? }
     private struct InvalidModelParameters: Codable { var path: String; var reason: String }
+    private struct InvalidSettingParameters: Codable { var parameter: String; var message: String }
     private struct InvalidConfigurationParameters: Codable { var file: String; var reason: String }
     private struct InternalErrorParameters: Codable { var message: String }
 
@@ -34,6 +38,8 @@ public enum ManagerError: VarlinkErrorConvertible, Equatable, CustomStringConver
             return VarlinkError(name: prefix + "PermissionDenied", parameters: PermissionDeniedParameters(method: method, uid: uid, group: group))
         case .invalidModel(let path, let reason):
             return VarlinkError(name: prefix + "InvalidModel", parameters: InvalidModelParameters(path: path, reason: reason))
+        case .invalidSetting(let parameter, let message):
+            return VarlinkError(name: prefix + "InvalidSetting", parameters: InvalidSettingParameters(parameter: parameter, message: message))
         case .invalidConfiguration(let file, let reason):
             return VarlinkError(name: prefix + "InvalidConfiguration", parameters: InvalidConfigurationParameters(file: file, reason: reason))
         case .internalError(let message):
@@ -58,6 +64,9 @@ public enum ManagerError: VarlinkErrorConvertible, Equatable, CustomStringConver
             case "InvalidModel":
                 let p = try error.decodeParameters(as: InvalidModelParameters.self)
                 self = .invalidModel(path: p.path, reason: p.reason)
+            case "InvalidSetting":
+                let p = try error.decodeParameters(as: InvalidSettingParameters.self)
+                self = .invalidSetting(parameter: p.parameter, message: p.message)
             case "InvalidConfiguration":
                 let p = try error.decodeParameters(as: InvalidConfigurationParameters.self)
                 self = .invalidConfiguration(file: p.file, reason: p.reason)
@@ -82,6 +91,8 @@ public enum ManagerError: VarlinkErrorConvertible, Equatable, CustomStringConver
             return "permission denied: \(method) changes the daemon's state, which only \(who) may do (you are uid \(uid))"
         case .invalidModel(let path, let reason):
             return "\(path) is not a model losad can compress: \(reason)"
+        case .invalidSetting(_, let message):
+            return message
         case .invalidConfiguration(let file, let reason):
             return "the configuration \(file) is invalid, so the running one stays: \(reason)"
         case .internalError(let message):

@@ -80,13 +80,10 @@ public struct ManagerInterface: VarlinkInterface {
     }
 
     /// Checks what the interface itself promises about `Submit`: an absolute
-    /// path and a sparsity strictly between 0 and 1. The daemon checks the rest.
+    /// path. The daemon checks the settings (InvalidSetting names the one it refuses).
     static func validate(_ parameters: SubmitParameters) throws(VarlinkServiceError) {
         guard parameters.path.hasPrefix("/"), !parameters.path.contains("\0") else {
             throw .invalidParameter(parameter: "path")
-        }
-        if let sparsity = parameters.sparsity, !(sparsity > 0 && sparsity < 1) {
-            throw .invalidParameter(parameter: "sparsity")
         }
     }
 

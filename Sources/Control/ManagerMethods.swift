@@ -89,10 +89,12 @@ public struct SubmitParameters: Codable, Sendable, Equatable {
     public var profile: String?
     public var calibration: String?
     public var evaluation: String?
+    /// The files the job writes: "gguf", "sparse" or both.
+    public var outputs: [String]?
 
     public init(path: String, sparsity: Double? = nil, method: String? = nil, pattern: String? = nil,
                 allocation: String? = nil, recovery: String? = nil, profile: String? = nil,
-                calibration: String? = nil, evaluation: String? = nil) {
+                calibration: String? = nil, evaluation: String? = nil, outputs: [String]? = nil) {
         self.path = path
         self.sparsity = sparsity
         self.method = method
@@ -102,6 +104,7 @@ public struct SubmitParameters: Codable, Sendable, Equatable {
         self.profile = profile
         self.calibration = calibration
         self.evaluation = evaluation
+        self.outputs = outputs
     }
 }
 

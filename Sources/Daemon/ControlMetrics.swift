@@ -22,7 +22,7 @@ enum ControlMetrics {
             Metric(name: "losad_uptime_seconds", kind: .gauge, help: "Seconds since the daemon started.",
                    samples: [MetricSample(value: status.uptimeSeconds)]),
             Metric(name: "losad_jobs", kind: .gauge, help: "Jobs in the ledger by state.",
-                   samples: LedgerJobState.allCases.map {
+                   samples: JobRecord.State.allCases.map {
                        MetricSample(labels: ["state": $0.rawValue], value: Double(status.jobCounts[$0] ?? 0))
                    }),
             Metric(name: "losad_queue_paused", kind: .gauge, help: "1 while the queue is paused (no job starts).",
@@ -32,7 +32,7 @@ enum ControlMetrics {
             Metric(name: "losad_job_progress_ratio", kind: .gauge, help: "Fraction done of each running job.",
                    samples: status.running.map { listing in
                        MetricSample(labels: ["job": "\(listing.job.id ?? 0)", "model": listing.modelName,
-                                             "stage": listing.progress?.stage ?? listing.job.stage ?? "starting"],
+                                             "stage": listing.progress?.stage.rawValue ?? listing.job.stage ?? "starting"],
                                     value: ControlReplies.fraction(listing.progress?.fraction ?? listing.job.progress))
                    }),
             Metric(name: "losad_control_connections", kind: .gauge, help: "Connections open on the control socket.",

@@ -1,3 +1,4 @@
+import Compression
 import Control
 import Foundation
 import Ledger
@@ -13,7 +14,7 @@ enum ControlReplies {
     // MARK: - Jobs
 
     /// A job row as the queue shows it; `progress` is the runner's last report while it runs.
-    static func job(_ record: JobRecord, progress: JobProgress?) -> Control.Job {
+    static func job(_ record: JobRecord, progress: CompressionProgress?) -> Control.Job {
         Control.Job(id: Int(record.id ?? 0), model: (record.inputPath as NSString).lastPathComponent, input: record.inputPath,
                     state: state(record.state), settings: settings(record.settings),
                     progress: record.state == .running ? self.progress(progress, record: record) : nil,
@@ -21,7 +22,7 @@ enum ControlReplies {
                     finishedAt: record.finishedAt.map(time), output: record.outputPath, error: record.error)
     }
 
-    static func state(_ state: LedgerJobState) -> Control.JobState {
+    static func state(_ state: JobRecord.State) -> Control.JobState {
         switch state {
         case .queued: return .queued
         case .running: return .running
@@ -32,7 +33,7 @@ enum ControlReplies {
     }
 
     /// The ledger states a `ListJobs` filter on `state` covers.
-    static func ledgerStates(_ state: Control.JobState) -> Set<LedgerJobState> {
+    static func ledgerStates(_ state: Control.JobState) -> Set<JobRecord.State> {
         switch state {
         case .queued: return [.queued]
         case .running: return [.running]
@@ -42,27 +43,31 @@ enum ControlReplies {
         }
     }
 
-    /// The runner's report, or, before its first one, what the ledger row says.
-    static func progress(_ live: JobProgress?, record: JobRecord) -> Control.JobProgress {
+    /// The runner's report, or, before its first one, what the ledger row says. The engine counts
+    /// iterations and steps from 1 and says 0 where there are none; the interface leaves those out.
+    static func progress(_ live: CompressionProgress?, record: JobRecord) -> Control.JobProgress {
         guard let live else {
             return Control.JobProgress(stage: record.stage ?? "starting", fraction: fraction(record.progress),
                                        iteration: record.iteration, step: record.step)
         }
-        return Control.JobProgress(stage: live.stage, fraction: fraction(live.fraction), iteration: live.iteration,
-                                   iterations: live.iterations, step: live.step, steps: live.steps, loss: finite(live.loss),
-                                   etaSeconds: finite(live.etaSeconds).map { max(0, $0) })
+        return Control.JobProgress(stage: live.stage.rawValue, fraction: fraction(live.fraction),
+                                   iteration: live.iteration > 0 ? live.iteration : nil,
+                                   iterations: live.iterations > 0 ? live.iterations : nil,
+                                   step: live.steps > 0 ? live.step : nil, steps: live.steps > 0 ? live.steps : nil,
+                                   loss: finite(live.loss), etaSeconds: finite(live.remaining).map { max(0, $0) })
     }
 
     /// Settings as stored (`Ledger.canonicalJSON` of `JobSettings`), read leniently so that a row
     /// written by another version still lists: a missing key shows as "unknown".
-    static func settings(_ json: String) -> Control.JobSettings {
+    static func settings(_ json: String) -> Control.SubmittedSettings {
         let object = (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any] ?? [:]
         func text(_ key: String) -> String { object[key] as? String ?? "unknown" }
         let sparsity = (object["sparsity"] as? NSNumber)?.doubleValue
-        return Control.JobSettings(sparsity: finite(sparsity) ?? 0, method: text("method"), pattern: text("pattern"),
+        return Control.SubmittedSettings(sparsity: finite(sparsity) ?? 0, method: text("method"), pattern: text("pattern"),
                                    allocation: text("allocation"), recovery: text("recovery"), profile: text("profile"),
                                    calibration: object["calibration_corpus"] as? String,
-                                   evaluation: object["evaluation_corpus"] as? String)
+                                   evaluation: object["evaluation_corpus"] as? String,
+                                   outputs: object["outputs"] as? [String])
     }
 
     // MARK: - One job in full
@@ -116,7 +121,7 @@ enum ControlReplies {
     /// A ledger event in the interface's words: a checkpoint marks a finished LoSA iteration, an
     /// interruption (the daemon stopped; the job waits to resume) and a note are messages, a refusal is
     /// a failure.
-    static func event(_ event: LedgerJobEvent) -> Control.JobEvent {
+    static func event(_ event: JobEventRecord) -> Control.JobEvent {
         let kind: String
         let state: Control.JobState?
         switch event.kind {

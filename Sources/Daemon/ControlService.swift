@@ -1,3 +1,4 @@
+import Compression
 import Control
 import Foundation
 import Ledger
@@ -5,8 +6,8 @@ import Logging
 
 /// `io.losa.Manager` (module Control, Sources/Control/io.losa.Manager.varlink) served by the daemon's
 /// `Manager`: each method calls the manager and answers in the interface's types; the manager's
-/// errors become the interface's (JobNotFound, InvalidState, InvalidModel, InvalidConfiguration,
-/// InternalError, and org.varlink.service.InvalidParameter for a setting out of range).
+/// errors become the interface's (JobNotFound, InvalidState, InvalidModel, InvalidSetting,
+/// InvalidConfiguration, InternalError).
 ///
 /// The server has already checked the caller's right to change state (`AccessPolicy`). Every call
 /// into the manager runs on a dispatch queue, never on a Swift concurrency or NIO thread: ledger
@@ -90,9 +91,9 @@ public struct ControlService: ManagerService {
     /// Queues the model at `parameters.path` with the given settings over the configured ones. The
     /// same model with the same settings already in the ledger is not queued twice: the reply is that job.
     public func submit(_ parameters: SubmitParameters, caller: PeerCredentials) async throws -> JobReply {
-        let overrides = try Self.overrides(parameters)
+        let changes = Self.changes(parameters)
         return try await call { manager in
-            let outcome = try manager.submit(path: parameters.path, overrides: overrides)
+            let outcome = try manager.submit(path: parameters.path, changes: changes)
             let job = outcome.job
             logger.notice("\(caller) submitted \(parameters.path): job \(job.id ?? 0)\(outcome == .enqueued(job) ? "" : " (already there)")",
                           metadata: ["job_id": "\(job.id ?? 0)"])
@@ -137,10 +138,10 @@ public struct ControlService: ManagerService {
             do {
                 let result = try manager.reload()
                 logger.notice("\(caller) reloaded the configuration\(result.changed ? "" : " (unchanged)")")
-            } catch let error as ManagerError {
+            } catch let error as RequestError {
                 throw error
             } catch {
-                throw ManagerError.invalidConfiguration("\(error)")
+                throw RequestError.invalidConfiguration("\(error)")
             }
         }
     }
@@ -153,21 +154,18 @@ public struct ControlService: ManagerService {
         return status.running.isEmpty ? .idle : .running
     }
 
-    /// The submitted settings as the daemon's; a word it does not know is an invalid parameter.
-    static func overrides(_ parameters: SubmitParameters) throws -> JobSettings.Overrides {
-        func parse<T: RawRepresentable<String>>(_ value: String?, _ name: String, as type: T.Type) throws -> T? {
-            guard let value else { return nil }
-            guard let parsed = T(rawValue: value) else { throw VarlinkServiceError.invalidParameter(parameter: name) }
-            return parsed
-        }
-        return JobSettings.Overrides(
-            sparsity: parameters.sparsity,
-            method: try parse(parameters.method, "method", as: DaemonConfig.Method.self),
-            pattern: try parse(parameters.pattern, "pattern", as: DaemonConfig.Pattern.self),
-            allocation: try parse(parameters.allocation, "allocation", as: DaemonConfig.Allocation.self),
-            recovery: try parse(parameters.recovery, "recovery", as: DaemonConfig.Recovery.self),
-            profile: try parse(parameters.profile, "profile", as: DaemonConfig.Profile.self),
-            calibrationCorpus: parameters.calibration, evaluationCorpus: parameters.evaluation)
+    /// The submitted settings as the job settings' values, by the `Submit` parameter they come from; the
+    /// manager parses them (`JobSettings.applying`), as the configuration's `[job]` keys are parsed.
+    static func changes(_ parameters: SubmitParameters) -> [JobSettingKey: JobSettings.Value] {
+        var changes: [JobSettingKey: JobSettings.Value] = [:]
+        if let sparsity = parameters.sparsity { changes[.sparsity] = .number(sparsity) }
+        if let outputs = parameters.outputs { changes[.outputs] = .list(outputs) }
+        let words: [(JobSettingKey, String?)] = [(.method, parameters.method), (.pattern, parameters.pattern),
+                                                  (.allocation, parameters.allocation), (.recovery, parameters.recovery),
+                                                  (.profile, parameters.profile), (.calibrationCorpus, parameters.calibration),
+                                                  (.evaluationCorpus, parameters.evaluation)]
+        for (key, value) in words { if let value { changes[key] = .text(value) } }
+        return changes
     }
 
     /// Runs `body` with the manager on a dispatch thread and returns what it returns, its errors in
@@ -187,20 +185,21 @@ public struct ControlService: ManagerService {
         }
     }
 
-    /// The interface's error for a manager error. A setting out of range has no error of its own in
-    /// io.losa.Manager, so it is the standard InvalidParameter naming the parameter (the sentence
-    /// with the allowed values goes to the log).
+    /// The interface's error for a manager error; a refused setting keeps its sentence (InvalidSetting).
     static func interfaceError(_ error: any Error, manager: Manager, logger: Logger) -> any Error {
         switch error {
-        case let error as ManagerError:
+        case let error as RequestError:
             switch error {
             case .jobNotFound(let id):
                 return Control.ManagerError.jobNotFound(id: Int(id))
             case let .invalidModel(path, reason):
                 return Control.ManagerError.invalidModel(path: path, reason: reason)
-            case let .invalidSettings(key, _, _):
-                logger.notice("submission refused: \(error)")
-                return VarlinkServiceError.invalidParameter(parameter: parameterName(key))
+            case .invalidSetting(let setting):
+                logger.notice("submission refused: \(setting)")
+                guard case .invalidSetting(let field, _, _) = setting else {
+                    return Control.ManagerError.internalError(message: "\(setting)")
+                }
+                return Control.ManagerError.invalidSetting(parameter: parameterName(field), message: "\(setting)")
             case let .invalidState(job, reason):
                 let state = (try? manager.ledger.job(job))?.map { ControlReplies.state($0.state).rawValue } ?? "unknown"
                 return Control.ManagerError.invalidState(id: Int(job), state: state, reason: reason)

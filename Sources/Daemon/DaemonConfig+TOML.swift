@@ -1,3 +1,4 @@
+import Compression
 import Foundation
 import TOMLKit
 
@@ -8,10 +9,7 @@ extension DaemonConfig {
     /// Every section and key the file may hold, in the order `Config/losad.toml` documents them.
     public static let knownKeys: KeyValuePairs<String, [String]> = [
         "folders": ["inbox", "outbox", "state"],
-        "job": ["sparsity", "method", "pattern", "allocation", "recovery", "profile",
-                "calibration_corpus", "evaluation_corpus", "export_type",
-                "iterations", "calibration_windows", "training_samples", "evaluation_windows",
-                "calibration_length", "training_length", "evaluation_length"],
+        "job": JobSettingKey.allCases.map(\.rawValue),
         "scheduler": ["running_jobs", "threads", "memory_limit", "priority"],
         "watch": ["settle_seconds", "rescan_seconds"],
         "control": ["socket", "socket_mode", "socket_group"],
@@ -51,25 +49,7 @@ extension DaemonConfig {
         try folders.finish()
 
         var job = SectionReader("job", root, file: file, base: baseDirectory)
-        config.job = JobDefaults(
-            sparsity: try job.number("sparsity", default: d.job.sparsity, in: 0.01...0.95,
-                                     allowed: "a fraction of weights to zero, from 0.01 to 0.95"),
-            method: try job.choice("method", default: d.job.method),
-            pattern: try job.choice("pattern", default: d.job.pattern),
-            allocation: try job.choice("allocation", default: d.job.allocation),
-            recovery: try job.choice("recovery", default: d.job.recovery),
-            profile: try job.choice("profile", default: d.job.profile),
-            calibrationCorpus: try job.inputFile("calibration_corpus"),
-            evaluationCorpus: try job.inputFile("evaluation_corpus"),
-            exportType: try job.choice("export_type", default: d.job.exportType),
-            budget: Budget(
-                iterations: try job.budget("iterations", in: 1...11, allowed: "1 to 11 LoSA iterations (mean rank 5 + t must fit in 16), or 0 for the profile's"),
-                calibrationWindows: try job.budget("calibration_windows", in: 1...100_000, allowed: "1 to 100000 windows, or 0 for the profile's"),
-                trainingSamples: try job.budget("training_samples", in: 1...10_000_000, allowed: "1 to 10000000 windows, or 0 for the profile's"),
-                evaluationWindows: try job.budget("evaluation_windows", in: 1...1_000_000, allowed: "1 to 1000000 windows, or 0 for the profile's"),
-                calibrationLength: try job.budget("calibration_length", in: 2...32768, allowed: "2 to 32768 tokens, or 0 for the profile's"),
-                trainingLength: try job.budget("training_length", in: 2...32768, allowed: "2 to 32768 tokens, or 0 for the profile's"),
-                evaluationLength: try job.budget("evaluation_length", in: 2...32768, allowed: "2 to 32768 tokens, or 0 for the profile's")))
+        config.job = try job.jobSettings()
         try job.finish()
 
         var scheduler = SectionReader("scheduler", root, file: file, base: baseDirectory)
@@ -124,10 +104,6 @@ extension DaemonConfig {
     }
 
     static func checkAcrossKeys(_ c: DaemonConfig, file: String) throws {
-        if let fixed = c.job.pattern.fixedSparsity, c.job.sparsity != fixed {
-            throw ConfigError.invalidValue(file: file, key: "job.sparsity", value: "\(c.job.sparsity)",
-                                           allowed: "\(fixed), the sparsity job.pattern = \"\(c.job.pattern.rawValue)\" makes")
-        }
         let inbox = c.folders.inbox
         for (key, path) in [("folders.outbox", c.folders.outbox), ("folders.state", c.folders.state)] {
             if path == inbox || path.hasPrefix(inbox.hasSuffix("/") ? inbox : inbox + "/") {
@@ -232,16 +208,6 @@ struct SectionReader {
         return number
     }
 
-    /// An integer that overrides a profile's budget: 0 (or absent) keeps the profile's value.
-    mutating func budget(_ key: String, in range: ClosedRange<Int>, allowed: String) throws -> Int? {
-        let value = try integer(key, default: 0, in: 0...range.upperBound, allowed: allowed)
-        guard value != 0 else { return nil }
-        guard range.contains(value) else {
-            throw ConfigError.invalidValue(file: file, key: name(key), value: "\(value)", allowed: allowed)
-        }
-        return value
-    }
-
     mutating func choice<E: RawRepresentable & CaseIterable>(_ key: String, default fallback: E) throws -> E where E.RawValue == String {
         let allowed = "one of " + E.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
         guard let value = value(key) else { return fallback }
@@ -252,6 +218,33 @@ struct SectionReader {
             throw ConfigError.invalidValue(file: file, key: name(key), value: DaemonConfig.quoted(raw), allowed: allowed)
         }
         return choice
+    }
+
+    /// The `[job]` section, every key parsed by `JobSettings` as `losactl submit` and `losad compress` are:
+    /// the same values are allowed and refused with the same sentence. Relative corpus paths are taken from
+    /// the configuration file's folder.
+    mutating func jobSettings() throws -> JobSettings {
+        var changes: [JobSettingKey: JobSettings.Value] = [:]
+        for key in JobSettingKey.allCases {
+            guard let value = value(key.rawValue) else { continue }
+            if let text = value.string {
+                let isPath = key == .calibrationCorpus || key == .evaluationCorpus
+                changes[key] = .text(isPath && !text.isEmpty && !text.contains("\0") ? try resolve(text, key.rawValue) : text)
+            } else if let number = value.double ?? value.int.map(Double.init) {
+                changes[key] = .number(number)
+            } else if let array = value.array {
+                let items = array.compactMap { $0.string }
+                changes[key] = items.count == array.count ? .list(items) : .other(DaemonConfig.render(value))
+            } else {
+                changes[key] = .other(DaemonConfig.render(value))
+            }
+        }
+        do {
+            return try JobSettings.defaults.applying(changes)
+        } catch {
+            guard case let .invalidSetting(field, value, allowed) = error else { throw error }
+            throw ConfigError.invalidValue(file: file, key: name(field), value: value, allowed: allowed)
+        }
     }
 
     /// A path, relative ones taken from the configuration file's folder, normalised (no `.`/`..`).
@@ -267,19 +260,6 @@ struct SectionReader {
         }
         let absolute = raw.hasPrefix("/") ? raw : (base as NSString).appendingPathComponent(raw)
         return URL(fileURLWithPath: absolute).standardizedFileURL.path
-    }
-
-    /// An optional input text file that must exist and be readable; "" or absent means none.
-    mutating func inputFile(_ key: String) throws -> String? {
-        guard let raw = try string(key), !raw.isEmpty else { return nil }
-        let path = try resolve(raw, key)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
-              FileManager.default.isReadableFile(atPath: path) else {
-            throw ConfigError.invalidValue(file: file, key: name(key), value: DaemonConfig.quoted(raw),
-                                           allowed: "a readable text file (\(path) is not one), or \"\" for the built-in text")
-        }
-        return path
     }
 
     /// "auto", a size with a binary unit like systemd's ("512M", "6G", "6GiB"), or bytes as an integer.

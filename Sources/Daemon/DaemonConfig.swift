@@ -1,3 +1,4 @@
+import Compression
 import Foundation
 
 /// The daemon's configuration: folders, the settings a dropped model's job gets, scheduling,
@@ -15,109 +16,6 @@ public struct DaemonConfig: Sendable, Equatable {
             self.inbox = inbox
             self.outbox = outbox
             self.state = state
-        }
-    }
-
-    /// Which weights a pruning pass removes (LOSA.md step 4).
-    public enum Method: String, Sendable, CaseIterable, Codable { case magnitude, wanda, sparsegpt }
-
-    /// Where the zeros may fall: anywhere in a row, or N of every M consecutive inputs.
-    public enum Pattern: String, Sendable, CaseIterable, Codable {
-        case unstructured
-        case twoOfFour = "2:4"
-        case fourOfEight = "4:8"
-
-        /// The sparsity the pattern fixes, if it fixes one.
-        public var fixedSparsity: Double? {
-            switch self {
-            case .unstructured: return nil
-            case .twoOfFour, .fourOfEight: return 0.5
-            }
-        }
-    }
-
-    /// How the target sparsity is spread over layers: by representation mutual information, or evenly.
-    public enum Allocation: String, Sendable, CaseIterable, Codable { case rmi, uniform }
-
-    /// What recovers quality after pruning: LoSA's sparse dynamic-rank LoRA, plain LoRA, or nothing.
-    public enum Recovery: String, Sendable, CaseIterable, Codable { case losa, lora, none }
-
-    /// The fine-tuning budget (LOSA.md step 7): minutes on a laptop, or the paper's sample counts.
-    public enum Profile: String, Sendable, CaseIterable, Codable { case quick, standard, paper }
-
-    /// The tensor type of the written model; `auto` keeps the input's type where it can be written.
-    public enum ExportType: String, Sendable, CaseIterable, Codable {
-        case q8_0, q4_0, f16, bf16, f32, auto
-    }
-
-    /// `[job]`: what a model dropped into the inbox is compressed with.
-    public struct JobDefaults: Sendable, Equatable {
-        /// Target average sparsity s, the fraction of projection weights that end up zero.
-        public var sparsity: Double
-        public var method: Method
-        public var pattern: Pattern
-        public var allocation: Allocation
-        public var recovery: Recovery
-        public var profile: Profile
-        /// Text the model is calibrated and fine-tuned on; nil: the runner's built-in text.
-        public var calibrationCorpus: String?
-        /// Text perplexity is measured on; nil: the runner's built-in text.
-        public var evaluationCorpus: String?
-        public var exportType: ExportType
-        /// Budgets that replace the profile's own (nil: the profile's value).
-        public var budget: Budget
-
-        public init(sparsity: Double, method: Method, pattern: Pattern, allocation: Allocation, recovery: Recovery,
-                    profile: Profile, calibrationCorpus: String?, evaluationCorpus: String?, exportType: ExportType,
-                    budget: Budget = Budget()) {
-            self.sparsity = sparsity
-            self.method = method
-            self.pattern = pattern
-            self.allocation = allocation
-            self.recovery = recovery
-            self.profile = profile
-            self.calibrationCorpus = calibrationCorpus
-            self.evaluationCorpus = evaluationCorpus
-            self.exportType = exportType
-            self.budget = budget
-        }
-    }
-
-    /// How much work a job does, where the operator overrides the profile (each nil: the profile's value).
-    public struct Budget: Sendable, Equatable, Codable {
-        /// LoSA iterations T.
-        public var iterations: Int?
-        /// Calibration windows (pruning statistics, layer similarity, reconstruction errors).
-        public var calibrationWindows: Int?
-        /// Training windows over the whole job.
-        public var trainingSamples: Int?
-        /// Evaluation windows per text.
-        public var evaluationWindows: Int?
-        /// Window lengths in tokens.
-        public var calibrationLength: Int?
-        public var trainingLength: Int?
-        public var evaluationLength: Int?
-
-        public init(iterations: Int? = nil, calibrationWindows: Int? = nil, trainingSamples: Int? = nil,
-                    evaluationWindows: Int? = nil, calibrationLength: Int? = nil, trainingLength: Int? = nil,
-                    evaluationLength: Int? = nil) {
-            self.iterations = iterations
-            self.calibrationWindows = calibrationWindows
-            self.trainingSamples = trainingSamples
-            self.evaluationWindows = evaluationWindows
-            self.calibrationLength = calibrationLength
-            self.trainingLength = trainingLength
-            self.evaluationLength = evaluationLength
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case iterations
-            case calibrationWindows = "calibration_windows"
-            case trainingSamples = "training_samples"
-            case evaluationWindows = "evaluation_windows"
-            case calibrationLength = "calibration_length"
-            case trainingLength = "training_length"
-            case evaluationLength = "evaluation_length"
         }
     }
 
@@ -192,13 +90,14 @@ public struct DaemonConfig: Sendable, Equatable {
     }
 
     public var folders: Folders
-    public var job: JobDefaults
+    /// `[job]`: what a model dropped into the inbox is compressed with (a `submit` may change it per job).
+    public var job: JobSettings
     public var scheduler: Scheduler
     public var watch: Watch
     public var control: Control
     public var service: Service
 
-    public init(folders: Folders, job: JobDefaults, scheduler: Scheduler, watch: Watch, control: Control, service: Service) {
+    public init(folders: Folders, job: JobSettings, scheduler: Scheduler, watch: Watch, control: Control, service: Service) {
         self.folders = folders
         self.job = job
         self.scheduler = scheduler
@@ -210,8 +109,7 @@ public struct DaemonConfig: Sendable, Equatable {
     /// The values a key takes when the file leaves it out (the same as `Config/losad.toml`).
     public static let defaults = DaemonConfig(
         folders: Folders(inbox: "/var/lib/losad/inbox", outbox: "/var/lib/losad/outbox", state: "/var/lib/losad"),
-        job: JobDefaults(sparsity: 0.5, method: .wanda, pattern: .unstructured, allocation: .rmi, recovery: .losa,
-                         profile: .standard, calibrationCorpus: nil, evaluationCorpus: nil, exportType: .auto),
+        job: JobSettings.defaults,
         scheduler: Scheduler(runningJobs: 1, threads: 0, memoryLimit: .automatic, priority: .idle),
         watch: Watch(settleSeconds: 10, rescanSeconds: 60),
         control: Control(socketPath: "/run/losad/losad.sock", socketMode: 0o660, socketGroup: "losad"),

@@ -47,8 +47,6 @@ public final class DaemonService: Sendable {
     private let stopRequested = DispatchSemaphore(value: 0)
     private let stopOnce = Atomic<Bool>(false)
     private let reloadLock = NSLock()
-    /// Inbox candidates are opened and recorded one at a time, off the Swift concurrency pool.
-    private let intakeQueue = DispatchQueue(label: "losad.intake")
 
     struct State {
         var config: DaemonConfig?
@@ -56,7 +54,7 @@ public final class DaemonService: Sendable {
         var notifier: SystemdNotifier?
         var ready = false
         var lastStatus: String?
-        var watcher: InboxWatcher?
+        var inbox: InboxFeed?
         var stopReason: String?
         var stopRequestedAt: Double?
     }
@@ -93,7 +91,7 @@ public final class DaemonService: Sendable {
         guard !stopOnce.exchange(true, ordering: .acquiringAndReleasing) else { return }
         state.withLock {
             $0.stopReason = reason
-            $0.stopRequestedAt = InboxWatcher.monotonicSeconds()
+            $0.stopRequestedAt = MonotonicClock.seconds()
         }
         stopRequested.signal()
     }
@@ -121,12 +119,12 @@ public final class DaemonService: Sendable {
                                      memory: options.memory, status: { [weak self] line in self?.sendStatus(line) },
                                      logger: logger)
         let intake = ModelIntake(ledger: ledger, settings: { [weak self] in
-            JobSettings(self?.configuration?.job ?? DaemonConfig.defaults.job)
+            self?.configuration?.job ?? DaemonConfig.defaults.job
         }, logger: logger)
         let manager = Manager(ledger: ledger, scheduler: scheduler, intake: intake,
                               hooks: Manager.Hooks(configuration: { [weak self] in self?.configuration ?? config },
                                                    reload: { [weak self] in
-                                                       guard let self else { throw ManagerError.shuttingDown }
+                                                       guard let self else { throw RequestError.shuttingDown }
                                                        return try self.reload()
                                                    }),
                               version: options.version, configPath: options.configPath)
@@ -155,10 +153,13 @@ public final class DaemonService: Sendable {
         // thread inherits it and never waits behind compute.
         let watchdog = notifier?.startWatchdog(interval: SystemdNotifier.watchdogInterval(environment: options.environment))
         logger.notice("losad \(options.version) ready; \(status)")
-        startWatcher(config, intake: intake, scheduler: scheduler)
+        let inbox = InboxFeed(intake: intake, scheduler: scheduler, status: { [weak self] line in self?.sendStatus(line) },
+                              logger: logger)
+        inbox.start(config)
+        state.withLock { $0.inbox = inbox }
 
         stopRequested.wait()
-        shutDown(scheduler: scheduler, watchdog: watchdog, notifier: notifier)
+        shutDown(scheduler: scheduler, inbox: inbox, watchdog: watchdog, notifier: notifier)
     }
 
     /// Re-reads the configuration file and applies what can change while running (job defaults,
@@ -169,7 +170,7 @@ public final class DaemonService: Sendable {
     public func reload() throws -> ReloadResult {
         reloadLock.lock()
         defer { reloadLock.unlock() }
-        guard let old = configuration, let manager else { throw ManagerError.internalError("the daemon is not running yet") }
+        guard let old = configuration, let manager else { throw RequestError.internalError("the daemon is not running yet") }
         let notifier = state.withLock { $0.notifier }
         notifier?.reloading(status: "reloading \(options.configPath)")
         defer { notifier?.ready(status: manager.scheduler.statusLine()) }
@@ -187,13 +188,7 @@ public final class DaemonService: Sendable {
         applied.control = old.control
         state.withLock { $0.config = applied }
         manager.scheduler.update(JobScheduler.Settings(applied))
-        if applied.folders.inbox != old.folders.inbox {
-            logger.notice("inbox moved from \(old.folders.inbox) to \(applied.folders.inbox)")
-            stopWatcher()
-            startWatcher(applied, intake: manager.intake, scheduler: manager.scheduler)
-        } else {
-            state.withLock { $0.watcher }?.update(settleSeconds: applied.watch.settleSeconds, rescanSeconds: applied.watch.rescanSeconds)
-        }
+        state.withLock { $0.inbox }?.follow(applied, previous: old)
         if !restart.isEmpty {
             logger.warning("reloaded; \(restart.joined(separator: ", ")) keep their running values until losad restarts")
         } else {
@@ -215,36 +210,6 @@ public final class DaemonService: Sendable {
         }
     }
 
-    private func startWatcher(_ config: DaemonConfig, intake: ModelIntake, scheduler: JobScheduler) {
-        let watcher = InboxWatcher(inbox: config.folders.inbox, settleSeconds: config.watch.settleSeconds,
-                                   rescanSeconds: config.watch.rescanSeconds, logger: logger)
-        let queue = intakeQueue
-        let sendStatus: @Sendable (String) -> Void = { [weak self] line in self?.sendStatus(line) }
-        // Threads and a dispatch queue, not tasks: intake must not wait for a free Swift concurrency thread.
-        watcher.start { event in
-            guard case .ready(let candidate) = event else { return }   // refusals: the watcher logged them
-            queue.async {
-                switch intake.take(candidate) {
-                case .enqueued(let job), .failed(let job):
-                    scheduler.updates.publish(JobUpdate(job: job))
-                    scheduler.wake()
-                case .duplicate, .alreadyTaken, .notRecorded:
-                    break
-                }
-                sendStatus(scheduler.statusLine())
-            }
-        }
-        state.withLock { $0.watcher = watcher }
-    }
-
-    private func stopWatcher() {
-        let watcher = state.withLock { s in
-            defer { s.watcher = nil }
-            return s.watcher
-        }
-        if let watcher, !watcher.stop() { logger.warning("the inbox watcher did not stop within 5 s") }
-    }
-
     /// STATUS=, once ready (READY=1 carries the first), and only when the line changed.
     private func sendStatus(_ line: String) {
         let notifier = state.withLock { s -> SystemdNotifier? in
@@ -255,25 +220,29 @@ public final class DaemonService: Sendable {
         notifier?.status(line)
     }
 
-    private func shutDown(scheduler: JobScheduler, watchdog: WatchdogThread?, notifier: SystemdNotifier?) {
+    private func shutDown(scheduler: JobScheduler, inbox: InboxFeed, watchdog: WatchdogThread?, notifier: SystemdNotifier?) {
         let (reason, requestedAt, timeout) = state.withLock {
-            ($0.stopReason ?? "stop requested", $0.stopRequestedAt ?? InboxWatcher.monotonicSeconds(),
+            ($0.stopReason ?? "stop requested", $0.stopRequestedAt ?? MonotonicClock.seconds(),
              $0.config?.service.stopTimeoutSeconds ?? DaemonConfig.defaults.service.stopTimeoutSeconds)
         }
         let running = scheduler.runningJobs().map { "job \($0.id)" }
         let what = running.isEmpty ? "stopping" : "stopping: checkpointing \(running.joined(separator: ", "))"
         notifier?.stopping(status: what)
         logger.notice("\(reason); \(what)")
-        stopWatcher()
-        intakeQueue.sync {}   // a model being recorded now is recorded completely
+        inbox.stop()   // a model being recorded now is recorded completely
 
         // Exit well inside the stop timeout: systemd kills at the timeout, and the ledger should be
         // written by then.
-        let budget = timeout * 0.8 - (InboxWatcher.monotonicSeconds() - requestedAt)
+        let budget = timeout * 0.8 - (MonotonicClock.seconds() - requestedAt)
         let result = scheduler.stop(timeout: budget, reason: "the daemon stopped (\(reason))")
         scheduler.updates.finish()
         control?.stop()
         watchdog?.stop()
+        do {
+            try scheduler.ledger.checkpointWriteAheadLog()
+        } catch {
+            logger.warning("the ledger's write-ahead log was not folded into \(Ledger.fileName): \(error)")
+        }
         if result.interrupted.isEmpty {
             logger.notice("stopped")
         } else {

@@ -208,7 +208,7 @@ public final class InboxWatcher: Sendable {
                     logger.warning("cannot watch \(inbox): \(String(cString: strerror(errno))); retrying until it can be")
                 }
             }
-            let now = InboxWatcher.monotonicSeconds()
+            let now = MonotonicClock.seconds()
             let full = requested || now >= nextScan
             if full { nextScan = now + rescan }
             refresh(&tracked, full: full, now: now)
@@ -217,7 +217,7 @@ public final class InboxWatcher: Sendable {
             // Wake for the next settle check while something is pending, else for the next rescan;
             // never sleep past 250 ms so a stop is noticed promptly.
             let pending = tracked.values.contains { $0.decided == nil }
-            let untilNext = pending ? min(max(settle / 5, 0.02), 0.25) : max(nextScan - InboxWatcher.monotonicSeconds(), 0)
+            let untilNext = pending ? min(max(settle / 5, 0.02), 0.25) : max(nextScan - MonotonicClock.seconds(), 0)
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&poller, fd >= 0 ? 1 : 0, Int32(min(untilNext, 0.25) * 1000))
             if ready > 0 && fd >= 0 {
@@ -284,7 +284,7 @@ public final class InboxWatcher: Sendable {
     private func decide(_ tracked: inout [String: Tracked], settle: Double) {
         for name in tracked.keys.sorted() {
             guard let entry = tracked[name], entry.decided == nil,
-                  InboxWatcher.monotonicSeconds() - entry.stableSince >= settle else { continue }
+                  MonotonicClock.seconds() - entry.stableSince >= settle else { continue }
             let path = inbox + "/" + name
             switch look(at: name) {
             case .ignored:
@@ -381,11 +381,5 @@ public final class InboxWatcher: Sendable {
         guard let resolved = realpath(path, nil) else { return nil }
         defer { free(resolved) }
         return String(cString: resolved)
-    }
-
-    static func monotonicSeconds() -> Double {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return Double(now.tv_sec) + Double(now.tv_nsec) * 1e-9
     }
 }

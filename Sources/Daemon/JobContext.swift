@@ -1,3 +1,4 @@
+import Compression
 import Logging
 import Synchronization
 
@@ -16,12 +17,12 @@ public final class JobContext: Sendable {
 
     /// What the context forwards to; the scheduler supplies them (tests may too).
     public struct Handlers: Sendable {
-        public var progress: @Sendable (JobProgress) -> Void
+        public var progress: @Sendable (CompressionProgress) -> Void
         public var checkpoint: @Sendable (_ path: String, _ iteration: Int) -> Void
         public var layerStatistics: @Sendable ([JobOutcome.LayerRow]) -> Void
         public var note: @Sendable (String) -> Void
 
-        public init(progress: @escaping @Sendable (JobProgress) -> Void = { _ in },
+        public init(progress: @escaping @Sendable (CompressionProgress) -> Void = { _ in },
                     checkpoint: @escaping @Sendable (_ path: String, _ iteration: Int) -> Void = { _, _ in },
                     layerStatistics: @escaping @Sendable ([JobOutcome.LayerRow]) -> Void = { _ in },
                     note: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -74,8 +75,8 @@ public final class JobContext: Sendable {
 
     /// Where the job is; the scheduler writes it to the ledger at most about once a second (every
     /// stage change at once) and updates systemd's STATUS line.
-    public func report(_ progress: JobProgress) {
-        stage.withLock { $0 = progress.stage }
+    public func report(_ progress: CompressionProgress) {
+        stage.withLock { $0 = progress.stage.rawValue }
         handlers.progress(progress)
     }
 

@@ -1,13 +1,27 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Logging
+import ModelFormats
 
-/// The folders of one job: its output, written hidden in the outbox and renamed into view only when
-/// the job succeeds (so the outbox shows complete results only), and its checkpoint folder under
-/// the state folder, which outlives stops and crashes.
-public enum JobFolders {
+/// The folders of one job: its output, written hidden in the outbox and moved into view only when the
+/// job succeeds (so the outbox shows complete results only), and its own folder under the state folder
+/// for checkpoints, which outlives stops and crashes and goes when the job has succeeded.
+public struct JobFolders: Sendable, Equatable {
+    /// `outbox/.<model>-<id>.partial`: where the runner writes.
+    public var staging: String
+    /// `outbox/<model>-<id>`: where the output appears once the job succeeded.
+    public var published: String
+    /// `state/jobs/<id>`: the job's own folder.
+    public var job: String
+    /// `state/jobs/<id>/checkpoint`: what the runner resumes from.
+    public var checkpoint: String { job + "/checkpoint" }
+
+    public init(outbox: String, state: String, model: String, job id: Int64) {
+        let name = JobFolders.folderName(model: model, job: id)
+        staging = outbox + "/." + name + ".partial"
+        published = outbox + "/" + name
+        job = state + "/jobs/\(id)"
+    }
+
     /// "<model name>-<job id>", with characters a file name cannot hold replaced.
     public static func folderName(model: String, job: Int64) -> String {
         var name = String(model.map { $0 == "/" || $0 == "\0" ? "_" : $0 }.prefix(200))
@@ -24,36 +38,33 @@ public enum JobFolders {
         try files.createDirectory(atPath: checkpoint, withIntermediateDirectories: true)
     }
 
-    /// Renames the finished output folder `staging` to `final` (to `final-2`, `-3`, … if that name is
-    /// taken) after syncing it, and returns `outcome` with its paths moved along.
-    /// - Throws: `JobFolderError` when the outcome names a file that is missing or outside `staging`.
-    public static func publish(_ staging: String, as final: String, outcome: JobOutcome) throws -> JobOutcome {
-        let files = FileManager.default
+    /// Moves the finished output folder `staging` to `final` (to `final-2`, `-3`, … if that name is
+    /// taken) durably (`AtomicOutputFolder.publish`), and returns where it went and `outcome` with its
+    /// paths moved along.
+    /// - Throws: `JobFolderError` when the outcome names a file that is missing or outside `staging`;
+    ///   `ModelFormatError` when the move fails.
+    public static func publish(_ staging: String, as final: String,
+                               outcome: JobOutcome) throws -> (folder: String, outcome: JobOutcome) {
         for (what, path) in [("output", outcome.outputPath), ("report", outcome.reportPath)] {
             guard let path else { continue }
             guard path.hasPrefix(staging + "/") else {
                 throw JobFolderError(path: path, reason: "the runner's \(what) is not inside the job's output folder \(staging)")
             }
-            guard files.fileExists(atPath: path) else {
+            guard FileManager.default.fileExists(atPath: path) else {
                 throw JobFolderError(path: path, reason: "the runner reported this \(what), but it does not exist")
             }
         }
-        try sync(staging)
         var target = final
         var suffix = 1
-        while rename(staging, target) != 0 {
-            let code = errno
-            guard code == EEXIST || code == ENOTEMPTY, suffix < 1000 else {
-                throw JobFolderError(path: target, reason: "cannot rename \(staging) to it: \(String(cString: strerror(code)))")
-            }
+        while try !AtomicOutputFolder.publish(staging, at: target) {
             suffix += 1
+            guard suffix <= 1000 else { throw JobFolderError(path: final, reason: "it and \(final)-2 … -1000 are all taken") }
             target = final + "-\(suffix)"
         }
-        try sync((target as NSString).deletingLastPathComponent)   // the rename itself is durable
         var moved = outcome
         moved.outputPath = target + outcome.outputPath.dropFirst(staging.count)
         moved.reportPath = outcome.reportPath.map { target + $0.dropFirst(staging.count) }
-        return moved
+        return (target, moved)
     }
 
     /// Removes a folder, logging (not throwing) when it cannot.
@@ -64,14 +75,6 @@ public enum JobFolders {
         } catch {
             logger.warning("cannot remove \(path): \(error)")
         }
-    }
-
-    /// fsync(2) of a folder, so renames and new entries in it survive a power loss.
-    static func sync(_ folder: String) throws {
-        let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw JobFolderError(path: folder, reason: "cannot open it to sync: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw JobFolderError(path: folder, reason: "fsync failed: \(String(cString: strerror(errno)))") }
     }
 }
 

@@ -1,3 +1,5 @@
+import Compression
+
 /// What runs one compression job for the scheduler: the seam between the daemon and the engine.
 ///
 /// The scheduler calls `estimateMemory` before a job starts (admission) and then `run` on the job's
@@ -61,39 +63,6 @@ public struct JobSpec: Sendable, Equatable {
         self.resumeFrom = resumeFrom
         self.attempt = attempt
         self.threads = threads
-    }
-}
-
-/// Where a running job is, as a runner reports it (every field but `stage` and `fraction` optional).
-public struct JobProgress: Codable, Sendable, Equatable {
-    /// The pipeline stage: "load", "calibrate", "losa", "merge", "evaluate", "export", …
-    public var stage: String
-    /// LoSA iteration t (1…T) and T, while in the loop.
-    public var iteration: Int?
-    public var iterations: Int?
-    /// Training step inside the current iteration or stage, and how many there are.
-    public var step: Int?
-    public var steps: Int?
-    /// The last training loss.
-    public var loss: Double?
-    /// Fraction of the whole job done, 0…1.
-    public var fraction: Double
-    /// Estimated seconds until the job is done.
-    public var etaSeconds: Double?
-    /// A short line about what is happening ("pruning layer 12 of 30").
-    public var message: String?
-
-    public init(stage: String, iteration: Int? = nil, iterations: Int? = nil, step: Int? = nil, steps: Int? = nil,
-                loss: Double? = nil, fraction: Double, etaSeconds: Double? = nil, message: String? = nil) {
-        self.stage = stage
-        self.iteration = iteration
-        self.iterations = iterations
-        self.step = step
-        self.steps = steps
-        self.loss = loss
-        self.fraction = fraction
-        self.etaSeconds = etaSeconds
-        self.message = message
     }
 }
 

@@ -1,6 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Compression
+import Control
 import Foundation
 import Ledger
 import Logging
@@ -10,12 +12,13 @@ import Synchronization
 /// OS thread at the configured CPU class (a thread's scheduling class is inherited by the threads it
 /// starts, so a job's compute threads follow it; Swift concurrency's shared pool is never lowered).
 ///
-/// A job's life here: a slot is reserved → admission (the runner's memory estimate against
-/// `MemoryAdmission`; a refusal is recorded with its reason) → `Ledger.start` → `JobRunner.run` with
-/// a `JobContext` → succeeded (the hidden output folder is renamed into the outbox), failed,
-/// cancelled, or — when the daemon stops — interrupted and queued again, to resume from the job's
-/// checkpoint folder at the next start. Progress goes to the ledger at most once per
-/// `progressInterval` (and at every stage change) and to `status` (systemd's STATUS=).
+/// A job's life here, each step in its own room: a slot is reserved (`JobSlot`) → admission
+/// (`JobAdmission`: the runner's memory estimate against `MemoryAdmission`; a refusal is recorded with
+/// its reason) → `Ledger.start` → `JobRunner.run` with a `JobContext` whose reports go to the ledger
+/// (`ProgressRecorder`) → its end recorded (`JobCompletion`: succeeded — the hidden output published and
+/// the success recorded in one transaction — failed, cancelled, or, when the daemon stops, interrupted
+/// and queued again, to resume from the job's checkpoint folder at the next start). The status line
+/// (`StatusLine`) goes to `status` (systemd's STATUS=).
 ///
 /// Pausing stops new jobs from starting; running jobs go on (cancel them to stop them).
 public final class JobScheduler: Sendable {
@@ -64,62 +67,27 @@ public final class JobScheduler: Sendable {
         public var id: Int64
         public var modelName: String
         /// The runner's last report; nil before its first.
-        public var progress: JobProgress?
+        public var progress: CompressionProgress?
         /// Whether a stop was asked for and the runner has not returned yet.
         public var stopping: Bool
     }
 
     public let ledger: Ledger
     public let updates = JobUpdateFeed()
+    private let admission: JobAdmission
     private let runner: any JobRunner
-    private let memory: @Sendable () -> MemoryAvailability
     private let status: @Sendable (String) -> Void
     private let logger: Logger
     private let state: Mutex<State>
     private let threadsDone = DispatchGroup()
     private let statusLock = NSLock()
 
-    final class Slot: Sendable {
-        let id: Int64
-        let context: Mutex<JobContext?> = Mutex(nil)
-        /// A stop asked for before the context exists (during admission).
-        let earlyStop: Mutex<JobContext.StopReason?> = Mutex(nil)
-        let live: Mutex<Live>
-
-        struct Live {
-            var modelName: String
-            var progress: JobProgress?
-            var lastWrite = -Double.infinity
-            var lastStage: String?
-            var writeFailureLogged = false
-        }
-
-        init(id: Int64, modelName: String) {
-            self.id = id
-            live = Mutex(Live(modelName: modelName))
-        }
-
-        func requestStop(_ reason: JobContext.StopReason) {
-            earlyStop.withLock { current in
-                switch (current, reason) {
-                case (nil, _), (.daemonStopping, .cancelled): current = reason
-                default: break
-                }
-            }
-            context.withLock { $0 }?.requestStop(reason)
-        }
-
-        var stopReason: JobContext.StopReason? {
-            context.withLock { $0 }?.stopReason ?? earlyStop.withLock { $0 }
-        }
-    }
-
     struct State {
         var settings: Settings
         var started = false
         var paused = false
         var stopping = false
-        var slots: [Int64: Slot] = [:]
+        var slots: [Int64: JobSlot] = [:]
         var interrupted: Set<Int64> = []
         var priorityWarningLogged = false
     }
@@ -133,7 +101,7 @@ public final class JobScheduler: Sendable {
                 logger: Logger = Logger(label: "losad.scheduler")) {
         self.ledger = ledger
         self.runner = runner
-        self.memory = memory
+        self.admission = JobAdmission(ledger: ledger, runner: runner, memory: memory)
         self.status = status
         self.logger = logger
         state = Mutex(State(settings: settings))
@@ -147,6 +115,7 @@ public final class JobScheduler: Sendable {
     @discardableResult
     public func start() throws -> [JobRecord] {
         let recovered = try ledger.recoverInterruptedJobs()
+        removeLeftovers(recovered: recovered)
         for job in recovered {
             let how = job.checkpointPath.map { "resumes from \($0)" } ?? "starts over"
             logger.notice("job \(job.id!) was interrupted by the last stop or crash; it is queued again and \(how)",
@@ -160,7 +129,7 @@ public final class JobScheduler: Sendable {
 
     /// Starts queued jobs while slots are free (after an enqueue, a retry, a resume, a finished job).
     public func wake() {
-        var launches: [(JobRecord, Slot, Settings)] = []
+        var launches: [(JobRecord, JobSlot, Settings)] = []
         state.withLock { s in
             guard s.started, !s.paused, !s.stopping, s.slots.count < s.settings.runningJobs else { return }
             let queued: [JobRecord]
@@ -172,7 +141,7 @@ public final class JobScheduler: Sendable {
             }
             for job in queued where s.slots.count < s.settings.runningJobs && s.slots[job.id!] == nil {
                 let name = (try? ledger.model(job.modelID))??.name ?? "model \(job.modelID)"
-                let slot = Slot(id: job.id!, modelName: name)
+                let slot = JobSlot(id: job.id!, modelName: name)
                 s.slots[job.id!] = slot
                 threadsDone.enter()
                 launches.append((job, slot, s.settings))
@@ -283,52 +252,19 @@ public final class JobScheduler: Sendable {
     }
 
     /// The runner's last report for a running job.
-    public func progress(of job: Int64) -> JobProgress? {
+    public func progress(of job: Int64) -> CompressionProgress? {
         state.withLock { $0.slots[job] }?.live.withLock { $0.progress }
     }
 
-    /// One line for systemd's STATUS=: the running jobs with stage and progress, then the queue;
-    /// when nothing runs, the last job that ended.
+    /// One line for systemd's STATUS= (`StatusLine`).
     public func statusLine() -> String {
         let (running, paused, stopping) = state.withLock { s in (Array(s.slots.values), s.paused, s.stopping) }
         let queued = ((try? ledger.queuedJobs()) ?? []).filter { job in !running.contains { $0.id == job.id } }.count
-        var parts: [String] = []
-        for slot in running.sorted(by: { $0.id < $1.id }) {
+        let jobs = running.map { slot in
             let live = slot.live.withLock { $0 }
-            parts.append("job \(slot.id) (\(live.modelName)): " + (live.progress.map(JobScheduler.describe) ?? "starting"))
+            return StatusLine.Running(id: slot.id, modelName: live.modelName, progress: live.progress)
         }
-        if stopping {
-            parts.insert("stopping", at: 0)
-        } else if parts.isEmpty {
-            parts.append(paused ? "paused" : "idle")
-        } else if paused {
-            parts.append("queue paused")
-        }
-        parts.append("\(queued) queued")
-        // With nothing running, the last job that ended says what the daemon did last.
-        if running.isEmpty, let last = (try? ledger.jobs(in: [.succeeded, .failed, .cancelled, .refused], limit: 1))?.first {
-            let name = (try? ledger.model(last.modelID))??.name ?? "model \(last.modelID)"
-            parts.append("last: job \(last.id!) (\(name)) \(last.state.rawValue)")
-        }
-        return parts.joined(separator: "; ")
-    }
-
-    /// "losa 2/5 step 40/100, 41%, ETA 3m 10s".
-    static func describe(_ p: JobProgress) -> String {
-        var text = p.stage
-        if let i = p.iteration, let n = p.iterations { text += " \(i)/\(n)" }
-        if let s = p.step, let n = p.steps { text += " step \(s)/\(n)" }
-        text += ", \(Int((min(max(p.fraction, 0), 1) * 100).rounded(.down)))%"
-        if let eta = p.etaSeconds, eta.isFinite, eta >= 0 { text += ", ETA \(duration(eta))" }
-        return text
-    }
-
-    /// "45s", "3m 10s", "2h 05m".
-    static func duration(_ seconds: Double) -> String {
-        let total = Int(seconds.rounded())
-        if total < 60 { return "\(total)s" }
-        if total < 3600 { return "\(total / 60)m \(String(format: "%02d", total % 60))s" }
-        return "\(total / 3600)h \(String(format: "%02d", total % 3600 / 60))m"
+        return StatusLine.compose(running: jobs, queued: queued, paused: paused, stopping: stopping, ledger: ledger)
     }
 
     /// Computes and sends the line under one lock, so that lines from different job threads cannot
@@ -341,69 +277,48 @@ public final class JobScheduler: Sendable {
 
     // MARK: - One job (on its own thread)
 
-    private func finish(_ slot: Slot) {
+    private func finish(_ slot: JobSlot) {
         state.withLock { _ = $0.slots.removeValue(forKey: slot.id) }
         threadsDone.leave()
         wake()
         publishStatus()
     }
 
-    private func execute(_ queued: JobRecord, _ slot: Slot, _ settings: Settings) {
+    private func execute(_ queued: JobRecord, _ slot: JobSlot, _ settings: Settings) {
         let id = slot.id
         var logger = self.logger
         logger[metadataKey: "job_id"] = "\(id)"
         lowerPriority(settings.priority, logger)
 
-        let spec: JobSpec
-        do {
-            spec = try makeSpec(queued, settings)
-        } catch {
-            record { try ledger.fail(job: id, error: "\(error)") }
-            return
+        let spec: JobSpec, estimate: MemoryEstimate
+        switch admission.decide(queued, slot: slot, settings: settings, logger: logger) {
+        case .start(let admitted, let estimated): (spec, estimate) = (admitted, estimated)
+        case .fail(let error): return updates.record(logger) { try ledger.fail(job: id, error: error) }
+        case .refuse(let reason): return updates.record(logger) { try ledger.refuse(job: id, reason: reason) }
+        case .cancel(let reason): return updates.record(logger) { try ledger.cancel(job: id, reason: reason) }
+        case .leaveQueued: return
         }
         logger[metadataKey: "model"] = "\(spec.modelName)"
-
-        // Admission, before the job counts as started.
-        if let early = slot.stopReason {
-            if case .cancelled(let reason) = early { record { try ledger.cancel(job: id, reason: reason) } }
-            return   // a daemon stop leaves it queued
-        }
-        let estimate: MemoryEstimate
-        do {
-            estimate = try runner.estimateMemory(spec)
-        } catch {
-            logger.error("cannot estimate the memory of job \(id): \(error)")
-            record { try ledger.fail(job: id, error: "cannot estimate its memory: \(error)") }
-            return
-        }
-        let decision = MemoryAdmission.decide(job: "job \(id) (\(spec.modelName))", estimate: estimate,
-                                              availability: memory(), limit: settings.memoryLimit)
-        if case .refuse(let reason) = decision {
-            logger.warning("refused: \(reason)")
-            record { try ledger.refuse(job: id, reason: reason) }
-            return
-        }
-        if let early = slot.stopReason {
-            if case .cancelled(let reason) = early { record { try ledger.cancel(job: id, reason: reason) } }
-            return
-        }
+        let folders = JobFolders(outbox: settings.outbox, state: settings.state, model: spec.modelName, job: id)
         var attempt = spec
         do {
             let started = try ledger.start(job: id)
             updates.publish(JobUpdate(job: started))
             attempt.attempt = started.attempts
-            try JobFolders.prepare(output: spec.outputFolder, checkpoint: spec.checkpointFolder)
+            try JobFolders.prepare(output: folders.staging, checkpoint: folders.checkpoint)
         } catch {
             logger.error("cannot start job \(id): \(error)")
-            record { try ledger.fail(job: id, error: "cannot start: \(error)") }
-            return
+            return updates.record(logger) { try ledger.fail(job: id, error: "cannot start: \(error)") }
         }
         let resuming = attempt.resumeFrom.map { ", resuming from \($0)" } ?? ""
-        logger.info("started (attempt \(attempt.attempt), estimated peak \(MemoryAdmission.format(estimate.totalBytes)))\(resuming)")
+        logger.info("started (attempt \(attempt.attempt), estimated peak \(Quantities.bytes(estimate.totalBytes)))\(resuming)")
 
-        let context = JobContext(logger: logger, handlers: handlers(for: slot, logger: logger))
+        let recorder = ProgressRecorder(ledger: ledger, updates: updates,
+                                        interval: { [self] in state.withLock { $0.settings.progressInterval } },
+                                        changed: { [self] in publishStatus() })
+        let context = JobContext(logger: logger, handlers: recorder.handlers(for: slot, logger: logger))
         slot.context.withLock { $0 = context }
-        if let early = slot.earlyStop.withLock({ $0 }) { context.requestStop(early) }   // asked between the checks above and now
+        if let early = slot.earlyStop.withLock({ $0 }) { context.requestStop(early) }   // asked between admission and now
         publishStatus()
 
         let outcome: Result<JobOutcome, any Error>
@@ -412,79 +327,29 @@ public final class JobScheduler: Sendable {
         } catch {
             outcome = .failure(error)
         }
-        conclude(attempt, outcome, context.stopReason, logger)
+        let end = JobCompletion(ledger: ledger, updates: updates)
+            .conclude(attempt, folders: folders, outcome, stop: context.stopReason, logger: logger)
+        if end == .interrupted { state.withLock { _ = $0.interrupted.insert(id) } }
     }
 
-    /// Records how the runner's return ends the job.
-    private func conclude(_ spec: JobSpec, _ outcome: Result<JobOutcome, any Error>, _ stop: JobContext.StopReason?, _ logger: Logger) {
-        let id = spec.id
-        // A stop that ran out of time has already queued the job again; what the runner returns late changes nothing.
-        guard (try? ledger.job(id))??.state == .running else {
-            logger.warning("the runner returned after the job stopped counting as running; its result is dropped")
-            JobFolders.remove(spec.outputFolder, logger)
-            return
-        }
-        switch (outcome, stop) {
-        case (.success(let result), _):
-            do {
-                let published = try JobFolders.publish(spec.outputFolder, as: spec.publishedFolder, outcome: result)
-                if !published.layerStatistics.isEmpty {
-                    try ledger.recordLayerStatistics(published.layerStatistics.map { JobScheduler.statistic($0, job: id) })
-                }
-                if let report = published.reportPath { try ledger.note(job: id, message: "report at \(report)") }
-                let metrics = published.metrics.map { JobMetric(jobID: id, name: $0.name, value: $0.value, unit: $0.unit) }
-                record { try ledger.succeed(job: id, outputPath: published.outputPath, metrics: metrics) }
-                JobFolders.remove(spec.checkpointFolder, logger)   // done: its checkpoints are no longer needed
-                logger.notice("succeeded: \(published.outputPath)")
-            } catch {
-                logger.error("finished, but its output could not be published: \(error)")
-                record { try ledger.fail(job: id, error: "its output could not be published: \(error)") }
-                JobFolders.remove(spec.outputFolder, logger)
+    /// What a crash or `kill -9` left of the jobs it interrupted, and of jobs that succeeded just before
+    /// it: an interrupted job's output, hidden or already published (its success was never recorded, so
+    /// it runs again and publishes anew), and a succeeded job's state folder.
+    private func removeLeftovers(recovered: [JobRecord]) {
+        let settings = self.settings
+        for job in recovered {
+            guard let model = try? ledger.model(job.modelID) else { continue }
+            let folders = JobFolders(outbox: settings.outbox, state: settings.state, model: model.name, job: job.id!)
+            for path in [folders.staging, folders.published] where FileManager.default.fileExists(atPath: path) {
+                logger.notice("removing \(path), the unrecorded output of interrupted job \(job.id!)", metadata: ["job_id": "\(job.id!)"])
+                JobFolders.remove(path, logger)
             }
-        case (.failure, .cancelled(let reason)):
-            record { try ledger.cancel(job: id, reason: reason) }
-            JobFolders.remove(spec.outputFolder, logger)
-            logger.notice("cancelled: \(reason)")
-        case (.failure, .daemonStopping(let reason)):
-            record { try ledger.interrupt(job: id, reason: reason) }
-            state.withLock { _ = $0.interrupted.insert(id) }
-            JobFolders.remove(spec.outputFolder, logger)
-            logger.notice("interrupted (\(reason)); it resumes at the next start")
-        case (.failure(let error), nil):
-            record { try ledger.fail(job: id, error: "\(error)") }
-            JobFolders.remove(spec.outputFolder, logger)
-            logger.error("failed: \(error)")
         }
-    }
-
-    /// Runs a ledger state change and publishes the row it leaves; an error (e.g. the job was marked
-    /// interrupted by a stop that ran out of time) is logged, not thrown: the job thread must end.
-    private func record(_ change: () throws -> JobRecord) {
-        do {
-            updates.publish(JobUpdate(job: try change()))
-        } catch {
-            logger.error("ledger: \(error)")
+        let jobs = settings.state + "/jobs"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: jobs)) ?? [] {
+            guard let id = Int64(name), (try? ledger.job(id))??.state == .succeeded else { continue }
+            JobFolders.remove(jobs + "/" + name, logger)
         }
-    }
-
-    private func makeSpec(_ job: JobRecord, _ settings: Settings) throws -> JobSpec {
-        let id = job.id!
-        guard let model = try ledger.model(job.modelID) else { throw LedgerError.modelNotFound(job.modelID) }
-        let decoded: JobSettings
-        do {
-            decoded = try job.decodedSettings(as: JobSettings.self)
-        } catch {
-            throw LedgerError.invalidValue(field: "jobs.settings", value: String(job.settings.prefix(120)),
-                                           reason: "not settings this losad understands (\(error))")
-        }
-        let folderName = JobFolders.folderName(model: model.name, job: id)
-        return JobSpec(id: id, modelName: model.name, inputPath: job.inputPath, format: model.format,
-                       contentHash: model.contentHash, settings: decoded,
-                       outputFolder: settings.outbox + "/." + folderName + ".partial",
-                       publishedFolder: settings.outbox + "/" + folderName,
-                       checkpointFolder: settings.state + "/jobs/\(id)/checkpoint",
-                       resumeFrom: job.checkpointPath, attempt: job.attempts + 1,
-                       threads: settings.threads > 0 ? settings.threads : nil)
     }
 
     private func lowerPriority(_ priority: DaemonConfig.Priority, _ logger: Logger) {
@@ -494,62 +359,5 @@ public final class JobScheduler: Sendable {
             let first = state.withLock { s in defer { s.priorityWarningLogged = true }; return !s.priorityWarningLogged }
             if first { logger.warning("jobs run at the daemon's own CPU priority: \(error)") }
         }
-    }
-
-    // MARK: - Reports from the runner
-
-    private func handlers(for slot: Slot, logger: Logger) -> JobContext.Handlers {
-        let id = slot.id
-        return JobContext.Handlers(
-            progress: { [self] progress in
-                let now = InboxWatcher.monotonicSeconds()
-                let interval = state.withLock { $0.settings.progressInterval }
-                let write = slot.live.withLock { live -> Bool in
-                    live.progress = progress
-                    guard live.lastStage != progress.stage || now - live.lastWrite >= interval else { return false }
-                    live.lastStage = progress.stage
-                    live.lastWrite = now
-                    return true
-                }
-                guard write else { return }
-                do {
-                    let job = try ledger.updateProgress(job: id, stage: progress.stage,
-                                                        progress: progress.fraction.isFinite ? min(max(progress.fraction, 0), 1) : 0,
-                                                        iteration: progress.iteration.flatMap { $0 >= 1 ? $0 : nil },
-                                                        step: progress.step.flatMap { $0 >= 0 ? $0 : nil })
-                    updates.publish(JobUpdate(job: job, progress: progress))
-                } catch {
-                    let first = slot.live.withLock { live in defer { live.writeFailureLogged = true }; return !live.writeFailureLogged }
-                    if first { logger.warning("cannot record progress: \(error)") }
-                }
-                publishStatus()
-            },
-            checkpoint: { [self] path, iteration in
-                do {
-                    updates.publish(JobUpdate(job: try ledger.recordCheckpoint(job: id, path: path, iteration: iteration),
-                                              progress: slot.live.withLock { $0.progress }))
-                } catch {
-                    logger.warning("cannot record the checkpoint \(path): \(error)")
-                }
-            },
-            layerStatistics: { [self] rows in
-                do {
-                    try ledger.recordLayerStatistics(rows.map { JobScheduler.statistic($0, job: id) })
-                } catch {
-                    logger.warning("cannot record layer statistics: \(error)")
-                }
-            },
-            note: { [self] message in
-                do {
-                    try ledger.note(job: id, message: message, stage: slot.live.withLock { $0.progress?.stage })
-                } catch {
-                    logger.warning("cannot record a note: \(error)")
-                }
-            })
-    }
-
-    static func statistic(_ row: JobOutcome.LayerRow, job: Int64) -> LayerStatistic {
-        LayerStatistic(jobID: job, iteration: row.iteration, layer: row.layer, sparsity: row.sparsity, rank: row.rank,
-                       importance: row.importance, reconstructionError: row.reconstructionError)
     }
 }

@@ -1,14 +1,16 @@
+import Compression
 import Foundation
 import Ledger
+import Logging
 import Synchronization
 
 /// A change to one job: its ledger row after the change, and the runner's latest progress while it runs.
 public struct JobUpdate: Sendable, Equatable {
     public var job: JobRecord
     /// The runner's last report (iterations, steps, loss and ETA are not in the ledger); nil unless running.
-    public var progress: JobProgress?
+    public var progress: CompressionProgress?
 
-    public init(job: JobRecord, progress: JobProgress? = nil) {
+    public init(job: JobRecord, progress: CompressionProgress? = nil) {
         self.job = job
         self.progress = progress
     }
@@ -61,4 +63,16 @@ public final class JobUpdateFeed: Sendable {
     public var subscriberCount: Int { subscribers.withLock { $0.count } }
 
     private func remove(_ key: UUID) { _ = subscribers.withLock { $0.removeValue(forKey: key) } }
+}
+
+extension JobUpdateFeed {
+    /// Runs a ledger state change and publishes the row it leaves; an error (e.g. the job was marked
+    /// interrupted by a stop that ran out of time) is logged, not thrown: a job thread must end.
+    func record(_ logger: Logger, _ change: () throws -> JobRecord) {
+        do {
+            publish(JobUpdate(job: try change()))
+        } catch {
+            logger.error("ledger: \(error)")
+        }
+    }
 }

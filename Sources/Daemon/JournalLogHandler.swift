@@ -23,7 +23,7 @@ public struct JournalLogHandler: LogHandler {
     public init(label: String, level: Logger.Level = .info, sink: (@Sendable ([String]) -> Void)? = nil) {
         self.label = label
         self.logLevel = level
-        self.sink = sink ?? JournalLogHandler.sendToJournal
+        self.sink = sink ?? { JournalLogHandler.sendToJournal($0) }
     }
 
     /// The journal handler when stderr is connected to the journal, else swift-log's standard-error handler.
@@ -101,8 +101,11 @@ public struct JournalLogHandler: LogHandler {
         return fields
     }
 
-    /// Sends the fields with sd_journal_sendv (values may hold newlines; libsystemd encodes them).
-    @Sendable static func sendToJournal(_ fields: [String]) {
+    /// Sends the fields with sd_journal_sendv (values may hold newlines; libsystemd encodes them). Returns
+    /// whether the journal took them; when it did not, the message went to `fallback` (standard error).
+    @discardableResult
+    static func sendToJournal(_ fields: [String],
+                              fallback: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) -> Bool {
         let buffers = fields.map { Array($0.utf8) }
         let pointers = buffers.map { bytes -> UnsafeMutableRawPointer in
             let pointer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
@@ -113,8 +116,9 @@ public struct JournalLogHandler: LogHandler {
         var vectors = zip(pointers, buffers).map { iovec(iov_base: $0, iov_len: $1.count) }
         if sd_journal_sendv(&vectors, Int32(vectors.count)) < 0 {
             // The journal is gone (e.g. journald restarting): standard error still reaches it via the stream.
-            let line = fields.first.map { String($0.dropFirst("MESSAGE=".count)) } ?? ""
-            FileHandle.standardError.write(Data((line + "\n").utf8))
+            fallback(fields.first.map { String($0.dropFirst("MESSAGE=".count)) } ?? "")
+            return false
         }
+        return true
     }
 }

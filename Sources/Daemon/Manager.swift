@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Compression
 import Foundation
 import Ledger
 import Logging
@@ -8,7 +9,7 @@ import Logging
 /// The daemon's API: every operation `losactl` can ask for, as the control server calls them
 /// (io.losa.Manager in ARCHITECTURE.md). Reading is cheap and never blocks on a running job;
 /// `submit` blocks while it hashes the model, so call it off any event loop. Errors are
-/// `ManagerError`, whose `code` names the protocol error.
+/// `RequestError`, whose `code` names the protocol error.
 public final class Manager: Sendable {
     /// The part of the daemon the manager needs besides ledger and scheduler.
     public struct Hooks: Sendable {
@@ -65,7 +66,7 @@ public final class Manager: Sendable {
     }
 
     /// Jobs newest first, only those in `states` when given, at most `limit`.
-    public func jobs(states: Set<JobState>? = nil, limit: Int? = 100) throws -> [JobListing] {
+    public func jobs(states: Set<JobRecord.State>? = nil, limit: Int? = 100) throws -> [JobListing] {
         let jobs = try wrap { try ledger.jobs(in: states, limit: limit) }
         var names: [Int64: String] = [:]
         return try jobs.map { job in
@@ -77,7 +78,7 @@ public final class Manager: Sendable {
 
     /// One job with its model, history, per-layer statistics, metrics and live progress.
     public func job(_ id: Int64) throws -> JobView {
-        guard let details = try wrap({ try ledger.details(job: id) }) else { throw ManagerError.jobNotFound(id) }
+        guard let details = try wrap({ try ledger.details(job: id) }) else { throw RequestError.jobNotFound(id) }
         return JobView(details: details, progress: scheduler.progress(of: id))
     }
 
@@ -92,7 +93,7 @@ public final class Manager: Sendable {
         var rows: [JobMetrics] = []
         for jobID in ids {
             guard let details = try wrap({ try ledger.details(job: jobID) }) else {
-                if id != nil { throw ManagerError.jobNotFound(jobID) }
+                if id != nil { throw RequestError.jobNotFound(jobID) }
                 continue
             }
             if id == nil && details.metrics.isEmpty { continue }
@@ -107,7 +108,7 @@ public final class Manager: Sendable {
     public func watch(job id: Int64? = nil) throws -> AsyncStream<JobUpdate> {
         guard let id else { return scheduler.updates.subscribe() }
         let stream = scheduler.updates.subscribe(job: id)
-        guard let current = try wrap({ try ledger.job(id) }) else { throw ManagerError.jobNotFound(id) }
+        guard let current = try wrap({ try ledger.job(id) }) else { throw RequestError.jobNotFound(id) }
         let first = JobUpdate(job: current, progress: scheduler.progress(of: id))
         return AsyncStream { continuation in
             continuation.yield(first)
@@ -121,10 +122,10 @@ public final class Manager: Sendable {
 
     // MARK: - Changing
 
-    /// Queues the model at `path` (absolute) with the configured settings changed by `overrides`.
-    public func submit(path: String, overrides: JobSettings.Overrides = JobSettings.Overrides()) throws -> EnqueueOutcome {
-        guard !scheduler.isStopping else { throw ManagerError.shuttingDown }
-        let outcome = try intake.submit(path: path, overrides: overrides)
+    /// Queues the model at `path` (absolute) with the configured settings changed by `changes`.
+    public func submit(path: String, changes: [JobSettingKey: JobSettings.Value] = [:]) throws -> EnqueueOutcome {
+        guard !scheduler.isStopping else { throw RequestError.shuttingDown }
+        let outcome = try intake.submit(path: path, changes: changes)
         if case .enqueued(let job) = outcome {
             scheduler.updates.publish(JobUpdate(job: job))
             scheduler.wake()
@@ -141,7 +142,7 @@ public final class Manager: Sendable {
     /// Queues a failed, cancelled or refused job again; it resumes from its last checkpoint.
     @discardableResult
     public func retry(job id: Int64) throws -> JobRecord {
-        guard !scheduler.isStopping else { throw ManagerError.shuttingDown }
+        guard !scheduler.isStopping else { throw RequestError.shuttingDown }
         return try wrap { try scheduler.retry(job: id) }
     }
 
@@ -152,7 +153,7 @@ public final class Manager: Sendable {
     /// Starts queued jobs again. Returns whether it was paused before.
     @discardableResult
     public func resume() throws -> Bool {
-        guard !scheduler.isStopping else { throw ManagerError.shuttingDown }
+        guard !scheduler.isStopping else { throw RequestError.shuttingDown }
         return scheduler.resume()
     }
 
@@ -161,23 +162,23 @@ public final class Manager: Sendable {
         do {
             return try hooks.reload()
         } catch let error as ConfigError {
-            throw ManagerError.invalidConfiguration("\(error)")
+            throw RequestError.invalidConfiguration("\(error)")
         }
     }
 
-    /// Runs a ledger call, turning its errors into `ManagerError`.
+    /// Runs a ledger call, turning its errors into `RequestError`.
     private func wrap<T>(_ body: () throws -> T) throws -> T {
         do {
             return try body()
-        } catch let error as ManagerError {
+        } catch let error as RequestError {
             throw error
         } catch LedgerError.jobNotFound(let id) {
-            throw ManagerError.jobNotFound(id)
+            throw RequestError.jobNotFound(id)
         } catch let LedgerError.invalidTransition(job, operation, from, allowed) {
             let states = allowed.map(\.rawValue).joined(separator: " or ")
-            throw ManagerError.invalidState(job: job, reason: "it is \(from.rawValue); only a job that is \(states) can be \(Manager.pastTense(operation))")
+            throw RequestError.invalidState(job: job, reason: "it is \(from.rawValue); only a job that is \(states) can be \(Manager.pastTense(operation))")
         } catch {
-            throw ManagerError.internalError("\(error)")
+            throw RequestError.internalError("\(error)")
         }
     }
 
@@ -207,7 +208,7 @@ public struct DaemonStatus: Sendable, Equatable {
     public var running: [JobListing]
     public var queued: Int
     /// How many jobs are in each state (states with none are absent).
-    public var jobCounts: [JobState: Int]
+    public var jobCounts: [JobRecord.State: Int]
     public var runningJobsLimit: Int
     public var priority: DaemonConfig.Priority
     public var memoryLimit: DaemonConfig.MemoryLimit
@@ -220,20 +221,20 @@ public struct DaemonStatus: Sendable, Equatable {
 public struct JobListing: Sendable, Equatable {
     public var job: JobRecord
     public var modelName: String
-    public var progress: JobProgress?
+    public var progress: CompressionProgress?
 }
 
 /// One job in full (`losactl show`).
 public struct JobView: Sendable, Equatable {
     public var details: JobDetails
-    public var progress: JobProgress?
+    public var progress: CompressionProgress?
 }
 
 /// A job's figures (`losactl metrics`).
 public struct JobMetrics: Sendable, Equatable {
     public var jobID: Int64
     public var modelName: String
-    public var state: JobState
+    public var state: JobRecord.State
     /// By name.
     public var metrics: [JobMetric]
 }

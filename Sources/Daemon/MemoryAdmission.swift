@@ -1,3 +1,4 @@
+import Control
 /// Whether a job may start given its estimated peak memory: it must fit under the configured
 /// `scheduler.memory_limit`, the machine's available memory and the cgroup's headroom — the
 /// smallest of them decides, and a refusal says which one and by how much.
@@ -14,15 +15,15 @@ public enum MemoryAdmission {
                               limit: DaemonConfig.MemoryLimit) -> Decision {
         var bounds: [(bytes: Int, what: String)] = []
         if case .bytes(let bytes) = limit {
-            bounds.append((bytes, "scheduler.memory_limit is \(format(bytes))"))
+            bounds.append((bytes, "scheduler.memory_limit is \(Quantities.bytes(bytes))"))
         }
         if let available = availability.machineAvailable {
-            bounds.append((available, "the machine has \(format(available)) available (MemAvailable)"))
+            bounds.append((available, "the machine has \(Quantities.bytes(available)) available (MemAvailable)"))
         }
         if let headroom = availability.cgroupHeadroom, let cgroupLimit = availability.cgroupLimit {
             let folder = availability.cgroupFolder.map { " (\($0))" } ?? ""
-            bounds.append((headroom, "the service's cgroup\(folder) leaves \(format(headroom)) of its \(format(cgroupLimit)) limit"
-                                     + " with \(format(availability.cgroupUsage ?? 0)) in use"))
+            bounds.append((headroom, "the service's cgroup\(folder) leaves \(Quantities.bytes(headroom)) of its \(Quantities.bytes(cgroupLimit)) limit"
+                                     + " with \(Quantities.bytes(availability.cgroupUsage ?? 0)) in use"))
         }
         guard let binding = bounds.min(by: { $0.bytes < $1.bytes }) else {
             // Nothing known to compare with (no /proc): admit rather than block every job.
@@ -30,22 +31,8 @@ public enum MemoryAdmission {
         }
         let total = estimate.totalBytes
         guard total > binding.bytes else { return .admit(allowedBytes: binding.bytes) }
-        let parts = estimate.parts.filter { $0.bytes > 0 }.map { "\($0.name) \(format($0.bytes))" }.joined(separator: ", ")
-        return .refuse(reason: "\(job) needs an estimated \(format(total)) at its peak (\(parts)), but \(binding.what); "
-                             + "it is \(format(total - binding.bytes)) short. Free memory, raise the limit, or use a smaller profile.")
-    }
-
-    /// Bytes in binary units with one decimal ("1.5 GiB", "512.0 MiB", "900 B").
-    public static func format(_ bytes: Int) -> String {
-        let units = ["KiB", "MiB", "GiB", "TiB", "PiB"]
-        guard bytes >= 1024 else { return "\(bytes) B" }
-        var value = Double(bytes) / 1024
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        let tenths = (value * 10).rounded()
-        return "\(Int(tenths) / 10).\(Int(tenths) % 10) \(units[unit])"
+        let parts = estimate.parts.filter { $0.bytes > 0 }.map { "\($0.name) \(Quantities.bytes($0.bytes))" }.joined(separator: ", ")
+        return .refuse(reason: "\(job) needs an estimated \(Quantities.bytes(total)) at its peak (\(parts)), but \(binding.what); "
+                             + "it is \(Quantities.bytes(total - binding.bytes)) short. Free memory, raise the limit, or use a smaller profile.")
     }
 }

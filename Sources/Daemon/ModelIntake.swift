@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Compression
 import Foundation
 import Ledger
 import Logging
@@ -83,17 +84,22 @@ public final class ModelIntake: Sendable {
     }
 
     /// Validates, hashes and queues the model at `path` (absolute) with the configuration's settings
-    /// changed by `overrides`. Blocks while it hashes the model (seconds for gigabytes).
-    public func submit(path: String, overrides: JobSettings.Overrides) throws -> EnqueueOutcome {
-        let settings = try self.settings().applying(overrides)
+    /// changed by `changes`. Blocks while it hashes the model (seconds for gigabytes).
+    public func submit(path: String, changes: [JobSettingKey: JobSettings.Value] = [:]) throws -> EnqueueOutcome {
+        let settings: JobSettings
+        do {
+            settings = try self.settings().applying(changes)
+        } catch {
+            throw RequestError.invalidSetting(error)
+        }
         guard path.hasPrefix("/") else {
-            throw ManagerError.invalidModel(path: path, reason: "the path must be absolute (the daemon has its own working folder)")
+            throw RequestError.invalidModel(path: path, reason: "the path must be absolute (the daemon has its own working folder)")
         }
         let format: InboxCandidate.Format
         let files: [String]
         var info = stat()
         guard stat(path, &info) == 0 else {
-            throw ManagerError.invalidModel(path: path, reason: String(cString: strerror(errno)))
+            throw RequestError.invalidModel(path: path, reason: String(cString: strerror(errno)))
         }
         switch info.st_mode & S_IFMT {
         case S_IFREG where path.lowercased().hasSuffix(".gguf"):
@@ -103,18 +109,18 @@ public final class ModelIntake: Sendable {
             format = .huggingFace
             files = ModelIntake.visibleFiles(path)
         default:
-            throw ManagerError.invalidModel(path: path, reason: "it is neither a .gguf file nor a Hugging Face folder")
+            throw RequestError.invalidModel(path: path, reason: "it is neither a .gguf file nor a Hugging Face folder")
         }
         let checkpoint: Checkpoint
         switch ModelIntake.open(path) {
         case .success(let opened): checkpoint = opened
-        case .failure(let error): throw ManagerError.invalidModel(path: path, reason: "\(error)")
+        case .failure(let error): throw RequestError.invalidModel(path: path, reason: "\(error)")
         }
         let hash: String
         do {
             hash = format == .gguf ? try ContentHash.file(path) : try ContentHash.folder(path, files: files)
         } catch {
-            throw ManagerError.invalidModel(path: path, reason: "\(error)")
+            throw RequestError.invalidModel(path: path, reason: "\(error)")
         }
         let name = (path as NSString).lastPathComponent
         let candidate = InboxCandidate(path: path, name: name, format: format, sizeBytes: Int64(checkpoint.fileSize), contentHash: hash)
@@ -126,7 +132,7 @@ public final class ModelIntake: Sendable {
                           metadata: ["job_id": "\(outcome.job.id!)"])
             return outcome
         } catch {
-            throw ManagerError.internalError("\(error)")
+            throw RequestError.internalError("\(error)")
         }
     }
 

@@ -25,7 +25,7 @@ struct WatchFollower {
         }
         guard update.job.id == jobID else { return nil }
         let job = ControlReplies.job(update.job, progress: update.progress)
-        let message = update.progress?.message
+        let message = update.progress.flatMap { $0.message.isEmpty ? nil : $0.message }
         defer {
             self.last = job
             lastMessage = message

@@ -9,7 +9,7 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, MutableP
     public var modelID: Int64
     /// The file or folder this job reads (a model may be dropped at several paths).
     public var inputPath: String
-    public var state: JobState
+    public var state: JobRecord.State
     /// The pipeline stage while running (e.g. "calibrate", "losa", "export"); the last one reached after.
     public var stage: String?
     /// Fraction of the whole job done, 0…1.
@@ -31,7 +31,7 @@ public struct JobRecord: Codable, Sendable, Equatable, FetchableRecord, MutableP
     /// How many times the job has been started (a resume after a crash counts again).
     public var attempts: Int
 
-    public init(id: Int64? = nil, modelID: Int64, inputPath: String, state: JobState = .queued, stage: String? = nil,
+    public init(id: Int64? = nil, modelID: Int64, inputPath: String, state: JobRecord.State = .queued, stage: String? = nil,
                 progress: Double = 0, iteration: Int? = nil, step: Int? = nil, settings: String,
                 createdAt: Date, startedAt: Date? = nil, finishedAt: Date? = nil, error: String? = nil,
                 outputPath: String? = nil, checkpointPath: String? = nil, attempts: Int = 0) {

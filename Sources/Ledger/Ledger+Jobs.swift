@@ -38,7 +38,7 @@ extension Ledger {
         try Ledger.validateSettings(settings)
         return try writer.write { db in
             let stored = try Ledger.registerModel(model, db)
-            let active: [JobState] = [.queued, .running, .succeeded]
+            let active: [JobRecord.State] = [.queued, .running, .succeeded]
             if let existing = try JobRecord
                 .filter(JobRecord.Columns.modelID == stored.id!)
                 .filter(JobRecord.Columns.settings == settings)
@@ -109,16 +109,21 @@ extension Ledger {
         }
     }
 
-    /// running → succeeded, with the output's path and the job's final figures.
+    /// running → succeeded, with everything the finished job produced, in one transaction: the output's path
+    /// (already published), its report, its figures and its per-layer rows. Either all of it is recorded or
+    /// none, so a crash leaves the job running (to be re-queued) or succeeded with its output.
     @discardableResult
-    public func succeed(job id: Int64, outputPath: String, metrics: [JobMetric] = []) throws -> JobRecord {
-        try transition(id, "finish", from: [.running]) { db, job in
+    public func succeed(job id: Int64, outputPath: String, reportPath: String? = nil, metrics: [JobMetric] = [],
+                        layerStatistics: [LayerStatistic] = []) throws -> JobRecord {
+        try Ledger.check(layerStatistics)
+        return try transition(id, "finish", from: [.running]) { db, job in
             job.state = .succeeded
             job.progress = 1
             job.finishedAt = self.clock()
             job.outputPath = outputPath
             try Ledger.replaceMetrics(metrics, job: id, db)
-            return (.succeeded, "wrote \(outputPath)")
+            try Ledger.replace(layerStatistics.filter { $0.jobID == id }, db)
+            return (.succeeded, "wrote \(outputPath)" + (reportPath.map { "; report at \($0)" } ?? ""))
         }
     }
 
@@ -184,7 +189,7 @@ extension Ledger {
     /// Returns the re-queued jobs in queue order.
     public func recoverInterruptedJobs(reason: String = "the daemon stopped while it ran") throws -> [JobRecord] {
         try writer.write { db in
-            var jobs = try JobRecord.filter(JobRecord.Columns.state == JobState.running.rawValue)
+            var jobs = try JobRecord.filter(JobRecord.Columns.state == JobRecord.State.running.rawValue)
                 .order(JobRecord.Columns.id).fetchAll(db)
             for index in jobs.indices {
                 jobs[index].state = .queued
@@ -207,26 +212,12 @@ extension Ledger {
     /// Records per-layer figures of a running job; a row for the same iteration and layer is replaced
     /// (a resumed job repeats the iteration it was in).
     public func recordLayerStatistics(_ statistics: [LayerStatistic]) throws {
-        for s in statistics {
-            guard s.iteration >= 1, s.layer >= 0, s.rank >= 0 else {
-                throw LedgerError.invalidValue(field: "layer_statistics", value: "iteration \(s.iteration), layer \(s.layer), rank \(s.rank)",
-                                               reason: "iterations count from 1, layers and ranks from 0")
-            }
-            guard s.sparsity.isFinite, (0...1).contains(s.sparsity) else {
-                throw LedgerError.invalidValue(field: "layer_statistics.sparsity", value: "\(s.sparsity)", reason: "a fraction in 0…1")
-            }
-        }
+        try Ledger.check(statistics)
         try writer.write { db in
             for jobID in Set(statistics.map(\.jobID)) {
                 try Ledger.require(try Ledger.fetchJob(db, jobID), in: [.running], "record layer statistics for")
             }
-            for var s in statistics {
-                try LayerStatistic.filter(LayerStatistic.Columns.jobID == s.jobID)
-                    .filter(LayerStatistic.Columns.iteration == s.iteration)
-                    .filter(LayerStatistic.Columns.layer == s.layer).deleteAll(db)
-                s.id = nil
-                try s.insert(db)
-            }
+            try Ledger.replace(statistics, db)
         }
     }
 
@@ -243,8 +234,8 @@ extension Ledger {
     // MARK: - Helpers
 
     /// Loads the job, checks its state, lets `change` edit it, saves it and writes the event `change` names.
-    func transition(_ id: Int64, _ operation: String, from allowed: [JobState],
-                    _ change: (Database, inout JobRecord) throws -> (JobEvent.Kind, String)) throws -> JobRecord {
+    func transition(_ id: Int64, _ operation: String, from allowed: [JobRecord.State],
+                    _ change: (Database, inout JobRecord) throws -> (JobEventRecord.Kind, String)) throws -> JobRecord {
         try writer.write { db in
             var job = try Ledger.fetchJob(db, id)
             try Ledger.require(job, in: allowed, operation)
@@ -255,8 +246,8 @@ extension Ledger {
         }
     }
 
-    func insertEvent(_ db: Database, _ jobID: Int64, _ kind: JobEvent.Kind, stage: String?, message: String) throws {
-        var event = JobEvent(jobID: jobID, time: clock(), kind: kind, stage: stage, message: message)
+    func insertEvent(_ db: Database, _ jobID: Int64, _ kind: JobEventRecord.Kind, stage: String?, message: String) throws {
+        var event = JobEventRecord(jobID: jobID, time: clock(), kind: kind, stage: stage, message: message)
         try event.insert(db)
     }
 
@@ -265,7 +256,7 @@ extension Ledger {
         return job
     }
 
-    static func require(_ job: JobRecord, in allowed: [JobState], _ operation: String) throws {
+    static func require(_ job: JobRecord, in allowed: [JobRecord.State], _ operation: String) throws {
         guard allowed.contains(job.state) else {
             throw LedgerError.invalidTransition(job: job.id!, operation: operation, from: job.state, allowed: allowed)
         }
@@ -288,6 +279,28 @@ extension Ledger {
     static func validateSettings(_ settings: String) throws {
         guard (try? JSONSerialization.jsonObject(with: Data(settings.utf8))) is [String: Any] else {
             throw LedgerError.invalidValue(field: "jobs.settings", value: String(settings.prefix(80)), reason: "a JSON object")
+        }
+    }
+
+    static func check(_ statistics: [LayerStatistic]) throws {
+        for s in statistics {
+            guard s.iteration >= 1, s.layer >= 0, s.rank >= 0 else {
+                throw LedgerError.invalidValue(field: "layer_statistics", value: "iteration \(s.iteration), layer \(s.layer), rank \(s.rank)",
+                                               reason: "iterations count from 1, layers and ranks from 0")
+            }
+            guard s.sparsity.isFinite, (0...1).contains(s.sparsity) else {
+                throw LedgerError.invalidValue(field: "layer_statistics.sparsity", value: "\(s.sparsity)", reason: "a fraction in 0…1")
+            }
+        }
+    }
+
+    static func replace(_ statistics: [LayerStatistic], _ db: Database) throws {
+        for var s in statistics {
+            try LayerStatistic.filter(LayerStatistic.Columns.jobID == s.jobID)
+                .filter(LayerStatistic.Columns.iteration == s.iteration)
+                .filter(LayerStatistic.Columns.layer == s.layer).deleteAll(db)
+            s.id = nil
+            try s.insert(db)
         }
     }
 

@@ -5,7 +5,7 @@ public struct JobDetails: Sendable, Equatable {
     public var job: JobRecord
     public var model: ModelRecord
     /// Oldest first.
-    public var events: [JobEvent]
+    public var events: [JobEventRecord]
     /// By iteration, then layer.
     public var layerStatistics: [LayerStatistic]
     /// By name.
@@ -30,26 +30,26 @@ extension Ledger {
     /// Queued jobs in the order they will run (first in, first out).
     public func queuedJobs() throws -> [JobRecord] {
         try writer.read { db in
-            try JobRecord.filter(JobRecord.Columns.state == JobState.queued.rawValue).order(JobRecord.Columns.id).fetchAll(db)
+            try JobRecord.filter(JobRecord.Columns.state == JobRecord.State.queued.rawValue).order(JobRecord.Columns.id).fetchAll(db)
         }
     }
 
     /// The job that runs next, if any.
     public func nextQueuedJob() throws -> JobRecord? {
         try writer.read { db in
-            try JobRecord.filter(JobRecord.Columns.state == JobState.queued.rawValue).order(JobRecord.Columns.id).fetchOne(db)
+            try JobRecord.filter(JobRecord.Columns.state == JobRecord.State.queued.rawValue).order(JobRecord.Columns.id).fetchOne(db)
         }
     }
 
     /// Jobs marked running. At start, before anything runs, these are the interrupted ones.
     public func runningJobs() throws -> [JobRecord] {
         try writer.read { db in
-            try JobRecord.filter(JobRecord.Columns.state == JobState.running.rawValue).order(JobRecord.Columns.id).fetchAll(db)
+            try JobRecord.filter(JobRecord.Columns.state == JobRecord.State.running.rawValue).order(JobRecord.Columns.id).fetchAll(db)
         }
     }
 
     /// Jobs newest first, optionally only those in `states`, at most `limit`.
-    public func jobs(in states: Set<JobState>? = nil, limit: Int? = nil) throws -> [JobRecord] {
+    public func jobs(in states: Set<JobRecord.State>? = nil, limit: Int? = nil) throws -> [JobRecord] {
         try writer.read { db in
             var request = JobRecord.order(JobRecord.Columns.id.desc)
             if let states { request = request.filter(states.map(\.rawValue).contains(JobRecord.Columns.state)) }
@@ -63,7 +63,7 @@ extension Ledger {
         try writer.read { db in
             guard let job = try JobRecord.fetchOne(db, key: id) else { return nil }
             guard let model = try ModelRecord.fetchOne(db, key: job.modelID) else { throw LedgerError.modelNotFound(job.modelID) }
-            let events = try JobEvent.filter(JobEvent.Columns.jobID == id).order(JobEvent.Columns.id).fetchAll(db)
+            let events = try JobEventRecord.filter(JobEventRecord.Columns.jobID == id).order(JobEventRecord.Columns.id).fetchAll(db)
             let statistics = try LayerStatistic.filter(LayerStatistic.Columns.jobID == id)
                 .order(LayerStatistic.Columns.iteration, LayerStatistic.Columns.layer).fetchAll(db)
             let metrics = try JobMetric.filter(JobMetric.Columns.jobID == id).order(JobMetric.Columns.name).fetchAll(db)
@@ -72,12 +72,12 @@ extension Ledger {
     }
 
     /// How many jobs are in each state (states with none are absent).
-    public func jobCounts() throws -> [JobState: Int] {
+    public func jobCounts() throws -> [JobRecord.State: Int] {
         try writer.read { db in
             let rows = try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-            var counts: [JobState: Int] = [:]
+            var counts: [JobRecord.State: Int] = [:]
             for row in rows {
-                if let state = JobState(rawValue: row["state"]) { counts[state] = row["n"] }
+                if let state = JobRecord.State(rawValue: row["state"]) { counts[state] = row["n"] }
             }
             return counts
         }

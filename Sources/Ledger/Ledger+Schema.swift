@@ -19,7 +19,7 @@ extension Ledger {
                 t.autoIncrementedPrimaryKey("id")
                 t.column("model_id", .integer).notNull().indexed().references("models", onDelete: .restrict)
                 t.column("input_path", .text).notNull()
-                t.column("state", .text).notNull().indexed().check { JobState.allCases.map(\.rawValue).contains($0) }
+                t.column("state", .text).notNull().indexed().check { JobRecord.State.allCases.map(\.rawValue).contains($0) }
                 t.column("stage", .text)
                 t.column("progress", .double).notNull().defaults(to: 0).check { $0 >= 0 && $0 <= 1 }
                 t.column("iteration", .integer)
@@ -37,7 +37,7 @@ extension Ledger {
                 t.autoIncrementedPrimaryKey("id")
                 t.column("job_id", .integer).notNull().indexed().references("jobs", onDelete: .cascade)
                 t.column("time", .datetime).notNull()
-                t.column("kind", .text).notNull().check { JobEvent.Kind.allCases.map(\.rawValue).contains($0) }
+                t.column("kind", .text).notNull().check { JobEventRecord.Kind.allCases.map(\.rawValue).contains($0) }
                 t.column("stage", .text)
                 t.column("message", .text).notNull()
             }

@@ -49,6 +49,13 @@ public final class Ledger: Sendable {
         return configuration
     }
 
+    /// Copies the write-ahead log into the database file and empties it (a clean stop calls it, so the
+    /// state folder holds one complete file); a no-op for an in-memory ledger.
+    public func checkpointWriteAheadLog() throws {
+        guard writer is DatabasePool else { return }
+        try writer.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+    }
+
     /// The journal mode SQLite reports ("wal" for a file ledger).
     public func journalMode() throws -> String {
         try writer.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") ?? "" }

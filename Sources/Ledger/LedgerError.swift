@@ -5,7 +5,7 @@ public enum LedgerError: Error, Equatable, Sendable, CustomStringConvertible {
     /// No model has this id.
     case modelNotFound(Int64)
     /// The job is not in a state from which `operation` may move it.
-    case invalidTransition(job: Int64, operation: String, from: JobState, allowed: [JobState])
+    case invalidTransition(job: Int64, operation: String, from: JobRecord.State, allowed: [JobRecord.State])
     /// A field was given a value the schema does not accept.
     case invalidValue(field: String, value: String, reason: String)
     /// The database file could not be opened or migrated.

@@ -3,7 +3,9 @@ import Glibc
 #endif
 
 /// An output file that appears at its destination complete and on disk, or
-/// not at all, and that replaces an existing file only when asked.
+/// not at all, and that replaces an existing file only when asked. losad's one
+/// way of writing a file durably: exports, reports and job checkpoints all go
+/// through it (folders through `AtomicOutputFolder`, which builds on it).
 ///
 /// Bytes go through a fixed buffer (nothing holds the whole file in memory)
 /// into a temporary sibling of the destination, `.NAME.RANDOM.tmp`, in the
@@ -13,15 +15,17 @@ import Glibc
 /// name is taken; on filesystems without hard links it is a check, then a
 /// rename. Until `commit()` succeeds the temporary file is removed by
 /// `discard()`, by deinit, and by `write(to:replacingExisting:_:)` on any error.
-final class AtomicOutputFile {
-    let destination: String
-    let temporaryPath: String
+/// Every failing system call is reported (`ModelFormatError.io` naming the
+/// file and the operation), the folder's fsync included.
+public final class AtomicOutputFile {
+    public let destination: String
+    public let temporaryPath: String
     private let replacingExisting: Bool
     private var descriptor: Int32
     private let buffer: UnsafeMutableRawBufferPointer
     private var buffered = 0
     /// Bytes written so far, buffered ones included: the file offset of the next byte.
-    private(set) var position = 0
+    public private(set) var position = 0
     /// The temporary file is gone: published or removed.
     private var finished = false
 
@@ -31,7 +35,7 @@ final class AtomicOutputFile {
 
     /// Creates `destination` from what `body` writes, then commits it; on any
     /// error the temporary file is removed and `destination` is left as it was.
-    static func write(to destination: String, replacingExisting: Bool, _ body: (AtomicOutputFile) throws -> Void) throws {
+    public static func write(to destination: String, replacingExisting: Bool, _ body: (AtomicOutputFile) throws -> Void) throws {
         let file = try AtomicOutputFile(destination: destination, replacingExisting: replacingExisting)
         do {
             try body(file)
@@ -42,9 +46,14 @@ final class AtomicOutputFile {
         }
     }
 
+    /// Creates `destination` holding `bytes` (a report, a small state file).
+    public static func write(_ bytes: [UInt8], to destination: String, replacingExisting: Bool) throws {
+        try write(to: destination, replacingExisting: replacingExisting) { try $0.write(bytes) }
+    }
+
     /// Opens a new temporary file for `destination`; fails at once when
     /// `destination` exists and `replacingExisting` is false.
-    init(destination: String, replacingExisting: Bool) throws {
+    public init(destination: String, replacingExisting: Bool) throws {
         self.destination = destination
         self.replacingExisting = replacingExisting
         if !replacingExisting {
@@ -81,7 +90,7 @@ final class AtomicOutputFile {
 
     /// Throws the error a write without `replacingExisting` throws when `path`
     /// exists, so that a write of several files can check them all first.
-    static func refuseExisting(_ path: String) throws {
+    public static func refuseExisting(_ path: String) throws {
         if exists(path) {
             throw ModelFormatError.io(file: path, operation: "write",
                                       reason: "the file already exists (losad replaces a file only when asked)")
@@ -90,7 +99,7 @@ final class AtomicOutputFile {
 
     // MARK: - Writing
 
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard !bytes.isEmpty else { return }
         if bytes.count > buffer.count - buffered {
             try flush()
@@ -104,17 +113,17 @@ final class AtomicOutputFile {
         position += bytes.count
     }
 
-    func write(_ bytes: [UInt8]) throws {
+    public func write(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try write($0) }
     }
 
     /// Writes `value` little-endian.
-    func write<T: FixedWidthInteger>(_ value: T) throws {
+    public func write<T: FixedWidthInteger>(_ value: T) throws {
         try withUnsafeBytes(of: value.littleEndian) { try write($0) }
     }
 
     /// Writes zero bytes up to the next multiple of `alignment`.
-    func pad(to alignment: Int) throws {
+    public func pad(to alignment: Int) throws {
         let padding = (alignment - position % alignment) % alignment
         if padding > 0 {
             try write([UInt8](repeating: 0, count: padding))
@@ -153,7 +162,7 @@ final class AtomicOutputFile {
 
     /// Flushes, fsyncs and closes the temporary file, moves it to the
     /// destination, then fsyncs the folder so that the move survives a crash.
-    func commit() throws {
+    public func commit() throws {
         precondition(descriptor >= 0 && !finished, "commit() after commit() or discard()")
         try flush()
         while fsync(descriptor) != 0 {
@@ -176,7 +185,7 @@ final class AtomicOutputFile {
             try placeWithoutReplacing()
         }
         finished = true
-        syncDirectory()
+        try Self.syncFolder(splitPath(destination).directory, file: destination)
     }
 
     /// A hard link fails rather than replace an existing name, atomically.
@@ -210,17 +219,25 @@ final class AtomicOutputFile {
             reason: "the file appeared while it was being written (losad replaces a file only when asked)")
     }
 
-    /// Best effort: the data is already synced and the file in place, and some
-    /// filesystems cannot fsync a folder.
-    private func syncDirectory() {
-        let handle = open(splitPath(destination).directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard handle >= 0 else { return }
-        while fsync(handle) != 0 && errno == EINTR {}
-        close(handle)
+    /// Fsyncs a folder so that the names just written or renamed in it survive a crash; `file` is what
+    /// the error names. A filesystem that cannot fsync a folder at all (EINVAL, EROFS) has nothing to lose.
+    public static func syncFolder(_ directory: String, file: String) throws {
+        let handle = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard handle >= 0 else {
+            let code = errno
+            throw ModelFormatError.io(file: file, operation: "open the folder \(directory) to fsync it", reason: describe(code))
+        }
+        defer { close(handle) }
+        while fsync(handle) != 0 {
+            let code = errno
+            if code == EINTR { continue }
+            if code == EINVAL || code == EROFS { return }
+            throw ModelFormatError.io(file: file, operation: "fsync the folder \(directory)", reason: describe(code))
+        }
     }
 
     /// Closes and removes the temporary file; does nothing once committed.
-    func discard() {
+    public func discard() {
         if descriptor >= 0 {
             close(descriptor)
             descriptor = -1
@@ -234,12 +251,12 @@ final class AtomicOutputFile {
     // MARK: - Helpers
 
     /// lstat, so that a dangling symbolic link counts as taken too.
-    private static func exists(_ path: String) -> Bool {
+    static func exists(_ path: String) -> Bool {
         var status = stat()
         return lstat(path, &status) == 0
     }
 
-    private static func describe(_ code: Int32) -> String {
+    static func describe(_ code: Int32) -> String {
         String(cString: strerror(code))
     }
 }

@@ -38,18 +38,18 @@ struct ShowCommand: AsyncParsableCommand {
         if let pruned = figures.prunedPerplexity { results.append("pruned \(Formatting.number(pruned))") }
         if let final = figures.perplexity { results.append("LoSA \(Formatting.number(final))") }
         if !results.isEmpty { lines.append("perplexity: " + results.joined(separator: ", ")) }
-        if let sparsity = figures.measuredSparsity { lines.append("sparsity:   \(Formatting.percent(sparsity)) zeros measured in the output") }
+        if let sparsity = figures.measuredSparsity { lines.append("sparsity:   \(Quantities.percent(sparsity)) zeros measured in the output") }
         if let count = figures.parameterCount { lines.append("parameters: \(Formatting.grouped(count))") }
-        if let peak = figures.peakMemoryBytes { lines.append("peak RSS:   \(Formatting.bytes(peak))") }
-        if let size = figures.outputBytes { lines.append("size:       \(Formatting.bytes(size))") }
-        if let seconds = figures.seconds { lines.append("took:       \(Formatting.duration(seconds))") }
+        if let peak = figures.peakMemoryBytes { lines.append("peak RSS:   \(Quantities.bytes(peak))") }
+        if let size = figures.outputBytes { lines.append("size:       \(Quantities.bytes(size))") }
+        if let seconds = figures.seconds { lines.append("took:       \(Quantities.duration(seconds))") }
         print(lines.joined(separator: "\n"))
 
         if !reply.iterations.isEmpty {
             var table = TextTable(["ITERATION", "SPARSITY", "MEAN RANK", "LOSS", "TIME"], rightAligned: [0, 1, 2, 3, 4])
             for iteration in reply.iterations {
                 table.add(["\(iteration.iteration)", Formatting.number(iteration.sparsity), Formatting.number(iteration.meanRank),
-                           iteration.loss.map(Formatting.number) ?? "-", iteration.seconds.map(Formatting.duration) ?? "-"])
+                           iteration.loss.map(Formatting.number) ?? "-", iteration.seconds.map(Quantities.duration) ?? "-"])
             }
             print("\n" + table.rendered)
         }

@@ -13,7 +13,7 @@ struct StatusCommand: AsyncParsableCommand {
         let status = try await options.withDaemon("status") { try await $0.status() }
         if options.json { return try options.printJSON(status) }
         print("""
-        losad \(status.version): \(status.state.rawValue), up \(Formatting.duration(status.uptimeSeconds))
+        losad \(status.version): \(status.state.rawValue), up \(Quantities.duration(status.uptimeSeconds))
         queue:   \(status.queued) queued, \(status.running.count) running
         device:  \(status.device)
         kernel:  OpenBLAS \(status.kernel)

@@ -7,18 +7,18 @@ struct SubmitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "submit",
         abstract: "Queue a model that is not in the inbox: a .gguf file or a Hugging Face folder.",
-        discussion: "Settings left out take the daemon's configured defaults. The daemon reads the model as its own user, so the path must be readable by it.")
+        discussion: "Settings left out take the daemon's configured defaults; the daemon checks the values, and refuses one it does not accept with the sentence its configuration file and `losad compress` give. The daemon reads the model as its own user, so the path must be readable by it.")
 
     @Argument(help: ArgumentHelp("The model: a .gguf file or a Hugging Face folder.", valueName: "path"), completion: .file())
     var path: String
 
-    @Option(name: .long, help: ArgumentHelp("Target average sparsity, above 0 and below 1 (e.g. 0.5).", valueName: "s"))
+    @Option(name: .long, help: ArgumentHelp("Target average sparsity, from 0.01 to 0.95 (e.g. 0.5).", valueName: "s"))
     var sparsity: Double?
 
     @Option(name: .long, help: ArgumentHelp("Pruning score: magnitude, wanda or sparsegpt.", valueName: "method"))
     var method: String?
 
-    @Option(name: .long, help: ArgumentHelp("Where zeros may fall: unstructured, 2:4 or 4:8.", valueName: "pattern"))
+    @Option(name: .long, help: ArgumentHelp("Where zeros may fall: unstructured, or N:M such as 2:4 or 4:8.", valueName: "pattern"))
     var pattern: String?
 
     @Option(name: .long, help: ArgumentHelp("Sparsity per layer: rmi or uniform.", valueName: "allocation"))
@@ -38,13 +38,11 @@ struct SubmitCommand: AsyncParsableCommand {
             completion: .file())
     var evaluation: String?
 
-    @OptionGroup var options: GlobalOptions
+    @Option(name: .long, help: ArgumentHelp("The files to write: gguf (the interoperable export), sparse (losad's sparse file), or gguf,sparse.",
+                                            valueName: "outputs"))
+    var outputs: String?
 
-    func validate() throws {
-        if let sparsity, !(sparsity > 0 && sparsity < 1) {
-            throw ValidationError("--sparsity must be above 0 and below 1, not \(sparsity)")
-        }
-    }
+    @OptionGroup var options: GlobalOptions
 
     /// `path` made absolute against the current directory: the daemon's differs.
     static func absolute(_ path: String) -> String {
@@ -56,7 +54,8 @@ struct SubmitCommand: AsyncParsableCommand {
         let parameters = SubmitParameters(
             path: Self.absolute(path), sparsity: sparsity, method: method, pattern: pattern, allocation: allocation,
             recovery: recovery, profile: profile, calibration: calibration.map(Self.absolute),
-            evaluation: evaluation.map(Self.absolute))
+            evaluation: evaluation.map(Self.absolute),
+            outputs: outputs.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) })
         let reply = try await options.withDaemon("submit \(parameters.path)") { try await $0.submit(parameters) }
         if options.json { return try options.printJSON(reply) }
         print("job \(reply.job.id) \(reply.job.state.rawValue): \(reply.job.model) (\(Formatting.settings(reply.job.settings)))")

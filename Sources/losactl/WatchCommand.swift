@@ -92,8 +92,8 @@ struct ProgressDisplay {
     static func bars(_ job: Job) -> [String] {
         var lines = ["job \(job.id) \(job.model): \(job.state.rawValue)"]
         guard let progress = job.progress else { return lines }
-        let eta = progress.etaSeconds.map { "  ETA \(Formatting.duration($0))" } ?? ""
-        lines.append("  \(pad("job")) \(bar(progress.fraction)) \(Formatting.percent(progress.fraction))  \(progress.stage)\(eta)")
+        let eta = progress.etaSeconds.map { "  ETA \(Quantities.duration($0))" } ?? ""
+        lines.append("  \(pad("job")) \(bar(progress.fraction)) \(Quantities.percent(progress.fraction))  \(progress.stage)\(eta)")
         if let iteration = progress.iteration, let iterations = progress.iterations, iterations > 0 {
             lines.append("  \(pad("iteration")) \(bar(Double(iteration) / Double(iterations))) \(iteration)/\(iterations)")
         }

@@ -1,11 +1,10 @@
 import ArgumentParser
 import Compression
 import Foundation
-import Logging
-import ModelFormats
 
 /// `losad compress INPUT --out DIR …`: one compression job in the foreground — exactly what the daemon runs
-/// for a model dropped into its inbox.
+/// for a model dropped into its inbox. The job settings parse through `JobSettings`, as the daemon's `[job]`
+/// keys and `losactl submit` do, so a value is refused with the same sentence everywhere.
 struct CompressCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "compress",
@@ -16,8 +15,8 @@ struct CompressCommand: ParsableCommand {
         pruned-only and final model (measured on the exported file). A checkpoint after each LoSA iteration lives in \
         DIR/.checkpoint; running the same command again resumes from it. Ctrl-C stops at the next step. \
         Without --calib/--eval, the English Python documentation shipped with Python (pydoc_data) is used: some \
-        topics for calibration and training, the others held out for evaluation. Exit status: 0 done, 1 the job \
-        failed (with a sentence saying why), 2 usage, 130 cancelled.
+        topics for calibration and training, the others held out for evaluation. The budget options take 0 for the \
+        profile's value. Exit status: 0 done, 1 the job failed (with a sentence saying why), 2 usage, 130 cancelled.
         """
     )
 
@@ -27,119 +26,93 @@ struct CompressCommand: ParsableCommand {
     @Option(name: .long, help: "Output folder (created; the model and report.json go inside).")
     var out: String
 
-    @Option(name: .long, help: "Target average sparsity of the projections, in [0, 1).")
-    var sparsity: Double?
-
+    @Option(name: .long, help: "Target average sparsity of the projections, from 0.01 to 0.95.")
+    var sparsity: String?
     @Option(name: .long, help: "Pruning method: wanda, sparsegpt or magnitude.")
     var method: String?
-
-    @Option(name: .long, help: "Sparsity pattern: unstructured, 2:4 or 4:8.")
+    @Option(name: .long, help: "Sparsity pattern: unstructured, or N:M such as 2:4 or 4:8.")
     var pattern: String?
-
     @Option(name: .long, help: "Layer-wise sparsity: rmi (from layer similarity) or uniform.")
-    var allocation: LayerAllocationMode?
-
+    var allocation: String?
     @Option(name: .long, help: "Recovery: losa, lora (the dense-LoRA baseline) or none (pruning only).")
-    var recovery: RecoveryMethod?
-
-    @Option(name: .long, help: "Budget profile: quick (minutes), standard, or paper (the reference hyper-parameters).")
-    var profile: CompressionProfile = .quick
+    var recovery: String?
+    @Option(name: .long, help: "Budget profile: quick (minutes; the default here), standard, or paper (the reference hyper-parameters).")
+    var profile = CompressionProfile.quick.rawValue
+    @Option(name: .long, help: "Tensor type of the pruned projections: auto, q8_0, q4_0, f16, bf16 or f32.")
+    var exportType: String?
+    @Option(name: .long, help: "The files to write: gguf (the interoperable export), sparse (losad's sparse file), or both: gguf,sparse.")
+    var outputs: String?
+    @Option(name: .long, help: "LoSA iterations T.")
+    var iterations: String?
+    @Option(name: .long, help: "Training windows over the whole job.")
+    var trainingSamples: String?
+    @Option(name: .long, help: "Calibration windows.")
+    var calibrationWindows: String?
+    @Option(name: .long, help: "Tokens per calibration window.")
+    var calibrationLength: String?
+    @Option(name: .long, help: "Tokens per training window.")
+    var trainingLength: String?
+    @Option(name: .long, help: "Tokens per evaluation window.")
+    var evalLength: String?
+    @Option(name: .long, help: "Evaluation windows per text.")
+    var evalWindows: String?
 
     @Option(name: .long, help: "Calibration text: a text file, a JSONL file with \"text\" fields, or a folder of .txt files. Also the training text unless --train is given.")
     var calib: String?
-
     @Option(name: .long, help: "Training text (same forms as --calib). Default: the calibration text.")
     var train: String?
-
     @Option(name: .long, help: "Evaluation text (repeatable; 'default' names the held-out Python documentation).")
     var eval: [String] = []
-
-    @Option(name: .long, help: "LoSA iterations T.")
-    var iterations: Int?
-
-    @Option(name: .long, help: "Training windows over the whole job.")
-    var trainingSamples: Int?
-
-    @Option(name: .long, help: "Calibration windows.")
-    var calibrationWindows: Int?
-
-    @Option(name: .long, help: "Tokens per calibration window.")
-    var calibrationLength: Int?
-
-    @Option(name: .long, help: "Tokens per training window.")
-    var trainingLength: Int?
-
-    @Option(name: .long, help: "Tokens per evaluation window.")
-    var evalLength: Int?
-
     @Option(name: .long, help: "Peak learning rate.")
     var learningRate: Double?
-
-    @Option(name: .long, help: "Evaluation windows per text (0: all).")
-    var evalWindows: Int?
-
-    @Option(name: .long, help: "Tensor type of the pruned projections: auto, q8_0, q4_0, f16, bf16 or f32.")
-    var exportType: String?
-
     @Option(name: .long, help: "Seed of every random draw (the job is reproducible from it).")
     var seed: UInt64?
-
     @Flag(name: .long, help: "Print the report as JSON instead of the table.")
     var json = false
 
+    /// The options as job settings, by key; parsed by `JobSettings.applying`.
+    var changes: [JobSettingKey: JobSettings.Value] {
+        let given: [(JobSettingKey, String?)] = [
+            (.sparsity, sparsity), (.method, method), (.pattern, pattern), (.allocation, allocation), (.recovery, recovery),
+            (.profile, profile), (.exportType, exportType), (.iterations, iterations),
+            (.calibrationWindows, calibrationWindows), (.trainingSamples, trainingSamples), (.evaluationWindows, evalWindows),
+            (.calibrationLength, calibrationLength), (.trainingLength, trainingLength), (.evaluationLength, evalLength),
+        ]
+        var changes = Dictionary(uniqueKeysWithValues: given.compactMap { key, text in text.map { (key, JobSettings.Value.text($0)) } })
+        if let outputs { changes[.outputs] = .list(outputs.split(separator: ",", omittingEmptySubsequences: false).map(String.init)) }
+        return changes
+    }
+
     func settings() throws -> CompressionSettings {
-        var s = CompressionSettings(profile: profile)
-        if let sparsity { s.sparsity = sparsity }
-        if let method {
-            guard let m = PruningMethod(rawValue: method) else {
-                throw ValidationError("--method must be wanda, sparsegpt or magnitude, not '\(method)'.")
-            }
-            s.method = m
+        do {
+            var s = try JobSettings.defaults.applying(changes).compressionSettings()
+            if let learningRate { s.learningRate = learningRate }
+            if let seed { s.seed = seed }
+            try s.validate()
+            return s
+        } catch {
+            throw ValidationError("\(error)")
         }
-        if let pattern {
-            do { s.pattern = try SparsityPattern(parsing: pattern) } catch {
-                throw ValidationError("--pattern must be unstructured, 2:4 or 4:8, not '\(pattern)'.")
-            }
-        }
-        if let allocation { s.allocation = allocation }
-        if let recovery { s.recovery = recovery }
-        if let iterations { s.iterations = iterations }
-        if let trainingSamples { s.trainingSamples = trainingSamples }
-        if let calibrationWindows { s.calibrationWindows = calibrationWindows }
-        if let calibrationLength { s.calibrationLength = calibrationLength }
-        if let trainingLength { s.trainingLength = trainingLength }
-        if let evalLength { s.evaluationLength = evalLength }
-        if let learningRate { s.learningRate = learningRate }
-        if let evalWindows { s.evaluationWindows = evalWindows }
-        if let exportType {
-            guard let t = ExportTensorType(rawValue: exportType) else {
-                throw ValidationError("--export-type must be one of \(ExportTensorType.allCases.map(\.rawValue).joined(separator: ", ")), not '\(exportType)'.")
-            }
-            s.exportType = t
-        }
-        if let seed { s.seed = seed }
-        do { try s.validate() } catch { throw ValidationError("\(error)") }
-        return s
     }
 
     func validate() throws { _ = try settings() }
 
     func run() throws {
         let settings = try settings()
-        let fm = FileManager.default
-        do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
+        do { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
             FileHandle.standardError.write(Data("losad compress: cannot create \(out): \(error)\n".utf8))
             throw ExitCode(1)
         }
-        let request = CompressionJob.Request(
+        var request = CompressionJob.Request(
             input: input, output: (out as NSString).appendingPathComponent(CompressionJob.outputName(input: input, settings: settings)),
             settings: settings,
             texts: TextSources(calibration: calib.map(TextSource.file) ?? .pythonDocumentation,
                                training: train.map(TextSource.file),
                                evaluation: eval.isEmpty ? [] : eval.map { $0 == "default" ? .pythonDocumentation : .file($0) }),
             checkpointDirectory: (out as NSString).appendingPathComponent(".checkpoint"))
+        request.version = Losad.version
         let interrupted = InterruptFlag.install()
-        let display = ProgressDisplay(terminal: isatty(STDERR_FILENO) == 1)
+        let display = ProgressBar(terminal: isatty(STDERR_FILENO) == 1)
         let job = CompressionJob(request, cancellation: Cancellation { interrupted.isSet }) { display.show($0) }
         let report: CompressionReport
         do {
@@ -154,70 +127,6 @@ struct CompressCommand: ParsableCommand {
             throw ExitCode(1)
         }
         display.finish()
-        if json {
-            print(String(decoding: try report.json(), as: UTF8.self))
-        } else {
-            print(report.summaryTable)
-        }
+        print(json ? String(decoding: try report.json(), as: UTF8.self) : report.summaryTable)
     }
 }
-
-/// Set by SIGINT/SIGTERM: the job stops at its next step.
-final class InterruptFlag: @unchecked Sendable {
-    nonisolated(unsafe) private static var flag: sig_atomic_t = 0
-    private static let shared = InterruptFlag()
-
-    var isSet: Bool { InterruptFlag.flag != 0 }
-
-    static func install() -> InterruptFlag {
-        signal(SIGINT) { _ in InterruptFlag.flag = 1 }
-        signal(SIGTERM) { _ in InterruptFlag.flag = 1 }
-        return shared
-    }
-}
-
-/// A progress bar on a terminal (redrawn in place on standard error), plain lines otherwise (one per stage
-/// change and every few seconds).
-final class ProgressDisplay: @unchecked Sendable {
-    let terminal: Bool
-    private let lock = NSLock()
-    private var lastStage = ""
-    private var lastLine = Date.distantPast
-    private var drawn = false
-
-    init(terminal: Bool) { self.terminal = terminal }
-
-    func show(_ p: CompressionProgress) {
-        lock.lock(); defer { lock.unlock() }
-        let iteration = p.iterations > 0 && p.iteration > 0 ? " \(p.iteration)/\(p.iterations)" : ""
-        let eta = p.remaining.map { " ETA " + Self.duration($0) } ?? ""
-        let stage = "\(p.stage.rawValue)\(iteration)"
-        if terminal {
-            let width = 24, filled = Int((p.fraction * Double(width)).rounded())
-            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            var line = String(format: "\r[%@] %3.0f%% %@ — %@%@", bar, p.fraction * 100, stage, p.message, eta)
-            line = String(line.prefix(160))
-            FileHandle.standardError.write(Data((line + "\u{1B}[K").utf8))
-            drawn = true
-        } else if stage != lastStage || Date().timeIntervalSince(lastLine) >= 10 {
-            let line = String(format: "%6.1fs %3.0f%% %@: %@%@\n", p.elapsed, p.fraction * 100, stage, p.message, eta)
-            FileHandle.standardError.write(Data(line.utf8))
-            lastLine = Date()
-        }
-        lastStage = stage
-    }
-
-    func finish() {
-        lock.lock(); defer { lock.unlock() }
-        if drawn { FileHandle.standardError.write(Data("\n".utf8)); drawn = false }
-    }
-
-    static func duration(_ seconds: Double) -> String {
-        let s = Int(seconds.rounded())
-        return s >= 3600 ? String(format: "%dh%02dm", s / 3600, s % 3600 / 60) : String(format: "%dm%02ds", s / 60, s % 60)
-    }
-}
-
-extension LayerAllocationMode: ExpressibleByArgument {}
-extension RecoveryMethod: ExpressibleByArgument {}
-extension CompressionProfile: ExpressibleByArgument {}

@@ -15,7 +15,7 @@ struct Losad: ParsableCommand {
         abstract: "Compress language models on this machine with LoSA (dynamic low-rank sparse adaptation).",
         version: version,
         subcommands: [RunCommand.self, CompressCommand.self, ReportCommand.self, VersionCommand.self, InspectCommand.self, EvalCommand.self,
-                      GenerateCommand.self]
+                      GenerateCommand.self, BenchCommand.self]
     )
 
     /// Logs go to standard error — to the journal with structured fields when systemd connected
@@ -25,7 +25,6 @@ struct Losad: ParsableCommand {
         let daemon = CommandLine.arguments.dropFirst().first == "run"
         let level = ProcessInfo.processInfo.environment["LOSAD_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? (daemon ? .info : .notice)
         LoggingSystem.bootstrap { label in JournalLogHandler.make(label: label, level: level) }
-        losadVersionString = version
         main(nil)
     }
 }

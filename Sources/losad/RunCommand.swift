@@ -1,5 +1,4 @@
 import ArgumentParser
-import Compression
 import Control
 import Daemon
 import Foundation
@@ -33,7 +32,7 @@ struct RunCommand: ParsableCommand {
         let control = VarlinkControlEndpoint(info: RunCommand.serviceInfo, compute: ComputeDescription.current,
                                              logger: Logger(label: "losad.control"))
         let service = DaemonService(options: DaemonService.Options(configPath: path, version: Losad.version),
-                                    runner: CompressionRunner(), control: control, logger: Logger(label: "losad"))
+                                    runner: CompressionJobRunner(version: Losad.version), control: control, logger: Logger(label: "losad"))
         do {
             try service.run()
         } catch let error as ConfigError {

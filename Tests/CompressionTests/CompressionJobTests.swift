@@ -144,7 +144,8 @@ import Transformer
     @Test func settingsOutOfRangeNameTheField() {
         var settings = Self.settings()
         settings.sparsity = 1.2
-        #expect(throws: CompressionError.invalidSetting(field: "sparsity", value: "1.2", allowed: "a fraction in [0, 1)")) {
+        #expect(throws: CompressionError.invalidSetting(field: "sparsity", value: "1.2",
+                                                        allowed: "a fraction of weights to zero, from 0.01 to 0.95")) {
             try settings.validate()
         }
         settings = Self.settings()

@@ -8,7 +8,7 @@ import NIOConcurrencyHelpers
 /// progress forever (until the client goes away). It counts what it was asked
 /// and the watch streams still open.
 final class FakeManagerService: ManagerService {
-    static let settings = JobSettings(sparsity: 0.5, method: "wanda", pattern: "unstructured", allocation: "rmi",
+    static let settings = SubmittedSettings(sparsity: 0.5, method: "wanda", pattern: "unstructured", allocation: "rmi",
                                       recovery: "losa", profile: "quick")
     static let jobs: [Job] = [
         Job(id: 1, model: "SmolLM2-135M-Instruct.Q4_1.gguf", input: "/srv/inbox/SmolLM2-135M-Instruct.Q4_1.gguf",

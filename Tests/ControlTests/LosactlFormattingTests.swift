@@ -5,15 +5,15 @@ import Testing
 /// What losactl draws: durations, tables and the progress bars of `watch`.
 @Suite struct LosactlFormattingTests {
     @Test func durationsReadAsPeopleSayThem() {
-        #expect(Formatting.duration(0) == "0s")
-        #expect(Formatting.duration(59.4) == "59s")
-        #expect(Formatting.duration(185) == "3m05s")
-        #expect(Formatting.duration(7620) == "2h07m")
-        #expect(Formatting.duration(273_600) == "3d04h")
-        #expect(Formatting.duration(-.infinity) == "?" && Formatting.duration(.nan) == "?")
+        #expect(Quantities.duration(0) == "0s")
+        #expect(Quantities.duration(59.4) == "59s")
+        #expect(Quantities.duration(185) == "3m05s")
+        #expect(Quantities.duration(7620) == "2h07m")
+        #expect(Quantities.duration(273_600) == "3d04h")
+        #expect(Quantities.duration(-.infinity) == "?" && Quantities.duration(.nan) == "?")
         #expect(Formatting.grouped(134_515_008) == "134,515,008" && Formatting.grouped(-1000) == "-1,000")
-        #expect(Formatting.bytes(512) == "512 B" && Formatting.bytes(1 << 30) == "1.0 GiB")
-        #expect(Formatting.percent(0.429) == "42%" && Formatting.percent(1.5) == "100%")
+        #expect(Quantities.bytes(512) == "512 B" && Quantities.bytes(1 << 30) == "1.0 GiB")
+        #expect(Quantities.percent(0.429) == "42%" && Quantities.percent(1.5) == "100%")
     }
 
     @Test func tablesPadColumnsAndRightAlignNumbers() {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Compression
 import Control
 import Foundation
 import Ledger
@@ -117,14 +118,23 @@ struct ControlServiceTests {
         } catch let Control.ManagerError.invalidState(id, state, reason) {
             #expect(id == submitted.id && state == "queued" && reason.contains("only a job that is"), "\(reason)")
         }
-        await #expect(throws: VarlinkServiceError.invalidParameter(parameter: "sparsity")) {
+        // A refused setting keeps the settings' own sentence, naming the Submit parameter it came from.
+        await #expect(throws: Control.ManagerError.invalidSetting(
+            parameter: "sparsity", message: "sparsity = 0.99 is not allowed; expected \(JobSettingKey.sparsity.allowed)")) {
             try await service.submit(SubmitParameters(path: outside, sparsity: 0.99), caller: me)
         }
-        await #expect(throws: VarlinkServiceError.invalidParameter(parameter: "pattern")) {
-            try await service.submit(SubmitParameters(path: outside, pattern: "3:5"), caller: me)
+        await #expect(throws: Control.ManagerError.invalidSetting(
+            parameter: "pattern", message: "pattern = \"3-5\" is not allowed; expected \(JobSettingKey.pattern.allowed)")) {
+            try await service.submit(SubmitParameters(path: outside, pattern: "3-5"), caller: me)
         }
-        await #expect(throws: VarlinkServiceError.invalidParameter(parameter: "evaluation")) {
+        await #expect(throws: Control.ManagerError.invalidSetting(
+            parameter: "evaluation",
+            message: "evaluation_corpus = \"/no/such/text.txt\" is not allowed; expected \(JobSettingKey.evaluationCorpus.allowed)")) {
             try await service.submit(SubmitParameters(path: outside, evaluation: "/no/such/text.txt"), caller: me)
+        }
+        await #expect(throws: Control.ManagerError.invalidSetting(
+            parameter: "outputs", message: "outputs = [] is not allowed; expected \(JobSettingKey.outputs.allowed)")) {
+            try await service.submit(SubmitParameters(path: outside, outputs: []), caller: me)
         }
         do {
             _ = try await service.submit(SubmitParameters(path: h.root.appendingPathComponent("missing.gguf").path), caller: me)
@@ -168,7 +178,7 @@ struct ControlServiceTests {
     func replies() throws {
         #expect(ControlReplies.state(.refused) == .failed && ControlReplies.ledgerStates(.failed) == [.failed, .refused])
         let settings = ControlReplies.settings(#"{"sparsity":0.6,"method":"wanda","calibration_corpus":"/t.txt"}"#)
-        #expect(settings == Control.JobSettings(sparsity: 0.6, method: "wanda", pattern: "unknown", allocation: "unknown",
+        #expect(settings == Control.SubmittedSettings(sparsity: 0.6, method: "wanda", pattern: "unknown", allocation: "unknown",
                                                 recovery: "unknown", profile: "unknown", calibration: "/t.txt"))
         #expect(ControlReplies.settings("not json").sparsity == 0)
 
@@ -181,7 +191,7 @@ struct ControlServiceTests {
                                                                outputBytes: 5_000_000, seconds: 61.5))
         let job = JobRecord(id: 3, modelID: 1, inputPath: "/m/tiny-llama", state: .running, stage: "prune", progress: 0.25,
                             iteration: 2, settings: "{}", createdAt: Date(timeIntervalSince1970: 1_735_725_600))
-        let shown = ControlReplies.job(job, progress: JobProgress(stage: "train", loss: .infinity, fraction: .nan, etaSeconds: -3))
+        let shown = ControlReplies.job(job, progress: CompressionProgress(stage: .train, loss: .infinity, fraction: .nan, remaining: -3))
         #expect(shown.submittedAt == "2025-01-01T10:00:00Z" && shown.model == "tiny-llama")
         #expect(shown.progress == Control.JobProgress(stage: "train", fraction: 0, etaSeconds: 0), "nothing JSON cannot carry")
         #expect(ControlReplies.job(job, progress: nil).progress == Control.JobProgress(stage: "prune", fraction: 0.25, iteration: 2))
@@ -204,7 +214,8 @@ struct ControlServiceTests {
         var job = JobRecord(id: 5, modelID: 1, inputPath: "/m/a.gguf", settings: "{}", createdAt: created)
         #expect(follower.reply(to: JobUpdate(job: job))?.event == nil && follower.jobID == 5)
         job.state = .running
-        let pruning = JobProgress(stage: "prune", iteration: 1, iterations: 2, step: 1, steps: 2, fraction: 0.2, message: "pruned block 1 of 2")
+        let pruning = CompressionProgress(stage: .prune, iteration: 1, iterations: 2, step: 1, steps: 2, fraction: 0.2,
+                                          message: "pruned block 1 of 2")
         let started = follower.reply(to: JobUpdate(job: job, progress: pruning), at: created)
         #expect(started?.event == Control.JobEvent(time: "2025-01-01T10:00:00Z", kind: "started", message: "started", state: .running,
                                                    progress: Control.JobProgress(stage: "prune", fraction: 0.2, iteration: 1, iterations: 2,
@@ -215,7 +226,7 @@ struct ControlServiceTests {
         #expect(follower.reply(to: JobUpdate(job: job, progress: next))?.event?.kind == "progress", "a new message is news")
         next.iteration = 2
         #expect(follower.reply(to: JobUpdate(job: job, progress: next))?.event?.kind == "iteration")
-        next.stage = "train"
+        next.stage = .train
         #expect(follower.reply(to: JobUpdate(job: job, progress: next))?.event?.kind == "stage")
         var other = job
         other.id = 6

@@ -1,3 +1,4 @@
+import Compression
 import Foundation
 import Testing
 @testable import Daemon
@@ -31,9 +32,8 @@ struct DaemonConfigTests {
     @Test("budget keys override the profile's; 0 keeps it; out of range names the key")
     func budgets() throws {
         let config = try parse("[job]\niterations = 3\ncalibration_windows = 8\ntraining_samples = 0\nevaluation_windows = 2\n")
-        #expect(config.job.budget == DaemonConfig.Budget(iterations: 3, calibrationWindows: 8, trainingSamples: nil, evaluationWindows: 2))
-        #expect(JobSettings(config.job).budget == config.job.budget)
-        #expect(JobSettings(DaemonConfig.defaults.job).budget == nil)
+        #expect(config.job.budget == JobSettings.Budget(iterations: 3, calibrationWindows: 8, trainingSamples: nil, evaluationWindows: 2))
+        #expect(DaemonConfig.defaults.job.budget == nil)
         #expect(throws: ConfigError.self) { try parse("[job]\niterations = 12\n") }
         do {
             _ = try parse("[job]\ntraining_samples = -1\n")
@@ -68,6 +68,7 @@ struct DaemonConfigTests {
             calibration_corpus = "\(corpus.path)"
             evaluation_corpus = ""
             export_type = "q4_0"
+            outputs = ["gguf"]
             [scheduler]
             running_jobs = 2
             threads = 3
@@ -84,9 +85,9 @@ struct DaemonConfigTests {
             stop_timeout_seconds = 30
             """)
         #expect(config.folders == .init(inbox: "/etc/losad/in", outbox: "/etc/out", state: "/var/lib/x/state"))
-        #expect(config.job == .init(sparsity: 0.5, method: .sparsegpt, pattern: .twoOfFour, allocation: .uniform,
-                                    recovery: .lora, profile: .quick, calibrationCorpus: corpus.path,
-                                    evaluationCorpus: nil, exportType: .q4_0))
+        #expect(config.job == JobSettings(sparsity: 0.5, method: .sparseGPT, pattern: .nOfM(keep: 2, groupSize: 4),
+                                          allocation: .uniform, recovery: .lora, profile: .quick, calibrationCorpus: corpus.path,
+                                          evaluationCorpus: nil, exportType: .q4_0, outputs: [.gguf], budget: nil))
         #expect(config.scheduler == .init(runningJobs: 2, threads: 3, memoryLimit: .bytes(6 << 30), priority: .batch))
         #expect(config.watch == .init(settleSeconds: 2, rescanSeconds: 5))
         #expect(config.control == .init(socketPath: "/etc/losad/run/losad.sock", socketMode: 0o640, socketGroup: nil))
@@ -131,22 +132,25 @@ struct DaemonConfigTests {
         ("[scheduler]\npriority = 19", .wrongType(file: f, key: "scheduler.priority", value: "19", expected: "one of \"idle\", \"batch\", \"normal\"")),
         ("[job]\nsparsity = 1.2", .invalidValue(file: f, key: "job.sparsity", value: "1.2", allowed: "a fraction of weights to zero, from 0.01 to 0.95")),
         ("[job]\nsparsity = \"half\"",
-         .wrongType(file: f, key: "job.sparsity", value: "\"half\"", expected: "a number (a fraction of weights to zero, from 0.01 to 0.95)")),
+         .invalidValue(file: f, key: "job.sparsity", value: "\"half\"", allowed: "a fraction of weights to zero, from 0.01 to 0.95")),
         ("[job]\nsparsity = nan", .invalidValue(file: f, key: "job.sparsity", value: "nan", allowed: "a fraction of weights to zero, from 0.01 to 0.95")),
         ("[job]\nmethod = \"Wanda\"",
          .invalidValue(file: f, key: "job.method", value: "\"Wanda\"", allowed: "one of \"magnitude\", \"wanda\", \"sparsegpt\"")),
-        ("[job]\npattern = \"2:8\"",
-         .invalidValue(file: f, key: "job.pattern", value: "\"2:8\"", allowed: "one of \"unstructured\", \"2:4\", \"4:8\"")),
+        ("[job]\npattern = \"2-4\"",
+         .invalidValue(file: f, key: "job.pattern", value: "\"2-4\"", allowed: JobSettingKey.pattern.allowed)),
         ("[job]\nexport_type = \"q5_k\"",
-         .invalidValue(file: f, key: "job.export_type", value: "\"q5_k\"", allowed: "one of \"q8_0\", \"q4_0\", \"f16\", \"bf16\", \"f32\", \"auto\"")),
+         .invalidValue(file: f, key: "job.export_type", value: "\"q5_k\"", allowed: "one of \"auto\", \"q8_0\", \"q4_0\", \"f16\", \"bf16\", \"f32\"")),
+        ("[job]\noutputs = [\"gguf\", \"onnx\"]",
+         .invalidValue(file: f, key: "job.outputs", value: "[\"gguf\", \"onnx\"]", allowed: "a list of one or more of \"gguf\", \"sparse\"")),
+        ("[job]\noutputs = []", .invalidValue(file: f, key: "job.outputs", value: "[]", allowed: "a list of one or more of \"gguf\", \"sparse\"")),
         ("[job]\nsparsity = 0.7\npattern = \"4:8\"",
-         .invalidValue(file: f, key: "job.sparsity", value: "0.7", allowed: "0.5, the sparsity job.pattern = \"4:8\" makes")),
+         .invalidValue(file: f, key: "job.sparsity", value: "0.7", allowed: "0.5, the sparsity pattern \"4:8\" makes")),
         ("[job]\ncalibration_corpus = \"/no/such/corpus.txt\"",
          .invalidValue(file: f, key: "job.calibration_corpus", value: "\"/no/such/corpus.txt\"",
-                       allowed: "a readable text file (/no/such/corpus.txt is not one), or \"\" for the built-in text")),
+                       allowed: "the absolute path of a readable text file, or \"\" for the built-in text")),
         ("[job]\nevaluation_corpus = \"/tmp\"",
          .invalidValue(file: f, key: "job.evaluation_corpus", value: "\"/tmp\"",
-                       allowed: "a readable text file (/tmp is not one), or \"\" for the built-in text")),
+                       allowed: "the absolute path of a readable text file, or \"\" for the built-in text")),
         ("[watch]\nsettle_seconds = 0", .invalidValue(file: f, key: "watch.settle_seconds", value: "0", allowed: "seconds from 0.1 to 3600")),
         ("[service]\nstop_timeout_seconds = -5",
          .invalidValue(file: f, key: "service.stop_timeout_seconds", value: "-5", allowed: "seconds from 1 to 3600")),

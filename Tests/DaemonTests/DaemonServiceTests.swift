@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Compression
 import Foundation
 import Ledger
 import Synchronization
@@ -120,7 +121,7 @@ struct DaemonServiceTests {
         #expect(tiny.job.outputPath == output && FileManager.default.fileExists(atPath: output))
         let view = try manager.job(tiny.job.id!)
         #expect(view.details.model.configSummary.hasPrefix("llama, 1 layers, C 8, 2/1 heads, F 16, V 32"))
-        #expect(try view.details.job.decodedSettings(as: JobSettings.self) == JobSettings(DaemonConfig.defaults.job))
+        #expect(try view.details.job.decodedSettings(as: JobSettings.self) == DaemonConfig.defaults.job)
 
         let broken = try #require(jobs.first { $0.modelName == "broken" })
         #expect(broken.job.state == .failed)
@@ -151,19 +152,20 @@ struct DaemonServiceTests {
         guard case .enqueued(let job) = first else { Issue.record("not enqueued: \(first)"); return }
         let again = try manager.submit(path: models + "/m.gguf")
         #expect(again.job.id == job.id && again != .enqueued(again.job), "same model, same settings: \(again)")
-        let other = try manager.submit(path: models + "/m.gguf", overrides: JobSettings.Overrides(pattern: .twoOfFour))
+        let other = try manager.submit(path: models + "/m.gguf", changes: [.pattern: .text("2:4")])
         #expect(other.job.id != job.id && other.job.settings.contains("\"pattern\":\"2:4\"") && other.job.settings.contains("\"sparsity\":0.5"))
-        #expect(throws: ManagerError.invalidSettings(key: "sparsity", value: "0.99", allowed: "a fraction of weights to zero, from 0.01 to 0.95")) {
-            try manager.submit(path: models + "/m.gguf", overrides: JobSettings.Overrides(sparsity: 0.99))
+        #expect(throws: RequestError.invalidSetting(.invalidSetting(field: "sparsity", value: "0.99",
+                                                                    allowed: "a fraction of weights to zero, from 0.01 to 0.95"))) {
+            try manager.submit(path: models + "/m.gguf", changes: [.sparsity: .number(0.99)])
         }
-        #expect(throws: ManagerError.self) { try manager.submit(path: "models/m.gguf") }
-        #expect(throws: ManagerError.self) { try manager.submit(path: models + "/missing.gguf") }
+        #expect(throws: RequestError.self) { try manager.submit(path: "models/m.gguf") }
+        #expect(throws: RequestError.self) { try manager.submit(path: models + "/missing.gguf") }
         #expect(try await h.wait { try manager.jobs(states: [.succeeded]).count == 2 })
 
         let metrics = try manager.metrics()
         #expect(metrics.map(\.jobID) == [other.job.id!, job.id!] && metrics[0].metrics.map(\.name) == ["perplexity.losa", "sparsity"])
-        #expect(throws: ManagerError.jobNotFound(999)) { try manager.job(999) }
-        #expect(throws: ManagerError.self) { try manager.cancel(job: job.id!) }
+        #expect(throws: RequestError.jobNotFound(999)) { try manager.job(999) }
+        #expect(throws: RequestError.self) { try manager.cancel(job: job.id!) }
 
         // Pause, submit, see it wait; resume; watch it run; cancel it.
         #expect(manager.pause())
@@ -172,7 +174,7 @@ struct DaemonServiceTests {
         #expect(try manager.status().queued == 1 && (try manager.status()).paused)
         let updates = try manager.watch(job: slow.id!)
         #expect(try manager.resume())
-        var seen: [JobState] = []
+        var seen: [JobRecord.State] = []
         var cancelAsked = false
         for await update in updates {
             if seen.last != update.job.state { seen.append(update.job.state) }
@@ -184,11 +186,11 @@ struct DaemonServiceTests {
             if update.job.state.isFinal { break }
         }
         #expect(seen == [.queued, .running, .cancelled])
-        #expect(throws: ManagerError.invalidState(job: slow.id!, reason: "it is cancelled; only a job that is queued or running can be cancelled")) {
+        #expect(throws: RequestError.invalidState(job: slow.id!, reason: "it is cancelled; only a job that is queued or running can be cancelled")) {
             try manager.cancel(job: slow.id!)
         }
         _ = await h.stop()
-        #expect(throws: ManagerError.shuttingDown) { try manager.retry(job: slow.id!) }
+        #expect(throws: RequestError.shuttingDown) { try manager.retry(job: slow.id!) }
         #expect(h.endpoint.calls.withLock { $0 } == ["start \(h.root.path)/losad.sock passed=0 status=true", "stop"])
     }
 
@@ -206,7 +208,7 @@ struct DaemonServiceTests {
                 "\(datagrams)")
 
         try "[scheduler]\nrunning_jobz = 2\n".write(toFile: h.configPath, atomically: true, encoding: .utf8)
-        #expect(throws: ManagerError.invalidConfiguration("\(h.configPath): unknown key scheduler.running_jobz; did you mean scheduler.running_jobs?")) {
+        #expect(throws: RequestError.invalidConfiguration("\(h.configPath): unknown key scheduler.running_jobz; did you mean scheduler.running_jobs?")) {
             try manager.reload()
         }
         #expect(manager.scheduler.settings.runningJobs == 3 && h.service.configuration?.job.profile == .quick)

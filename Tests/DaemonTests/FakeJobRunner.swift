@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Compression
 import Foundation
+import ModelFormats
 import Synchronization
 @testable import Daemon
 
@@ -18,7 +20,7 @@ final class FakeJobRunner: JobRunner {
         var failAt: (step: Int, message: String)?
         var estimateBytes = 1 << 20
         var estimateError: String?
-        /// Stages reported, cycling by iteration: "losa" inside the loop, then "export".
+        /// Progress reports per step: "train" inside the loop, then "export".
         var reportsPerStep = 1
     }
 
@@ -83,10 +85,10 @@ final class FakeJobRunner: JobRunner {
                 if let failure = b.failAt, failure.step == global { throw Failure(message: failure.message) }
                 usleep(useconds_t(b.stepSeconds * 1e6))
                 for _ in 0..<b.reportsPerStep {
-                    context.report(JobProgress(stage: "losa", iteration: iteration, iterations: b.iterations, step: step + 1,
-                                               steps: b.stepsPerIteration, loss: 2.0 / Double(global + 1),
-                                               fraction: Double(global + 1) / Double(total + 1),
-                                               etaSeconds: Double(total - global - 1) * b.stepSeconds))
+                    context.report(CompressionProgress(stage: .train, iteration: iteration, iterations: b.iterations,
+                                                       step: step + 1, steps: b.stepsPerIteration, loss: 2.0 / Double(global + 1),
+                                                       fraction: Double(global + 1) / Double(total + 1),
+                                                       remaining: Double(total - global - 1) * b.stepSeconds))
                 }
             }
             try FakeJobRunner.writeAtomically("\(iteration)", to: checkpointFile)
@@ -94,7 +96,7 @@ final class FakeJobRunner: JobRunner {
             context.record(layerStatistics: [JobOutcome.LayerRow(iteration: iteration, layer: 0, sparsity: 0.5, rank: 4,
                                                                  importance: 0.9, reconstructionError: 0.01 * Double(iteration))])
         }
-        context.report(JobProgress(stage: "export", fraction: Double(total) / Double(total + 1)))
+        context.report(CompressionProgress(stage: .export, fraction: Double(total) / Double(total + 1)))
         try context.checkStop()
         let model = job.outputFolder + "/\(job.modelName).gguf"
         try FakeJobRunner.writeAtomically("compressed \(job.contentHash)", to: model)
@@ -105,15 +107,8 @@ final class FakeJobRunner: JobRunner {
                                     JobOutcome.Metric(name: "perplexity.losa", value: 12.5)])
     }
 
-    /// Temporary name, fsync, rename — as the real runner writes.
+    /// Through the daemon's one durable-write helper, as the real runner writes.
     static func writeAtomically(_ text: String, to path: String) throws {
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw Failure(message: "cannot create \(temporary): \(String(cString: strerror(errno)))") }
-        let bytes = Array(text.utf8)
-        let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        fsync(fd)
-        close(fd)
-        guard written == bytes.count, rename(temporary, path) == 0 else { throw Failure(message: "cannot write \(path)") }
+        try AtomicOutputFile.write(Array(text.utf8), to: path, replacingExisting: true)
     }
 }

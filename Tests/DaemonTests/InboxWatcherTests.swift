@@ -10,7 +10,7 @@ import Testing
 final class EventLog: Sendable {
     private let entries = Mutex<[(event: InboxEvent, at: Double)]>([])
 
-    func append(_ event: InboxEvent) { entries.withLock { $0.append((event, InboxWatcher.monotonicSeconds())) } }
+    func append(_ event: InboxEvent) { entries.withLock { $0.append((event, MonotonicClock.seconds())) } }
 
     var events: [InboxEvent] { entries.withLock { $0.map(\.event) } }
     var timed: [(event: InboxEvent, at: Double)] { entries.withLock { $0 } }
@@ -21,8 +21,8 @@ final class EventLog: Sendable {
 
     /// Waits until `condition` holds or `timeout` seconds pass; returns whether it held.
     func wait(timeout: Double = 5, until condition: ([InboxEvent]) -> Bool) async -> Bool {
-        let deadline = InboxWatcher.monotonicSeconds() + timeout
-        while InboxWatcher.monotonicSeconds() < deadline {
+        let deadline = MonotonicClock.seconds() + timeout
+        while MonotonicClock.seconds() < deadline {
             if condition(events) { return true }
             try? await Task.sleep(for: .milliseconds(20))
         }
@@ -67,7 +67,7 @@ struct InboxWatcherTests {
     func newFile() async throws {
         try await withWatcher(settle: 0.3) { h in
             try await Task.sleep(for: .milliseconds(50))
-            let written = InboxWatcher.monotonicSeconds()
+            let written = MonotonicClock.seconds()
             try h.write("tiny.gguf", bytes: 100_000)
             #expect(await h.log.wait { !$0.isEmpty })
             let (event, at) = try #require(h.log.timed.first)
@@ -88,7 +88,7 @@ struct InboxWatcherTests {
             var lastWrite = 0.0
             for index in 0..<chunks {
                 try handle.write(contentsOf: Data(repeating: UInt8(index), count: chunk))
-                lastWrite = InboxWatcher.monotonicSeconds()
+                lastWrite = MonotonicClock.seconds()
                 try await Task.sleep(for: .milliseconds(200))
                 #expect(h.log.events.isEmpty, "offered after \(index + 1) of \(chunks) chunks")
             }

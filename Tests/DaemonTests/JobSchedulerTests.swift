@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Compression
 import Foundation
 import Ledger
 import Synchronization
@@ -45,14 +46,14 @@ final class SchedulerHarness: @unchecked Sendable {
 
     /// Queues a job for a made-up model called `name` (its hash derived from the name).
     @discardableResult
-    func enqueue(_ name: String, settings: JobSettings = JobSettings(DaemonConfig.defaults.job)) throws -> Int64 {
+    func enqueue(_ name: String, settings: JobSettings = DaemonConfig.defaults.job) throws -> Int64 {
         let hash = SHA256.hex({ var h = SHA256(); h.update(Array(name.utf8)); return h.finalize() }())
         let model = ModelRecord(contentHash: hash, path: "/inbox/\(name).gguf", format: "gguf", sizeBytes: 1, name: name,
                                 configSummary: "test")
         return try ledger.enqueue(model: model, inputPath: "/inbox/\(name).gguf", settings: settings).job.id!
     }
 
-    func state(_ id: Int64) -> JobState? { (try? ledger.job(id))??.state }
+    func state(_ id: Int64) -> JobRecord.State? { (try? ledger.job(id))??.state }
 
     /// Polls until `condition` holds or `timeout` seconds pass, sleeping as a task (tests running
     /// beside this one need the Swift concurrency threads).
@@ -94,9 +95,10 @@ struct JobSchedulerTests {
             #expect(FileManager.default.fileExists(atPath: "\(h.outbox)/\(name)-\(id)/report.json"))
             #expect(details.metrics.map(\.name) == ["perplexity.losa", "sparsity"])
             #expect(details.layerStatistics.map(\.iteration) == [1, 2])
-            #expect(details.events.map(\.kind) == [.queued, .started, .stage, .checkpoint, .checkpoint, .stage, .note, .succeeded])
-            // Its checkpoints are removed once it succeeded.
-            #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("state/jobs/\(id)/checkpoint").path))
+            #expect(details.events.map(\.kind) == [.queued, .started, .stage, .checkpoint, .checkpoint, .stage, .succeeded])
+            #expect(details.events.last?.message == "wrote \(h.outbox)/\(name)-\(id)/\(name).gguf; report at \(h.outbox)/\(name)-\(id)/report.json")
+            // Its state folder, checkpoints and all, is removed once it succeeded.
+            #expect(!FileManager.default.fileExists(atPath: h.root.appendingPathComponent("state/jobs/\(id)").path))
         }
         let left = try FileManager.default.contentsOfDirectory(atPath: h.outbox).sorted()
         #expect(left == ["alpha-\(ids[0])", "beta-\(ids[1])", "gamma-\(ids[2])"], "no hidden partial folders remain")
@@ -254,18 +256,18 @@ struct JobSchedulerTests {
         let elapsed = Date().timeIntervalSince(began)
         h.scheduler.updates.finish()
         var running = 0
-        var states: [JobState] = []
+        var states: [JobRecord.State] = []
         for await update in updates {
             if update.job.state == .running && update.progress != nil { running += 1 }
             if states.last != update.job.state { states.append(update.job.state) }
         }
         let progressWrites = running - 2   // the two checkpoint updates carry the progress too
-        // 2 × 20 × 5 = 200 reports; written: one per 0.1 s plus the two stage changes (losa, export).
+        // 2 × 20 × 5 = 200 reports; written: one per 0.1 s plus the two stage changes (train, export).
         #expect(progressWrites >= 2 && Double(progressWrites) <= elapsed / 0.1 + 3, "\(progressWrites) writes in \(elapsed) s")
         #expect(states == [.running, .succeeded])
         let stages = try #require(try h.ledger.details(job: id)).events.filter { $0.kind == .stage }.map(\.stage)
-        #expect(stages == ["losa", "export"])
-        #expect(h.statuses.contains { $0.hasPrefix("job \(id) (model): losa ") && $0.contains(" step ") && $0.contains("%, ETA ") },
+        #expect(stages == ["train", "export"])
+        #expect(h.statuses.contains { $0.hasPrefix("job \(id) (model): train ") && $0.contains(" step ") && $0.contains("%, ETA ") },
                 "\(h.statuses)")
         #expect(await h.wait(timeout: 2) { h.statuses.last == "idle; 0 queued; last: job \(id) (model) succeeded" }, "\(h.statuses.suffix(3))")
     }

@@ -66,6 +66,14 @@ struct JournalLogHandlerTests {
 
     @Test("sending to the journal works or falls back to standard error, without crashing")
     func send() {
-        JournalLogHandler.sendToJournal(["MESSAGE=losad test entry (JournalLogHandlerTests)", "PRIORITY=7", "SYSLOG_IDENTIFIER=losad-test"])
+        var fellBack: [String] = []
+        let sent = JournalLogHandler.sendToJournal(["MESSAGE=losad test entry (JournalLogHandlerTests)", "PRIORITY=7",
+                                                    "SYSLOG_IDENTIFIER=losad-test"], fallback: { fellBack.append($0) })
+        // Taken by the journal, or (no journal here) written to the fallback instead: never both, never neither.
+        #expect(fellBack == (sent ? [] : ["losad test entry (JournalLogHandlerTests)"]))
+        // An entry libsystemd refuses (a field without "=") goes to the fallback.
+        fellBack = []
+        #expect(!JournalLogHandler.sendToJournal(["MESSAGE=refused entry", "NOT A FIELD"], fallback: { fellBack.append($0) }))
+        #expect(fellBack == ["refused entry"])
     }
 }

@@ -1,3 +1,4 @@
+import Control
 import Foundation
 import Testing
 @testable import Daemon
@@ -53,10 +54,10 @@ struct MemoryAdmissionTests {
 
     @Test("sizes are written in binary units")
     func format() {
-        #expect(MemoryAdmission.format(900) == "900 B")
-        #expect(MemoryAdmission.format(1536) == "1.5 KiB")
-        #expect(MemoryAdmission.format(512 << 20) == "512.0 MiB")
-        #expect(MemoryAdmission.format(Int(9.1 * Double(1 << 30))) == "9.1 GiB")
+        #expect(Quantities.bytes(900) == "900 B")
+        #expect(Quantities.bytes(1536) == "1.5 KiB")
+        #expect(Quantities.bytes(512 << 20) == "512.0 MiB")
+        #expect(Quantities.bytes(Int(9.1 * Double(1 << 30))) == "9.1 GiB")
     }
 }
 

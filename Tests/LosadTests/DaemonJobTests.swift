@@ -68,11 +68,12 @@ import Testing
         let process = Process()
         let log: String
 
-        init(_ setup: Setup, name: String = "daemon") throws {
+        init(_ setup: Setup, name: String = "daemon", environment: [String: String] = [:]) throws {
             log = setup.root + "/\(name).log"
             FileManager.default.createFile(atPath: log, contents: nil)
             process.executableURL = CommandTests.executable
             process.arguments = ["run", "--config", setup.config]
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
             process.standardOutput = FileHandle.nullDevice
             process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
             try process.run()

@@ -32,7 +32,7 @@ import Testing
                     let count = recv(fd, &buffer, buffer.count, 0)
                     if count > 0 {
                         let message = String(decoding: buffer[0..<count], as: UTF8.self)
-                        received.withLock { $0.append((message, InboxWatcher.monotonicSeconds())) }
+                        received.withLock { $0.append((message, MonotonicClock.seconds())) }
                     }
                 }
                 done.signal()

@@ -156,7 +156,7 @@ import Testing
         let header = #"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[8,12]}}"#
         let error = refusal(header: header, data: Array(repeating: 0, count: 12))
         #expect(error?.field == "tensor 'b' data_offsets")
-        guard case .invalid(_, _, let reason) = error else { return }
+        guard case .invalid(_, _, let reason) = error else { Issue.record("not refused as invalid: \(String(describing: error))"); return }
         #expect(reason.contains("hole"))
         // A buffer whose start no tensor owns is a hole as well.
         let late = #"{"a":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}}"#
@@ -177,7 +177,7 @@ import Testing
     @Test func overflowingShapesAreRefused() {
         let elements = refusal(header: #"{"a":{"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,1]}}"#, data: [0])
         #expect(elements?.field == "tensor 'a' shape")
-        guard case .invalid(_, _, let reason) = elements else { return }
+        guard case .invalid(_, _, let reason) = elements else { Issue.record("not refused as invalid: \(String(describing: elements))"); return }
         #expect(reason.contains("overflows"))
         let bytes = refusal(header: #"{"a":{"dtype":"F32","shape":[2305843009213693952],"data_offsets":[0,1]}}"#, data: [0])
         #expect(bytes == .invalid(file: Self.name, field: "tensor 'a' shape",

@@ -17,16 +17,18 @@ import Foundation
 /// filesystem or kernel has neither flag, it falls back to check-then-rename
 /// and to move-aside-then-rename. Until `commit()` succeeds the temporary
 /// folder is removed by `discard()`, by deinit, and by `write` on any error.
-final class AtomicOutputFolder {
-    let destination: String
-    let temporaryPath: String
+/// `publish(_:at:)` moves a folder that was filled elsewhere (the daemon's job
+/// output) into place the same way.
+public final class AtomicOutputFolder {
+    public let destination: String
+    public let temporaryPath: String
     private let replacingExisting: Bool
     private var finished = false
 
     /// Creates the folder `destination` from what `body` writes into the
     /// temporary folder it is given, then commits it; on any error the
     /// temporary folder is removed and `destination` is left as it was.
-    static func write<R>(to destination: String, replacingExisting: Bool, _ body: (String) throws -> R) throws -> R {
+    public static func write<R>(to destination: String, replacingExisting: Bool, _ body: (String) throws -> R) throws -> R {
         let folder = try AtomicOutputFolder(destination: destination, replacingExisting: replacingExisting)
         do {
             let result = try body(folder.temporaryPath)
@@ -40,7 +42,7 @@ final class AtomicOutputFolder {
 
     /// Creates an empty temporary folder next to `destination`; fails at once
     /// when `destination` exists and `replacingExisting` is false.
-    init(destination: String, replacingExisting: Bool) throws {
+    public init(destination: String, replacingExisting: Bool) throws {
         let destination = Self.trimmingTrailingSlashes(destination)
         self.destination = destination
         self.replacingExisting = replacingExisting
@@ -81,30 +83,46 @@ final class AtomicOutputFolder {
 
     /// Fsyncs the temporary folder, moves it to the destination, then fsyncs
     /// the parent so that the move survives a crash.
-    func commit() throws {
+    public func commit() throws {
         precondition(!finished, "commit() after commit() or discard()")
-        try Self.sync(temporaryPath, file: destination)
+        try AtomicOutputFile.syncFolder(temporaryPath, file: destination)
         if replacingExisting && Self.exists(destination) {
             try replace()
         } else {
-            try placeWithoutReplacing()
+            guard try Self.moveWithoutReplacing(temporaryPath, to: destination) else { throw appearedError() }
         }
         finished = true
-        try? Self.sync(splitPath(destination).directory, file: destination)
+        try AtomicOutputFile.syncFolder(splitPath(destination).directory, file: destination)
     }
 
-    private func placeWithoutReplacing() throws {
-        switch Self.renameat2(temporaryPath, destination, flags: Self.renameNoReplace) {
+    /// Moves `folder`, whose files are already on disk (written through `AtomicOutputFile`), to
+    /// `destination` durably: fsync of the folder, a rename that never replaces an entry, fsync of the
+    /// parent. Returns false, having moved nothing, when `destination` is taken.
+    public static func publish(_ folder: String, at destination: String) throws -> Bool {
+        let destination = trimmingTrailingSlashes(destination)
+        try AtomicOutputFile.syncFolder(folder, file: destination)
+        guard try moveWithoutReplacing(folder, to: destination) else { return false }
+        try AtomicOutputFile.syncFolder(splitPath(destination).directory, file: destination)
+        return true
+    }
+
+    /// renameat2(RENAME_NOREPLACE), or where the system has no such flag, check-then-rename (a small
+    /// window, as AtomicOutputFile's fallback). False when `destination` is taken.
+    private static func moveWithoutReplacing(_ source: String, to destination: String) throws -> Bool {
+        switch renameat2(source, destination, flags: renameNoReplace) {
         case .done:
-            return
+            return true
         case .failed(EEXIST), .failed(ENOTEMPTY):
-            throw appearedError()
-        case .failed(let code) where !Self.flagUnsupported(code):
-            throw ModelFormatError.io(file: destination, operation: "rename \(temporaryPath) into place", reason: Self.describe(code))
+            return false
+        case .failed(let code) where !flagUnsupported(code):
+            throw ModelFormatError.io(file: destination, operation: "rename \(source) into place", reason: describe(code))
         case .failed, .unavailable:
-            // No RENAME_NOREPLACE here: check, then rename (a small window, as AtomicOutputFile's fallback).
-            guard !Self.exists(destination) || replacingExisting else { throw appearedError() }
-            try rename(temporaryPath, to: destination)
+            guard !exists(destination) else { return false }
+            guard Glibc.rename(source, destination) == 0 else {
+                let code = errno
+                throw ModelFormatError.io(file: destination, operation: "rename \(source) into place", reason: describe(code))
+            }
+            return true
         }
     }
 
@@ -146,7 +164,7 @@ final class AtomicOutputFolder {
     }
 
     /// Removes the temporary folder and everything in it; does nothing once committed.
-    func discard() {
+    public func discard() {
         guard !finished else { return }
         Self.removeTree(temporaryPath)
         finished = true
@@ -189,26 +207,9 @@ final class AtomicOutputFolder {
 
     // MARK: - Helpers
 
-    /// Fsyncs a folder so that the names written in it survive a crash.
-    static func sync(_ directory: String, file: String) throws {
-        let handle = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard handle >= 0 else {
-            let code = errno
-            throw ModelFormatError.io(file: file, operation: "open the folder \(directory) to fsync it", reason: describe(code))
-        }
-        defer { close(handle) }
-        while fsync(handle) != 0 {
-            let code = errno
-            if code == EINTR { continue }
-            // Some filesystems cannot fsync a folder; the files in it are synced already.
-            if code == EINVAL || code == EROFS { return }
-            throw ModelFormatError.io(file: file, operation: "fsync the folder \(directory)", reason: describe(code))
-        }
-    }
-
     /// Removes `path` and, for a real folder, everything under it; a symbolic
     /// link is removed itself, never followed.
-    static func removeTree(_ path: String) {
+    public static func removeTree(_ path: String) {
         var status = stat()
         guard lstat(path, &status) == 0 else { return }
         if (status.st_mode & S_IFMT) == S_IFDIR {
@@ -230,10 +231,7 @@ final class AtomicOutputFolder {
     }
 
     /// lstat, so that a dangling symbolic link counts as taken too.
-    static func exists(_ path: String) -> Bool {
-        var status = stat()
-        return lstat(path, &status) == 0
-    }
+    static func exists(_ path: String) -> Bool { AtomicOutputFile.exists(path) }
 
     static func trimmingTrailingSlashes(_ path: String) -> String {
         var path = path
@@ -241,7 +239,5 @@ final class AtomicOutputFolder {
         return path
     }
 
-    private static func describe(_ code: Int32) -> String {
-        String(cString: strerror(code))
-    }
+    private static func describe(_ code: Int32) -> String { AtomicOutputFile.describe(code) }
 }

@@ -1,5 +1,4 @@
 import Compression
-import Daemon
 import Foundation
 import Kernels
 import ModelFormats
@@ -8,53 +7,29 @@ import ModelFormats
 /// `losad compress`. Progress, checkpoints and per-layer figures go to the scheduler through the context;
 /// the job stops at its next step when the context asks (cancel or daemon stop) and resumes from its
 /// checkpoint folder when it is started again.
-struct CompressionRunner: JobRunner {
-    /// The job's settings as the engine takes them: the profile's budgets with the job's choices on top.
-    static func settings(_ job: JobSettings) throws -> CompressionSettings {
-        var s = CompressionSettings(profile: CompressionProfile(rawValue: job.profile.rawValue) ?? .quick)
-        s.sparsity = job.sparsity
-        s.method = try PruningMethod(parsing: job.method.rawValue)
-        s.pattern = try SparsityPattern(parsing: job.pattern.rawValue)
-        s.allocation = LayerAllocationMode(rawValue: job.allocation.rawValue) ?? .rmi
-        s.recovery = RecoveryMethod(rawValue: job.recovery.rawValue) ?? .losa
-        s.exportType = ExportTensorType(rawValue: job.exportType.rawValue) ?? .auto
-        if let v = job.budget?.iterations { s.iterations = v }
-        if let v = job.budget?.calibrationWindows { s.calibrationWindows = v }
-        if let v = job.budget?.trainingSamples { s.trainingSamples = v }
-        if let v = job.budget?.evaluationWindows { s.evaluationWindows = v }
-        if let v = job.budget?.calibrationLength { s.calibrationLength = v }
-        if let v = job.budget?.trainingLength { s.trainingLength = v }
-        if let v = job.budget?.evaluationLength { s.evaluationLength = v }
-        try s.validate()
-        return s
-    }
+public struct CompressionJobRunner: JobRunner {
+    /// The version written into outputs and reports.
+    public var version: String
 
-    static func texts(_ job: JobSettings) -> TextSources {
-        TextSources(calibration: job.calibrationCorpus.map(TextSource.file) ?? .pythonDocumentation,
-                    evaluation: job.evaluationCorpus.map { [.file($0)] } ?? [])
-    }
+    public init(version: String) { self.version = version }
 
-    func estimateMemory(_ job: JobSpec) throws -> MemoryEstimate {
+    public func estimateMemory(_ job: JobSpec) throws -> MemoryEstimate {
         let checkpoint = try Checkpoint.open(job.inputPath)
-        let parts = CompressionJob.memoryEstimate(checkpoint: checkpoint, settings: try Self.settings(job.settings))
+        let parts = CompressionJob.memoryEstimate(checkpoint: checkpoint, settings: try job.settings.compressionSettings())
         return MemoryEstimate(parts: parts.map { MemoryEstimate.Part(name: $0.name, bytes: $0.bytes) })
     }
 
-    func run(_ job: JobSpec, context: JobContext) throws -> JobOutcome {
-        let settings = try Self.settings(job.settings)
+    public func run(_ job: JobSpec, context: JobContext) throws -> JobOutcome {
+        let settings = try job.settings.compressionSettings()
         let output = (job.outputFolder as NSString).appendingPathComponent(CompressionJob.outputName(input: job.inputPath,
                                                                                                      settings: settings))
         var request = CompressionJob.Request(input: job.inputPath, output: output, settings: settings,
-                                             texts: Self.texts(job.settings),
+                                             texts: job.settings.texts,
                                              checkpointDirectory: (job.checkpointFolder as NSString).appendingPathComponent("losa"))
+        request.version = version
         request.publishedOutput = (job.publishedFolder as NSString).appendingPathComponent((output as NSString).lastPathComponent)
         let compression = CompressionJob(request, cancellation: Cancellation(context.shouldStop), logger: context.logger,
-                                         progress: { p in
-            context.report(JobProgress(stage: p.stage.rawValue, iteration: p.iteration > 0 ? p.iteration : nil,
-                                       iterations: p.iterations > 0 ? p.iterations : nil, step: p.steps > 0 ? p.step : nil,
-                                       steps: p.steps > 0 ? p.steps : nil, loss: p.loss, fraction: p.fraction,
-                                       etaSeconds: p.remaining, message: p.message))
-        }, iterationFinished: { record, checkpoint in
+                                         progress: { context.report($0) }, iterationFinished: { record, checkpoint in
             context.record(layerStatistics: Self.rows(record))
             if let checkpoint { context.checkpointWritten(path: checkpoint, iteration: record.iteration) }
         })
@@ -85,22 +60,5 @@ struct CompressionRunner: JobRunner {
         metrics.append(.init(name: "wall", value: report.wallSeconds, unit: "seconds"))
         metrics.append(.init(name: "memory.peak", value: Double(report.peakMemoryBytes), unit: "bytes"))
         return metrics
-    }
-}
-
-/// The compute threads (OpenBLAS's and the worker pool) take the scheduling class of the thread that creates
-/// them: create them once, at start, from a thread at the configured compute priority, so every product a job
-/// runs is at that priority while the daemon's own threads (control, watchdog, watcher) are not.
-enum ComputeThreads {
-    static func prepare(priority: DaemonConfig.Priority) {
-        let done = DispatchSemaphore(value: 0)
-        let thread = Thread {
-            try? ComputePriority.apply(priority)
-            _ = OpenBLAS.loaded
-            _ = WorkerPool.shared
-            done.signal()
-        }
-        thread.start()
-        done.wait()
     }
 }

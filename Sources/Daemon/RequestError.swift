@@ -1,11 +1,14 @@
+import Compression
+
 /// Why a daemon operation (`Manager`) was refused, as a sentence for the user and a stable code the
 /// control protocol turns into an error name (io.losa.Manager.<code>).
-public enum ManagerError: Error, Equatable, Sendable, CustomStringConvertible {
+public enum RequestError: Error, Equatable, Sendable, CustomStringConvertible {
     case jobNotFound(Int64)
     /// The path is not a model losad can read.
     case invalidModel(path: String, reason: String)
-    /// A submitted setting is out of range.
-    case invalidSettings(key: String, value: String, allowed: String)
+    /// A submitted setting is not one losad accepts (`CompressionError.invalidSetting`, naming the key and the
+    /// allowed values).
+    case invalidSetting(CompressionError)
     /// The job is not in a state the operation applies to (e.g. retrying a running job).
     case invalidState(job: Int64, reason: String)
     /// The configuration file was not accepted; the running configuration stays in force.
@@ -20,7 +23,7 @@ public enum ManagerError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .jobNotFound: return "JobNotFound"
         case .invalidModel: return "InvalidModel"
-        case .invalidSettings: return "InvalidSettings"
+        case .invalidSetting: return "InvalidSetting"
         case .invalidState: return "InvalidState"
         case .invalidConfiguration: return "InvalidConfiguration"
         case .shuttingDown: return "ShuttingDown"
@@ -32,7 +35,7 @@ public enum ManagerError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .jobNotFound(let id): return "there is no job \(id) (losactl jobs lists them)"
         case let .invalidModel(path, reason): return "\(path) is not a model losad can compress: \(reason)"
-        case let .invalidSettings(key, value, allowed): return "\(key) = \(value) is not allowed; expected \(allowed)"
+        case .invalidSetting(let error): return "\(error)"
         case let .invalidState(job, reason): return "job \(job): \(reason)"
         case .invalidConfiguration(let reason): return "the configuration was not reloaded: \(reason); the running one stays in force"
         case .shuttingDown: return "losad is stopping and takes no new work"

@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 
 /// One line of a job's history (table `job_events`).
-public struct JobEvent: Codable, Sendable, Equatable, FetchableRecord, MutablePersistableRecord {
+public struct JobEventRecord: Codable, Sendable, Equatable, FetchableRecord, MutablePersistableRecord {
     public static let databaseTableName = "job_events"
 
     /// What happened.

@@ -1,0 +1,46 @@
+import Compression
+import Foundation
+import Testing
+
+/// A job setting the daemon does not accept is refused with the same sentence from each entry point: the
+/// configuration file's `[job]` key, `losactl submit` and `losad compress` (all parse through `JobSettings`).
+@Suite struct SettingSentenceTests {
+    /// The sentence `JobSettings` gives for `key = value` (`outputs` is a list wherever it is given).
+    static func sentence(_ key: JobSettingKey, _ value: String) -> String {
+        var settings = JobSettings.defaults
+        do {
+            try settings.set(key, key == .outputs ? .list([value]) : .text(value))
+            return "(accepted)"
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test(arguments: [(JobSettingKey.method, "--method", "guess"), (.pattern, "--pattern", "3-4"), (.outputs, "--outputs", "onnx")])
+    func anUnknownValueGetsTheSameSentenceFromTheFileFromLosactlAndFromLosadCompress(
+        _ key: JobSettingKey, _ option: String, _ value: String) async throws {
+        let sentence = Self.sentence(key, value)
+        #expect(sentence.hasPrefix("\(key.rawValue) = ") && sentence.contains("is not allowed; expected"), "\(sentence)")
+        let setup = try DaemonJobTests.Setup(recovery: "none")
+        defer { setup.remove() }
+
+        // 1. The configuration file: the daemon refuses to start (EX_CONFIG) and says why.
+        let config = setup.root + "/bad.toml"
+        let toml = key == .outputs ? "outputs = [\"\(value)\"]" : "\(key.rawValue) = \"\(value)\""
+        try "[job]\n\(toml)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let run = try await DaemonJobTests.losad(["run", "--config", config])
+        #expect(run.status == 78 && run.error.contains("job." + sentence), "\(run.error)")
+
+        // 2. `losactl submit` to the running daemon: the daemon's refusal, word for word.
+        let daemon = try DaemonJobTests.Daemon(setup)
+        try await daemon.ready()
+        let submit = try await ChildProcess.run(LosadProcess.losactl, ["submit", DaemonJobTests.tinyModel, option, value],
+                                                environment: ["LOSAD_SOCKET": setup.root + "/losad.sock"])
+        #expect(submit.status == 1 && submit.error.contains(sentence), "\(submit.error)")
+        #expect(try await daemon.stop() < 10)
+
+        // 3. `losad compress`: a usage error with the same sentence, before any work.
+        let compress = try await DaemonJobTests.losad(["compress", DaemonJobTests.tinyModel, "--out", setup.root + "/out", option, value])
+        #expect(compress.status != 0 && compress.error.contains(sentence), "\(compress.error)")
+    }
+}
