@@ -5,10 +5,11 @@
 // unsigned weight codes by signed activation bytes into pairwise int16 sums, vpmaddwd against ones
 // widens them to eight int32 lanes, one convert and one FMA per block apply d_w · d_x. Beyond
 // ggml's one-row vec_dot: four weight rows share each activation load, the 4-bit codes stay
-// unsigned (Q4_0's −8 is taken off once per block from 8·Σq, shared by the rows), and the scales
-// d_w · d_x are computed eight blocks at a time in a pass before the integer loop (one vcvtph2ps
-// per eight blocks instead of a scalar conversion per block and row), so the inner loop is
-// integer work, one broadcast load and one FMA.
+// unsigned (Q4_0's −8 is taken off once per block from 8·Σq, shared by the rows; Q4_1's m·s rides
+// in the same vector multiply as d_w · d_x), and d_w is converted in a vector register.
+// (Converting eight blocks' scales in a separate pass first was measured slower: the extra pass
+// over the rows costs more memory stalls than the conversions it saves.) With several tokens each
+// decoded block serves a tile of tokens instead (rows_32_tile).
 #include <immintrin.h>
 
 #include "quant_internal.h"
@@ -18,11 +19,18 @@
 #define CK_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define CK_INLINE static inline __attribute__((always_inline))
 
-/// Blocks per scale pass: 64 blocks × 4 rows of Q8_0 weights (8.5 KiB) stay in L1 between the passes.
-#define CK_CHUNK 64
-/// Weight rows per group, and tokens per tile of the accumulators.
+/// One token: weight rows per group (sharing each activation load).
+#ifndef CK_ROWS
 #define CK_ROWS 4
-#define CK_TOKENS 8
+#endif
+/// Several tokens: rows × tokens per tile (2 × 4: eight accumulators; 1 × 4 and 2 × 2 measured the
+/// same on Zen 3 — the multiplies, not the decoding, bound a tile).
+#ifndef CK_TILE_ROWS
+#define CK_TILE_ROWS 2
+#endif
+#ifndef CK_TILE_TOKENS
+#define CK_TILE_TOKENS 4
+#endif
 
 CK_AVX2 CK_INLINE float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -96,119 +104,156 @@ CK_AVX2 void ck_quant_activations_avx2(int kind, const float *x, int tokens, int
 
 // MARK: - Products of the 32-blocks
 
-/// Per chunk of blocks, the scale each block's integer sum is multiplied by: d_w · d_x per row,
-/// and for Q4_1 also m_w per row (the min term m_w · s_x is added eight blocks at a time).
-typedef struct {
-    float d[CK_ROWS][CK_CHUNK];
-    float m[CK_ROWS][CK_CHUNK];
-} chunk_scales;
-
-/// The binary16 field at byte `offset` of blocks b0..b0+n of each row, as floats; zero past n.
-CK_AVX2 CK_INLINE void load_halves(const uint8_t *w, size_t row_bytes, int R, int block_bytes, int offset,
-                                   int b0, int n, float out[CK_ROWS][CK_CHUNK]) {
-    for (int r = 0; r < R; r++) {
-        uint16_t h[CK_CHUNK] __attribute__((aligned(32)));
-        const uint8_t *p = w + (size_t)r * row_bytes + (size_t)b0 * block_bytes + offset;
-        int j = 0;
-        for (; j < n; j++) h[j] = ck_load_u16(p + (size_t)j * block_bytes);
-        for (; j < CK_CHUNK; j++) h[j] = 0;
-        for (j = 0; j < n; j += 8) {
-            _mm256_store_ps(&out[r][j], _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(const void *)(h + j))));
-        }
-    }
-}
-
-/// y[t][o + r] for R rows starting at w (row o) and tokens t0..t0+tn, type `T` a compile-time constant.
+/// One token (decode): y[o + r] (+)= W[o + r] · x for R rows starting at w (row o); T (the type) and
+/// R are compile-time constants once inlined.
 CK_AVX2 CK_INLINE void rows_32(const int T, const int R, const uint8_t *w, size_t row_bytes, int cols,
-                               const void *act, int t0, int tn, float *y, size_t ldy, int o, int accumulate) {
+                               const void *act, float *y, int o, int accumulate) {
     const int kind = ck_act_kind(T), nb = cols / 32;
     const int block_bytes = T == CK_GGML_Q8_0 ? 34 : T == CK_GGML_Q4_0 ? 18 : 20;
     const int qs_offset = T == CK_GGML_Q4_1 ? 4 : 2;
     const __m256i m4 = _mm256_set1_epi8(0x0F), eights = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
 
-    __m256 accs[CK_TOKENS][CK_ROWS];
-    for (int t = 0; t < tn; t++)
-        for (int r = 0; r < R; r++) accs[t][r] = _mm256_setzero_ps();
-
-    chunk_scales dw __attribute__((aligned(32)));
-    float scale[CK_ROWS][CK_CHUNK] __attribute__((aligned(32)));
-    float dx[CK_CHUNK] __attribute__((aligned(32))), sx[CK_CHUNK] __attribute__((aligned(32)));
-
-    for (int b0 = 0; b0 < nb; b0 += CK_CHUNK) {
-        const int n = nb - b0 < CK_CHUNK ? nb - b0 : CK_CHUNK;
-        load_halves(w, row_bytes, R, block_bytes, 0, b0, n, dw.d);
-        if (T == CK_GGML_Q4_1) load_halves(w, row_bytes, R, block_bytes, 2, b0, n, dw.m);
-
-        for (int t = 0; t < tn; t++) {
-            const ck_act_row a = ck_act_row_at(kind, act, cols, t0 + t);
-            int j = 0;
-            for (; j < n; j++) dx[j] = a.d[b0 + j];
-            for (; j < CK_CHUNK; j++) dx[j] = 0;
-            __m256 acc[CK_ROWS];
-            for (int r = 0; r < R; r++) acc[r] = accs[t][r];
-            for (int r = 0; r < R; r++) {
-                for (j = 0; j < n; j += 8) {
-                    _mm256_store_ps(&scale[r][j], _mm256_mul_ps(_mm256_load_ps(&dw.d[r][j]), _mm256_load_ps(dx + j)));
-                }
+    const ck_act_row a = ck_act_row_at(kind, act, cols, 0);
+    __m256 acc[CK_ROWS];
+    __m128 mins[CK_ROWS];  // lane 1: Σ_b m_w · s_x (Q4_1)
+    for (int r = 0; r < R; r++) {
+        acc[r] = _mm256_setzero_ps();
+        mins[r] = _mm_setzero_ps();
+    }
+    for (int b = 0; b < nb; b++) {
+        const __m256i yq = _mm256_loadu_si256((const __m256i *)(const void *)(a.q + 32 * b));
+        // [d_x, s_x, 0, 0] (s only for Q4_1): times a block's [d_w, m_w] gives [d_w·d_x, m_w·s_x].
+        __m128 dxs = _mm_load_ss(a.d + b);
+        if (T == CK_GGML_Q4_1) dxs = _mm_unpacklo_ps(dxs, _mm_load_ss(a.s + b));
+        __m256i y8 = _mm256_setzero_si256();
+        if (T == CK_GGML_Q4_0) y8 = _mm256_maddubs_epi16(eights, yq);  // 8·(q_2i + q_2i+1), shared by the rows
+        for (int r = 0; r < R; r++) {
+            const uint8_t *blk = w + (size_t)r * row_bytes + (size_t)b * block_bytes, *qs = blk + qs_offset;
+            __m256i pairs;
+            if (T == CK_GGML_Q8_0) {
+                // Sign trick: |w| (unsigned; −128 → 128) times q with w's sign (q is never −128).
+                const __m256i wq = _mm256_loadu_si256((const __m256i *)(const void *)qs);
+                pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(yq, wq));
+            } else {
+                // Low nibbles are elements 0–15 (lane 0), high nibbles 16–31 (lane 1).
+                const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)qs);
+                const __m256i codes = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
+                pairs = _mm256_maddubs_epi16(codes, yq);  // ≤ 2·15·127: no saturation
+                if (T == CK_GGML_Q4_0) pairs = _mm256_sub_epi16(pairs, y8);  // (c − 8)·q, exact
             }
-            if (T == CK_GGML_Q4_1) {
-                // Σ_b m_w · s_x, eight blocks per lane-wise FMA; the lanes are summed with the rest.
-                for (j = 0; j < n; j++) sx[j] = a.s[b0 + j];
-                for (; j < CK_CHUNK; j++) sx[j] = 0;
-                for (int r = 0; r < R; r++)
-                    for (j = 0; j < n; j += 8)
-                        acc[r] = _mm256_fmadd_ps(_mm256_load_ps(&dw.m[r][j]), _mm256_load_ps(sx + j), acc[r]);
-            }
-
-            const int8_t *q = a.q + (size_t)b0 * 32;
-            const uint8_t *blocks = w + (size_t)b0 * block_bytes + qs_offset;
-            for (int b = 0; b < n; b++) {
-                const __m256i yq = _mm256_loadu_si256((const __m256i *)(const void *)(q + 32 * b));
-                __m256i y8 = _mm256_setzero_si256();
-                if (T == CK_GGML_Q4_0) y8 = _mm256_maddubs_epi16(eights, yq);  // 8·(q_2i + q_2i+1)
-                for (int r = 0; r < R; r++) {
-                    const uint8_t *qs = blocks + (size_t)r * row_bytes + (size_t)b * block_bytes;
-                    __m256i pairs;
-                    if (T == CK_GGML_Q8_0) {
-                        // Sign trick: |w| (unsigned; −128 → 128) times q with w's sign.
-                        const __m256i wq = _mm256_loadu_si256((const __m256i *)(const void *)qs);
-                        pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(wq), _mm256_sign_epi8(yq, wq));
-                    } else {
-                        // Low nibbles are elements 0–15 (lane 0), high nibbles 16–31 (lane 1).
-                        const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)qs);
-                        const __m256i codes = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
-                        pairs = _mm256_maddubs_epi16(codes, yq);  // ≤ 2·15·127: no saturation
-                        if (T == CK_GGML_Q4_0) pairs = _mm256_sub_epi16(pairs, y8);  // (c − 8)·q, exact
-                    }
-                    const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
-                    acc[r] = _mm256_fmadd_ps(sums, _mm256_broadcast_ss(&scale[r][b]), acc[r]);
-                }
-            }
-            for (int r = 0; r < R; r++) accs[t][r] = acc[r];
+            const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+            // The binary16 d (and Q4_1's m) converted in a vector register, no scalar round trip.
+            const uint32_t fields = T == CK_GGML_Q4_1 ? ck_load_u32(blk) : ck_load_u16(blk);
+            const __m128 scales = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)fields)), dxs);
+            acc[r] = _mm256_fmadd_ps(sums, _mm256_broadcastss_ps(scales), acc[r]);
+            if (T == CK_GGML_Q4_1) mins[r] = _mm_add_ps(mins[r], scales);
         }
     }
+    float *out = y + o;
+    for (int r = 0; r < R; r++) {
+        const float v = hsum_ps(acc[r]) + _mm_cvtss_f32(_mm_shuffle_ps(mins[r], mins[r], 1));
+        out[r] = accumulate ? out[r] + v : v;
+    }
+}
 
-    for (int t = 0; t < tn; t++) {
-        float *out = y + (size_t)(t0 + t) * ldy + o;
+/// Several tokens: y[t0 + t][o + r] (+)= W[o + r] · x[t0 + t] for R ≤ 2 rows and a tile of TT ≤ 4
+/// tokens. Each weight block is decoded once (codes, |w|, d_w) and used for the whole tile, so the
+/// decoding is not repeated per token; R·TT accumulators stay in registers.
+CK_AVX2 CK_INLINE void rows_32_tile(const int T, const int R, const int TT, const uint8_t *w, size_t row_bytes,
+                                    int cols, const void *act, int t0, float *y, size_t ldy, int o, int accumulate) {
+    const int kind = ck_act_kind(T), nb = cols / 32;
+    const int block_bytes = T == CK_GGML_Q8_0 ? 34 : T == CK_GGML_Q4_0 ? 18 : 20;
+    const int qs_offset = T == CK_GGML_Q4_1 ? 4 : 2;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), eights = _mm256_set1_epi8(8), ones = _mm256_set1_epi16(1);
+
+    ck_act_row a[4];
+    for (int t = 0; t < TT; t++) a[t] = ck_act_row_at(kind, act, cols, t0 + t);
+    __m256 acc[2][4];
+    __m128 mins[2];  // lane t: Σ_b m_w · s_x of token t (Q4_1)
+    for (int r = 0; r < R; r++) {
+        mins[r] = _mm_setzero_ps();
+        for (int t = 0; t < TT; t++) acc[r][t] = _mm256_setzero_ps();
+    }
+    for (int b = 0; b < nb; b++) {
+        // d_x (and s_x) of the tile's tokens, one lane each.
+        const __m128 dx = _mm_setr_ps(a[0].d[b], TT > 1 ? a[1 % TT].d[b] : 0, TT > 2 ? a[2 % TT].d[b] : 0,
+                                      TT > 3 ? a[3 % TT].d[b] : 0);
+        __m128 sx = _mm_setzero_ps();
+        if (T == CK_GGML_Q4_1) {
+            sx = _mm_setr_ps(a[0].s[b], TT > 1 ? a[1 % TT].s[b] : 0, TT > 2 ? a[2 % TT].s[b] : 0,
+                             TT > 3 ? a[3 % TT].s[b] : 0);
+        }
+        float scale[2][4] __attribute__((aligned(16)));
+        __m256i wq[2], wabs[2];
         for (int r = 0; r < R; r++) {
-            const float v = hsum_ps(accs[t][r]);
-            out[r] = accumulate ? out[r] + v : v;
+            const uint8_t *blk = w + (size_t)r * row_bytes + (size_t)b * block_bytes, *qs = blk + qs_offset;
+            const uint32_t fields = T == CK_GGML_Q4_1 ? ck_load_u32(blk) : ck_load_u16(blk);
+            const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)fields));  // [d_w, m_w, 0, 0]
+            _mm_store_ps(scale[r], _mm_mul_ps(_mm_broadcastss_ps(dm), dx));
+            if (T == CK_GGML_Q4_1) mins[r] = _mm_fmadd_ps(_mm_permute_ps(dm, 0x55), sx, mins[r]);
+            if (T == CK_GGML_Q8_0) {
+                wq[r] = _mm256_loadu_si256((const __m256i *)(const void *)qs);
+                wabs[r] = _mm256_abs_epi8(wq[r]);
+            } else {
+                const __m128i raw = _mm_loadu_si128((const __m128i *)(const void *)qs);
+                wq[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
+            }
+        }
+        for (int t = 0; t < TT; t++) {
+            const __m256i yq = _mm256_loadu_si256((const __m256i *)(const void *)(a[t].q + 32 * b));
+            __m256i y8 = _mm256_setzero_si256();
+            if (T == CK_GGML_Q4_0) y8 = _mm256_maddubs_epi16(eights, yq);
+            for (int r = 0; r < R; r++) {
+                __m256i pairs;
+                if (T == CK_GGML_Q8_0) {
+                    pairs = _mm256_maddubs_epi16(wabs[r], _mm256_sign_epi8(yq, wq[r]));
+                } else {
+                    pairs = _mm256_maddubs_epi16(wq[r], yq);
+                    if (T == CK_GGML_Q4_0) pairs = _mm256_sub_epi16(pairs, y8);
+                }
+                const __m256 sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones));
+                acc[r][t] = _mm256_fmadd_ps(sums, _mm256_broadcast_ss(&scale[r][t]), acc[r][t]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float m[4] __attribute__((aligned(16)));
+        _mm_store_ps(m, mins[r]);
+        for (int t = 0; t < TT; t++) {
+            float *out = y + (size_t)(t0 + t) * ldy + o + r;
+            const float v = hsum_ps(acc[r][t]) + (T == CK_GGML_Q4_1 ? m[t] : 0.0f);
+            *out = accumulate ? *out + v : v;
         }
     }
 }
 
+/// Tiles of 4, then 2, then 1 token over R rows.
+CK_AVX2 CK_INLINE void rows_32_tokens(const int T, const int R, const uint8_t *w, size_t row_bytes, int cols,
+                                      const void *act, int tokens, float *y, size_t ldy, int o, int accumulate) {
+    int t0 = 0;
+    if (CK_TILE_TOKENS == 4) {
+        for (; t0 + 4 <= tokens; t0 += 4) rows_32_tile(T, R, 4, w, row_bytes, cols, act, t0, y, ldy, o, accumulate);
+    }
+    for (; t0 + 2 <= tokens; t0 += 2) {
+        rows_32_tile(T, R, 2, w, row_bytes, cols, act, t0, y, ldy, o, accumulate);
+    }
+    if (t0 < tokens) rows_32_tile(T, R, 1, w, row_bytes, cols, act, t0, y, ldy, o, accumulate);
+}
+
 CK_AVX2 CK_INLINE void matmul_32(const int T, const uint8_t *w, size_t row_bytes, int cols, const void *act,
                                  int tokens, float *y, size_t ldy, int row_begin, int row_end, int accumulate) {
-    for (int t0 = 0; t0 < tokens; t0 += CK_TOKENS) {
-        const int tn = tokens - t0 < CK_TOKENS ? tokens - t0 : CK_TOKENS;
-        int o = row_begin;
+    int o = row_begin;
+    if (tokens == 1) {
         for (; o + CK_ROWS <= row_end; o += CK_ROWS) {
-            rows_32(T, CK_ROWS, w + (size_t)o * row_bytes, row_bytes, cols, act, t0, tn, y, ldy, o, accumulate);
+            rows_32(T, CK_ROWS, w + (size_t)o * row_bytes, row_bytes, cols, act, y, o, accumulate);
         }
-        for (; o < row_end; o++) {
-            rows_32(T, 1, w + (size_t)o * row_bytes, row_bytes, cols, act, t0, tn, y, ldy, o, accumulate);
-        }
+        for (; o < row_end; o++) rows_32(T, 1, w + (size_t)o * row_bytes, row_bytes, cols, act, y, o, accumulate);
+        return;
     }
+    for (; o + CK_TILE_ROWS <= row_end; o += CK_TILE_ROWS) {
+        rows_32_tokens(T, CK_TILE_ROWS, w + (size_t)o * row_bytes, row_bytes, cols, act, tokens, y, ldy, o, accumulate);
+    }
+    for (; o < row_end; o++) rows_32_tokens(T, 1, w + (size_t)o * row_bytes, row_bytes, cols, act, tokens, y, ldy, o, accumulate);
 }
 
 CK_AVX2 static void matmul_q8_0(const uint8_t *w, size_t rb, int cols, const void *act, int tokens, float *y,

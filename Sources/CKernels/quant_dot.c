@@ -14,6 +14,9 @@
 #pragma clang fp contract(off)
 
 // MARK: - Public entry points
+//
+// There is no AVX-512 quantised kernel yet: a path of CK_PATH_AVX512 runs the AVX2 kernels, which
+// every AVX-512 CPU can run.
 
 int ck_quant_supported(int ggml_type) { return ck_act_kind(ggml_type) != CK_ACT_NONE; }
 
