@@ -96,6 +96,43 @@ import Testing
         #expect(decoded.pointer[0] == 127 && decoded.pointer[2] == 0, "decoded \(decoded.pointer[0]), \(decoded.pointer[2])")
     }
 
+    @Test func s4RoundsExactHalfStepsUpAsQ4_0Does() {
+        // One group: m = 16, scale 16 / −8 = −2 (exact), so w / scale is −8, −2.5, 1.5, −0.5 exactly;
+        // ⌊w / scale + 8.5⌋ gives nibbles 0, 6, 10, 8: the ties go up (round-half-away would give 5 for −2.5).
+        let t = Tensor(shape: [1, 4], values: [16, 5, -3, 1])
+        let m = SparseMatrix.encode(t, kind: .s4)
+        let s = SparseSections(m)
+        #expect(s.scales == [0x00, 0xC0])  // f16 −2
+        #expect(Array(s.values.prefix(2)) == [0x60, 0x8A])
+        #expect(m.decode().scalars == [16, 4, -4, 0])
+    }
+
+    @Test(arguments: [SparseValueKind.s8, .s4])
+    func emptyGroupsStoreTheScaleZeroItself(kind: SparseValueKind) throws {
+        // Row 0 empty; row 1 stores only in its second group (columns 64…99).
+        let values = (0..<200).map { index -> Float in index >= 164 ? Float(index - 180) / 7 : 0 }
+        let m = SparseMatrix.encode(Tensor(shape: [2, 100], values: values), kind: kind)
+        let scales = try #require(m.scales)
+        #expect((0..<3).map { scales[$0] } == [0, 0, 0], "+0 bits, not −0 (0x8000)")
+        #expect(scales[3] != 0)
+    }
+
+    @Test(arguments: SparseValueKind.allCases)
+    func thePooledKernelDecodeIsTheReferenceDecodeBitForBit(kind: SparseValueKind) {
+        // 600 rows of 300 columns: several chunks of `dequantizeChunkRows` for the worker pool.
+        var random = TestRandom(seed: 29)
+        let dense = sparseTestMatrix(rows: 600, cols: 300, density: 0.4, random: &random)
+        #expect(SparseMatrix.dequantizeChunkRows(cols: 300) < 300)
+        let m = SparseMatrix.encode(dense, kind: kind)
+        let reference = m.decode().scalars
+        for path in KernelPath.supported {
+            let fast = m.dequantized(path: path).scalars
+            // Signed zeros count: an unstored weight is +0, a stored nibble 8 under a negative scale −0.
+            let first = fast.indices.first { fast[$0].bitPattern != reference[$0].bitPattern }
+            #expect(first == nil, "\(kind) on the \(path) path: element \(first ?? -1): \(first.map { fast[$0] } ?? 0) against \(first.map { reference[$0] } ?? 0)")
+        }
+    }
+
     @Test func f16StoresHalvesLittleEndianWithoutScales() {
         let m = SparseMatrix.encode(Self.example(), kind: .f16)
         let s = SparseSections(m)

@@ -26,13 +26,7 @@ import Testing
         var writer = GGUFWriter(metadata: metadata)
         var names: [GGUFValue] = [], kinds: [GGUFValue] = [], columns: [GGUFValue] = []
         for (name, kind, rows, cols) in [("a", SparseValueKind.s8, 3, 70), ("b", .s4, 3, 65), ("c", .f16, 2, 10)] {
-            let encoded = try SparseCodec.encode(matrix(rows, cols), kind: kind)
-            for part in SparseModelFormat.Part.allCases where part.isPresent(for: kind) {
-                let dimensions = part.dimensions(rows: rows, groups: SparseModelFormat.groups(columns: cols),
-                                                 valueBytes: Int(encoded.rowOffsets[rows]))
-                writer.addTensor(named: SparseModelFormat.tensorName(name, part), shape: dimensions.reversed(), type: part.type,
-                                 bytes: encoded.bytes(of: part))
-            }
+            SparseModelWriter.addParts(of: SparseMatrix.encode(matrix(rows, cols), kind: kind), named: name, to: &writer)
             names.append(.string(name))
             kinds.append(.string(kind.rawValue))
             columns.append(.uint32(UInt32(cols)))

@@ -76,7 +76,7 @@ import Testing
         try Self.corruptOffsets(files.good, to: files.bad)
         let error = files.refusal()
         #expect(error?.field == "tensor '\(Self.part(.offsets))' element 3")
-        #expect(error?.description.contains("row 2 spans value bytes") == true, "\(String(describing: error))")
+        #expect(error?.description.contains("the masks of row 2 store") == true, "\(String(describing: error))")
     }
 
     @Test func aFirstOffsetOtherThanZeroIsRefused() throws {
@@ -98,7 +98,7 @@ import Testing
         })
         let error = files.refusal()
         #expect(error?.field == "tensor '\(Self.part(.offsets))' element 6")
-        #expect(error?.description.contains("its mask stores values taking") == true)
+        #expect(error?.description.contains("the masks of row 5 store") == true, "\(String(describing: error))")
     }
 
     @Test func aValueStreamShorterThanTheOffsetsSayIsRefused() throws {
@@ -107,9 +107,35 @@ import Testing
             guard info.name == Self.part(.values) else { return .keep }
             return .replace(.i8, shape: [bytes.count - 1], bytes: Array(bytes.dropLast()))
         })
+        // The offsets would have the kernels read the last padding byte past the tensor's data.
         let error = files.refusal()
-        #expect(error?.field.hasPrefix("tensor '\(Self.part(.offsets))' element 32") == true, "\(String(describing: error))")
+        #expect(error?.field == "tensor '\(Self.part(.values))'", "\(String(describing: error))")
+        #expect(error?.description.contains("needs 64 bytes of padding after it") == true, "\(String(describing: error))")
+    }
+
+    @Test func aValueStreamLongerThanTheOffsetsSayIsRefused() throws {
+        let files = try Files()
+        try SparseFileFixtures.rewrite(files.good, to: files.bad, tensors: { info, bytes in
+            guard info.name == Self.part(.values) else { return .keep }
+            return .replace(.i8, shape: [bytes.count + 1], bytes: bytes + [0])
+        })
+        // Safe for the kernels, but the file says the tensor is the stream and its padding exactly.
+        let error = files.refusal()
+        #expect(error?.field == "tensor '\(Self.part(.offsets))' element 32", "\(String(describing: error))")
         #expect(error?.description.contains("the value stream holds") == true)
+    }
+
+    @Test func nonzeroPaddingIsRefused() throws {
+        let files = try Files()
+        try SparseFileFixtures.rewrite(files.good, to: files.bad, tensors: { info, bytes in
+            guard info.name == Self.part(.values) else { return .keep }
+            var values = bytes
+            values[values.count - 1] = 1
+            return .replace(.i8, shape: info.shape, bytes: values)
+        })
+        let error = files.refusal()
+        #expect(error?.field.hasPrefix("tensor '\(Self.part(.values))' element") == true, "\(String(describing: error))")
+        #expect(error?.description.contains("padding byte 63 is 1") == true)
     }
 
     @Test func maskBitsPastTheLastColumnAreRefused() throws {
@@ -121,8 +147,8 @@ import Testing
             return .replace(info.type, shape: info.shape, bytes: masks)
         })
         let error = files.refusal()
-        #expect(error?.field == "tensor '\(Self.part(.mask))' element 2")
-        #expect(error?.description.contains("past its 32 columns") == true)
+        #expect(error?.field == "tensor '\(Self.part(.mask))' row 2 group 0")
+        #expect(error?.description.contains("bits past column 32 are set") == true, "\(String(describing: error))")
     }
 
     @Test func aScaleThatIsNotFiniteIsRefused() throws {
@@ -134,7 +160,20 @@ import Testing
             scales[2 * 4 + 1] = 0x7C  // +inf
             return .replace(info.type, shape: info.shape, bytes: scales)
         })
-        #expect(files.refusal()?.field == "tensor '\(Self.part(.scales))' element 4")
+        #expect(files.refusal()?.field == "tensor '\(Self.part(.scales))' row 4 group 0")
+    }
+
+    @Test func aScaleOnAGroupThatStoresNothingIsRefused() throws {
+        let files = try Files()
+        try SparseFileFixtures.rewrite(files.good, to: files.bad, tensors: { info, bytes in
+            guard info.name == Self.part(.scales) else { return .keep }
+            var scales = bytes
+            scales[1] = 0x3C  // row 0 (empty): 1.0
+            return .replace(info.type, shape: info.shape, bytes: scales)
+        })
+        let error = files.refusal()
+        #expect(error?.field == "tensor '\(Self.part(.scales))' row 0 group 0")
+        #expect(error?.description.contains("stores no values but its scale is 1.0") == true, "\(String(describing: error))")
     }
 
     // MARK: - Shapes

@@ -42,9 +42,9 @@ import Testing
             let written = try #require(result.tensors.first { $0.role == role })
             #expect(entry.name == role.huggingFaceName && entry.type == "sparse-\(kind)" && entry.sparseKind == kind)
             #expect(entry.byteCount == written.byteCount && entry.shape == weights[role]!.shape)
-            // Exactly what the reference codec encodes and decodes …
+            // Exactly what Kernels' encoder and reference decoder give (loading decodes with the C kernels) …
             let pruned = try #require(weights[role])
-            let expected = SparseCodec.decode(try SparseCodec.encode(pruned, kind: kind).matrix)
+            let expected = SparseMatrix.encode(pruned, kind: kind).decode()
             #expect(bitwiseDifference(try #require(loaded[role]).scalars, expected.scalars) == nil, "\(entry.name)")
             // … which is the pruned matrix: zeros kept, the rest within one quantisation step.
             let cols = pruned.shape[1]
@@ -97,7 +97,7 @@ import Testing
 
         // ffn_down's rows of 48 columns end in a partial group: still exact.
         let down = TensorRole.layer(1, .down)
-        let expected = SparseCodec.decode(try SparseCodec.encode(weights[down]!, kind: .s4).matrix)
+        let expected = SparseMatrix.encode(weights[down]!, kind: .s4).decode()
         #expect(bitwiseDifference(try sparse.tensor(down).scalars, expected.scalars) == nil)
     }
 
@@ -117,6 +117,8 @@ import Testing
             let mask = try #require(tensor.parts[.mask]), values = try #require(tensor.parts[.values])
             #expect(UnsafeRawPointer(matrix.masks) == file.file.rawBytes(of: mask).baseAddress)
             #expect(UnsafeRawPointer(matrix.values) == file.file.rawBytes(of: values).baseAddress)
+            // The view is held to the values tensor's own bytes, not to what its offsets claim.
+            #expect(matrix.valueBufferByteCount == file.file.rawBytes(of: values).count)
             #expect(Int(bitPattern: UnsafeRawPointer(matrix.masks)) % 64 == 0, "parts start on a cache line")
             #expect(matrix.storedByteCount == tensor.storedByteCount)
             #expect(abs(tensor.density - 0.5) < 0.1, "\(name): density \(tensor.density)")
@@ -134,13 +136,16 @@ import Testing
     }
 
     @Test(arguments: [SparseValueKind.s8, .s4])
-    func emptyGroupsStoreTheScaleZeroItself(kind: SparseValueKind) throws {
-        // Row 0 empty; row 1 stores only in its second group (columns 64…99).
-        let values = (0..<200).map { index -> Float in index >= 164 ? Float(index - 180) / 7 : 0 }
-        let encoded = try SparseCodec.encode(Tensor(shape: [2, 100], values: values), kind: kind)
-        let scales = try #require(encoded.matrix.scales)
-        #expect((0..<3).map { scales[$0] } == [0, 0, 0], "+0 bits, not −0 (0x8000)")
-        #expect(scales[3] != 0)
+    func emptyGroupsAreWrittenWithTheScaleZeroItself(kind: SparseValueKind) throws {
+        let source = try SparseFileFixtures.huggingFaceSource()
+        let output = try TemporaryDirectory()
+        let path = output.file("tiny.sparse.gguf")
+        try SparseFileFixtures.writeSparse(source.checkpoint, kind: kind, to: path)
+        // Every pruned projection has an empty row 0 (SparseFileFixtures.prunedWeights).
+        let file = try GGUFFile(path: path)
+        let name = try #require(TensorRole.layer(0, .query).huggingFaceName)
+        let scales = file.rawBytes(of: try #require(file.tensorInfo(named: name + ".scales")))
+        #expect(scales[0] == 0 && scales[1] == 0, "+0 bits, not −0 (0x8000): \(scales[0]), \(scales[1])")
     }
 
     // MARK: - What the writer refuses

@@ -32,3 +32,35 @@ extension SparseMatrix: CompressedMatrix {
         }
     }
 }
+
+extension SparseMatrix {
+    /// Rows per worker chunk of `dequantized`: about 64 Ki weights, well above a pool round trip.
+    static func dequantizeChunkRows(cols: Int) -> Int { max(1, (1 << 16) / cols) }
+
+    /// W [rows, cols] as Float32 through the C kernels (`dequantize(rows:into:path:)`), rows split over
+    /// `WorkerPool.shared`: the fast counterpart of the reference `decode()`, the same values bit for bit.
+    /// The view must have passed `validate` (or come from `encode`).
+    public func dequantized(path: KernelPath = .best) -> Tensor {
+        let out = Tensor(zeros: [rows, cols])
+        let base = out.pointer, cols = self.cols, groups = self.groups
+        WorkerPool.shared.parallelFor(rows, minimumChunk: Self.dequantizeChunkRows(cols: cols)) { range in
+            dequantize(rows: range, into: base + range.lowerBound * cols, path: path)
+            // The AVX2 kernel computes every lane of a group as scale × q, so an unstored weight of a
+            // group with a negative scale (most s4 groups) comes out −0; the reference and the format's
+            // other readers give +0. Rewriting the unstored weights costs one store each.
+            for o in range {
+                let row = base + o * cols
+                for g in 0..<groups {
+                    let width = min(Self.groupSize, cols - g * Self.groupSize)
+                    let columns: UInt64 = width == 64 ? ~0 : (UInt64(1) << UInt64(width)) - 1
+                    var unstored = ~masks[o * groups + g] & columns
+                    while unstored != 0 {
+                        row[g * Self.groupSize + unstored.trailingZeroBitCount] = 0
+                        unstored &= unstored - 1
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

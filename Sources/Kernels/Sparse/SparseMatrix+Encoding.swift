@@ -25,7 +25,8 @@ extension SparseMatrix {
     /// value is stored and quantised per the format's rules — the scale rounded to f16 first and the
     /// values quantised against the rounded scale; s8: scale = max|w| / 127, q = round(w / scale);
     /// s4: ggml's Q4_0 rule, scale = m / −8 (m the value of largest magnitude, sign kept),
-    /// nibble = min(15, ⌊w / scale + 8.5⌋). Non-finite weights do not trap: ±∞ saturates, NaN
+    /// nibble = max(0, min(15, ⌊w / scale + 8.5⌋)), so exact .5 ties round up. Empty groups store
+    /// scale +0. Non-finite weights do not trap: ±∞ saturates, NaN
     /// becomes 0 (s8, s4); f16 stores them as they are.
     public static func encode(_ dense: Tensor, kind: SparseValueKind) -> SparseMatrix {
         precondition(dense.rank == 2 && dense.shape[0] > 0 && dense.shape[1] > 0,
@@ -122,10 +123,12 @@ extension SparseMatrix {
         return Int8(max(-127, min(127, (w / scale).rounded(.toNearestOrAwayFromZero))))
     }
 
-    /// s4: m / −8 with m the value of largest magnitude (the first of equals), rounded to f16.
+    /// s4: m / −8 with m the value of largest magnitude (the first of equals), rounded to f16; +0
+    /// when there is none (0 / −8 would store −0, 0x8000, where the format says 0).
     static func s4Scale(_ values: ArraySlice<Float>) -> Float16 {
         var m: Float = 0
         for v in values where !v.isNaN && abs(v) > abs(m) { m = v }
+        guard m != 0 else { return 0 }
         return Float16(max(-largestScale, min(largestScale, m / -8)))
     }
 

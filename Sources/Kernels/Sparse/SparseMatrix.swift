@@ -83,12 +83,15 @@ public final class SparseMatrix: @unchecked Sendable {
         self.owner = owner
     }
 
-    /// Fraction of the rows × cols weights that are stored (mask bits set).
-    public var density: Double {
+    /// Weights stored (mask bits set).
+    public var storedCount: Int {
         var stored = 0
         for i in 0..<(rows * groups) { stored += masks[i].nonzeroBitCount }
-        return Double(stored) / (Double(rows) * Double(cols))
+        return stored
     }
+
+    /// Fraction of the rows × cols weights that are stored (mask bits set).
+    public var density: Double { Double(storedCount) / (Double(rows) * Double(cols)) }
 
     /// The C kernels' view of this matrix (valid while `self` lives).
     public var kernelView: ck_sparse_matrix {

@@ -7,8 +7,9 @@ import Kernels
 ///
 /// Everything is checked when the file is opened, before any view is handed out: the format's
 /// metadata and version, every sparse matrix's four tensors (types, shapes, alignment) and their
-/// contents (offsets against masks, mask bits past the last column, padding, finite scales).
-/// Errors name the file, the tensor or metadata key, and the field.
+/// contents (Kernels' `SparseMatrix.validate`, then the file's own rules: the last offset is the
+/// value stream's length, zero padding, finite f16 values). Errors name the file, the tensor or
+/// metadata key, and the field.
 public final class SparseModelFile: @unchecked Sendable {
     // @unchecked: immutable after init; the views point into `file`'s mapping, which `file` keeps alive.
 
@@ -69,6 +70,8 @@ public final class SparseModelFile: @unchecked Sendable {
     public let huggingFaceConfig: Data?
     public let huggingFaceTokenizer: Data?
     private let sparseIndex: [String: SparseTensor]
+    /// The checked kernel views, by matrix name, borrowed from `file`'s mapping.
+    private let views: [String: SparseMatrix]
 
     public var path: String { file.path }
 
@@ -135,6 +138,7 @@ public final class SparseModelFile: @unchecked Sendable {
                                            reason: "\(array.count) elements for the \(names.count) names of \(SparseModelFormat.Key.tensors)")
         }
         var index: [String: SparseTensor] = [:]
+        var views: [String: SparseMatrix] = [:]
         for position in 0..<names.count {
             let name = names[position].stringValue!
             guard !name.isEmpty, index[name] == nil else {
@@ -154,9 +158,12 @@ public final class SparseModelFile: @unchecked Sendable {
                 throw ModelFormatError.invalid(file: file.path, field: "tensor '\(name)'",
                                                reason: "the name is both a dense tensor and a sparse matrix of \(SparseModelFormat.Key.tensors)")
             }
-            index[name] = try Self.checkedMatrix(name: name, kind: kind, cols: cols, in: file)
+            let (tensor, view) = try Self.checkedMatrix(name: name, kind: kind, cols: cols, in: file)
+            index[name] = tensor
+            views[name] = view
         }
         sparseIndex = index
+        self.views = views
 
         // File order; a matrix appears where its mask is.
         var partOwners: [String: String] = [:]
@@ -177,8 +184,10 @@ public final class SparseModelFile: @unchecked Sendable {
     // MARK: - Checks
 
     /// The four parts of `name`: present (scales exactly for s8/s4), of their types and shapes,
-    /// aligned for their element type, and holding a layout `SparseCodec.check` accepts.
-    private static func checkedMatrix(name: String, kind: SparseValueKind, cols: Int, in file: GGUFFile) throws -> SparseTensor {
+    /// aligned for their element type, and holding an encoding Kernels' validating init accepts and
+    /// the file's own rules (`checkFileRules`); with the kernels' view of them.
+    private static func checkedMatrix(name: String, kind: SparseValueKind, cols: Int,
+                                      in file: GGUFFile) throws -> (SparseTensor, SparseMatrix) {
         let groups = SparseModelFormat.groups(columns: cols)
         var parts: [SparseModelFormat.Part: GGUFTensorInfo] = [:]
         for part in SparseModelFormat.Part.allCases {
@@ -225,27 +234,62 @@ public final class SparseModelFile: @unchecked Sendable {
             throw shapeError(scales, "\(dimensions(.scales))")
         }
         let valueBytes = values.dimensions[0] - SparseModelFormat.valuePadding
-        let matrix = view(rows: rows, cols: cols, kind: kind, parts: parts, in: file)
+        // Each part's whole byte range in the mapping (GGUF's checks keep it inside the file), so that
+        // the validating init holds every read, its own and the kernels', to the tensor's bytes.
+        let matrix: SparseMatrix
         do {
-            try SparseCodec.check(matrix, valueBytes: valueBytes)
+            matrix = try SparseMatrix(rows: rows, cols: cols, kind: kind, masks: file.rawBytes(of: mask),
+                                      rowOffsets: file.rawBytes(of: offsets), values: file.rawBytes(of: values),
+                                      scales: parts[.scales].map { file.rawBytes(of: $0) }, owner: file)
         } catch {
-            let field = error.part.map { "tensor '\(SparseModelFormat.tensorName(name, $0))'" } ?? "sparse matrix '\(name)'"
-            throw ModelFormatError.invalid(file: file.path, field: field + (error.index.map { " element \($0)" } ?? ""), reason: error.reason)
+            throw fileError(error.named(name), file: file.path)
         }
-        var stored = 0
-        for index in 0..<(rows * groups) { stored += matrix.masks[index].nonzeroBitCount }
-        return SparseTensor(name: name, rows: rows, cols: cols, kind: kind, parts: parts, valueByteCount: valueBytes, storedCount: stored)
+        try checkFileRules(matrix, name: name, valueBytes: valueBytes, file: file.path)
+        let tensor = SparseTensor(name: name, rows: rows, cols: cols, kind: kind, parts: parts,
+                                  valueByteCount: valueBytes, storedCount: matrix.storedCount)
+        return (tensor, matrix)
     }
 
-    /// The kernels' view of checked parts, borrowed from the mapping.
-    private static func view(rows: Int, cols: Int, kind: SparseValueKind, parts: [SparseModelFormat.Part: GGUFTensorInfo],
-                             in file: GGUFFile) -> SparseMatrix {
-        func base(_ part: SparseModelFormat.Part) -> UnsafeRawPointer? { parts[part].map { file.rawBytes(of: $0).baseAddress! } }
-        return SparseMatrix(rows: rows, cols: cols, kind: kind,
-                            masks: base(.mask)!.assumingMemoryBound(to: UInt64.self),
-                            rowOffsets: base(.offsets)!.assumingMemoryBound(to: UInt32.self),
-                            values: base(.values)!.assumingMemoryBound(to: UInt8.self),
-                            scales: base(.scales)?.assumingMemoryBound(to: UInt16.self), owner: file)
+    /// What the file asks beyond a valid encoding (docs/sparse-format.md, "What a reader must check",
+    /// step 5): the `.values` tensor is the stream and its padding exactly (the encoding allows a
+    /// longer buffer), the padding is zero, and f16 values are finite (s8/s4 scales are checked by
+    /// `validate`).
+    private static func checkFileRules(_ matrix: SparseMatrix, name: String, valueBytes: Int, file: String) throws {
+        let last = Int(matrix.rowOffsets[matrix.rows])
+        guard last == valueBytes else {
+            throw ModelFormatError.invalid(file: file, field: "tensor '\(SparseModelFormat.tensorName(name, .offsets))' element \(matrix.rows)",
+                                           reason: "the last offset is \(last), but the value stream holds \(valueBytes) bytes before its padding")
+        }
+        for index in valueBytes..<(valueBytes + SparseModelFormat.valuePadding) where matrix.values[index] != 0 {
+            throw ModelFormatError.invalid(file: file, field: "tensor '\(SparseModelFormat.tensorName(name, .values))' element \(index)",
+                                           reason: "padding byte \(index - valueBytes) is \(matrix.values[index]), not 0")
+        }
+        if matrix.kind == .f16 {
+            for index in stride(from: 0, to: valueBytes, by: 2) {
+                let bits = UInt16(matrix.values[index]) | UInt16(matrix.values[index + 1]) << 8
+                guard Float16(bitPattern: bits).isFinite else {
+                    throw ModelFormatError.invalid(file: file, field: "tensor '\(SparseModelFormat.tensorName(name, .values))' element \(index)",
+                                                   reason: "the f16 value is \(Float16(bitPattern: bits))")
+                }
+            }
+        }
+    }
+
+    /// Kernels' error for a matrix of the file as the reader's: the part's tensor (`NAME.offsets` …)
+    /// and where in it — the element of the offsets, the row and group of the others.
+    static func fileError(_ error: SparseFormatError, file: String) -> ModelFormatError {
+        let name = error.tensor ?? "?"
+        let part: SparseModelFormat.Part? = switch error.field {
+        case .shape: nil
+        case .mask: .mask
+        case .rowOffsets: .offsets
+        case .values: .values
+        case .scales: .scales
+        }
+        var field = part.map { "tensor '\(SparseModelFormat.tensorName(name, $0))'" } ?? "sparse matrix '\(name)'"
+        if let row = error.row { field += part == .offsets ? " element \(row)" : " row \(row)" }
+        if let group = error.group { field += " group \(group)" }
+        return .invalid(file: file, field: field, reason: error.problem)
     }
 
     // MARK: - Access
@@ -260,12 +304,16 @@ public final class SparseModelFile: @unchecked Sendable {
 
     /// `tensor`'s kernel view, borrowed from the mapped file (no copy; valid while the view lives).
     public func matrix(_ tensor: SparseTensor) -> SparseMatrix {
-        Self.view(rows: tensor.rows, cols: tensor.cols, kind: tensor.kind, parts: tensor.parts, in: file)
+        guard let view = views[tensor.name], view.rows == tensor.rows, view.cols == tensor.cols, view.kind == tensor.kind else {
+            preconditionFailure("sparse matrix '\(tensor.name)' is not one of \(path)'s")
+        }
+        return view
     }
 
-    /// The tensor called `name` as Float32, row-major: a sparse matrix decoded, a dense one dequantised.
+    /// The tensor called `name` as Float32, row-major: a sparse matrix decoded by the C kernels over
+    /// the worker pool (`SparseMatrix.dequantized`, bit for bit its reference `decode()`), a dense one dequantised.
     public func tensor(named name: String) throws -> Tensor {
-        if let sparse = sparseIndex[name] { return SparseCodec.decode(matrix(sparse)) }
+        if let view = views[name] { return view.dequantized() }
         guard let info = file.tensorInfo(named: name), partOwner(of: name) == nil else {
             throw ModelFormatError.invalid(file: path, field: "tensor '\(name)'", reason: "the file has no dense tensor or sparse matrix of that name")
         }

@@ -77,7 +77,7 @@ public struct SparseModelWriter: Sendable {
     /// One source tensor and how it is written.
     private struct PlannedTensor {
         enum Data {
-            case sparse(SparseEncodedMatrix)
+            case sparse(SparseMatrix)
             case encode(Tensor, GGMLType)
             case copyGGUF(GGUFTensorInfo, GGUFFile)
             case bytes(GGMLType, [UInt8])
@@ -91,13 +91,7 @@ public struct SparseModelWriter: Sendable {
         func add(to writer: inout GGUFWriter) {
             switch data {
             case .sparse(let encoded):
-                let groups = SparseModelFormat.groups(columns: encoded.cols)
-                let valueBytes = Int(encoded.rowOffsets[encoded.rows])
-                for part in SparseModelFormat.Part.allCases where part.isPresent(for: encoded.kind) {
-                    let dimensions = part.dimensions(rows: encoded.rows, groups: groups, valueBytes: valueBytes)
-                    writer.addTensor(named: SparseModelFormat.tensorName(name, part), shape: dimensions.reversed(),
-                                     type: part.type, bytes: encoded.bytes(of: part))
-                }
+                SparseModelWriter.addParts(of: encoded, named: name, to: &writer)
             case .encode(let values, let type):
                 writer.addTensor(named: name, values, as: type)
             case .copyGGUF(let info, let file):
@@ -143,15 +137,10 @@ public struct SparseModelWriter: Sendable {
         for tensor in sourceTensors {
             let sourceType = tensor.type.description
             if sparseRoles.contains(tensor.role), let values = weights[tensor.role] {
-                let encoded: SparseEncodedMatrix
-                do {
-                    encoded = try SparseCodec.encode(values, kind: valueKind)
-                } catch {
-                    let element = error.index.map { " element \($0)" } ?? ""
-                    throw ModelFormatError.invalid(file: file, field: "sparse tensor '\(tensor.name)'\(element)", reason: error.reason)
-                }
-                let bytes = encoded.matrix.storedByteCount
-                let density = Double(encoded.storedCount) / Double(encoded.rows * encoded.cols)
+                try Self.checkEncodable(values, kind: valueKind, name: tensor.name, file: file)
+                let encoded = SparseMatrix.encode(values, kind: valueKind)
+                let bytes = encoded.storedByteCount
+                let density = encoded.density
                 plan.append(PlannedTensor(name: tensor.name, shape: tensor.shape, data: .sparse(encoded),
                                           written: SparseWrittenTensor(name: tensor.name, role: tensor.role, shape: tensor.shape, sourceType: sourceType,
                                                                        type: SparseModelFormat.entryType(valueKind), replaced: true,
@@ -173,6 +162,76 @@ public struct SparseModelWriter: Sendable {
             }
         }
         return plan
+    }
+
+    // MARK: - Sparse matrices
+
+    /// The largest magnitude `kind` stores: its binary16 scale (or value) must stay finite.
+    static func largestMagnitude(_ kind: SparseValueKind) -> Float {
+        let half = Float(Float16.greatestFiniteMagnitude)
+        switch kind {
+        case .s8: return half * 127
+        case .s4: return half * 8
+        case .f16: return half
+        }
+    }
+
+    /// Refuses, naming the weight, what `SparseMatrix.encode` would store other than as given: it
+    /// saturates ±∞ and weights past `largestMagnitude`, turns NaN into 0, and traps on a value
+    /// stream past the format's 32-bit offsets; the file must hold the job's weights or not exist.
+    static func checkEncodable(_ w: Tensor, kind: SparseValueKind, name: String, file: String) throws {
+        guard w.rank == 2, w.shape[0] > 0, w.shape[1] > 0 else {
+            throw ModelFormatError.invalid(file: file, field: "sparse tensor '\(name)'",
+                                           reason: "shape \(w.shape); a sparse matrix has rows and columns")
+        }
+        let cols = w.shape[1], limit = largestMagnitude(kind)
+        let weights = UnsafeBufferPointer(start: w.pointer, count: w.count)
+        var valueBytes = 0
+        for groupStart in stride(from: 0, to: weights.count, by: SparseModelFormat.groupSize) {
+            // Groups never straddle rows: the last one of a row stops at its end.
+            let groupEnd = min(groupStart + SparseModelFormat.groupSize, (groupStart / cols + 1) * cols)
+            var stored = 0
+            for index in groupStart..<groupEnd where weights[index] != 0 {
+                let value = weights[index]
+                guard abs(value) <= limit else {
+                    let why = value.isFinite ? "\(value) is beyond what \(kind) stores (magnitudes up to \(limit))" : "\(value) is not finite"
+                    throw ModelFormatError.invalid(file: file, field: "sparse tensor '\(name)' element \(index)", reason: why)
+                }
+                stored += 1
+            }
+            valueBytes += kind.valueBytes(count: stored)
+        }
+        guard valueBytes <= Int(UInt32.max) else {
+            throw ModelFormatError.invalid(file: file, field: "sparse tensor '\(name)'",
+                                           reason: "its \(valueBytes) value bytes do not fit the format's uint32 row offsets")
+        }
+    }
+
+    /// Adds the GGUF tensors of `matrix` (`NAME.mask`, `.offsets`, `.values` with its padding, `.scales`
+    /// for s8/s4), in that order, little-endian as docs/sparse-format.md stores them.
+    static func addParts(of matrix: SparseMatrix, named name: String, to writer: inout GGUFWriter) {
+        let words = matrix.rows * matrix.groups
+        for part in SparseModelFormat.Part.allCases where part.isPresent(for: matrix.kind) {
+            let bytes: [UInt8]
+            switch part {
+            case .mask: bytes = littleEndian(matrix.masks, count: words)
+            case .offsets: bytes = littleEndian(matrix.rowOffsets, count: matrix.rows + 1)
+            case .values: bytes = Array(UnsafeBufferPointer(start: matrix.values, count: matrix.valueByteCount + SparseModelFormat.valuePadding))
+            case .scales: bytes = littleEndian(matrix.scales!, count: words)
+            }
+            let dimensions = part.dimensions(rows: matrix.rows, groups: matrix.groups, valueBytes: matrix.valueByteCount)
+            writer.addTensor(named: SparseModelFormat.tensorName(name, part), shape: dimensions.reversed(), type: part.type, bytes: bytes)
+        }
+    }
+
+    private static func littleEndian<T: FixedWidthInteger>(_ elements: UnsafePointer<T>, count: Int) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count * MemoryLayout<T>.size) { raw, initialized in
+            for index in 0..<count {
+                UnsafeMutableRawPointer(raw.baseAddress!).storeBytes(of: elements[index].littleEndian,
+                                                                     toByteOffset: index * MemoryLayout<T>.size, as: T.self)
+            }
+            initialized = count * MemoryLayout<T>.size
+        }
     }
 
     // MARK: - Metadata
