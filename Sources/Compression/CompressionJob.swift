@@ -69,17 +69,23 @@ public final class CompressionJob {
         let settings = request.settings
         try settings.validate()
         if FileManager.default.fileExists(atPath: request.output) { throw .outputExists(path: request.output) }
+        let sparsePath = Self.sparseOutputPath(for: request.output)
+        if settings.outputs.contains(.sparse) && FileManager.default.fileExists(atPath: sparsePath) {
+            throw .outputExists(path: sparsePath)
+        }
         planProgress()
         let jobCheckpoint = request.checkpointDirectory.map { JobCheckpoint(directory: $0) }
-        // The in-memory model is released before the exported file is loaded for evaluation.
-        var (summary, texts, zeros, exported) = try compressAndExport(checkpoint: jobCheckpoint)
+        // The in-memory model is released before the exported files are loaded for evaluation.
+        var (summary, texts, zeros, written) = try compressAndExport(checkpoint: jobCheckpoint)
+        // The interoperable file when the job wrote one, else the sparse file: zeros verified and perplexity on it.
+        let primary = written.interop ?? written.sparse!
 
         report(.evaluate, message: "evaluating the exported file")
         let reread: Decoder
         do {
-            reread = try Decoder(checkpoint: Checkpoint.open(exported.path))
+            reread = try Decoder(checkpoint: Checkpoint.open(primary))
         } catch {
-            throw .unsupportedModel(path: exported.path, reason: "the exported model does not load: \(error)")
+            throw .unsupportedModel(path: primary, reason: "the exported model does not load: \(error)")
         }
         // Every weight the job zeroed must be zero in the file. A quantised export may zero a few more (values
         // that round to 0 in their block): those are counted, not hidden.
@@ -97,6 +103,20 @@ public final class CompressionJob {
                                       exportedZeros: rereadZeros.zeros, verified: true)
         let finalResults = try evaluate(reread, texts: texts, stage: .evaluate)
         for (i, result) in finalResults.enumerated() { summary.evaluations[i].final = result.result.perplexity }
+        if let sparse = written.sparse {
+            if written.interop != nil {
+                // The sparse file as losad's runtime reads it: its own kernels, no Float32 copy.
+                let decoder: Decoder
+                do { decoder = try Decoder(readingInPlace: Checkpoint.open(sparse)) } catch {
+                    throw .unsupportedModel(path: sparse, reason: "the sparse file does not load: \(error)")
+                }
+                let results = try evaluate(decoder, texts: texts, stage: .evaluate)
+                for (i, result) in results.enumerated() { summary.evaluations[i].sparse = result.result.perplexity }
+            } else {
+                for i in summary.evaluations.indices { summary.evaluations[i].sparse = summary.evaluations[i].final }
+            }
+            summary.decodeSpeed = try measureDecodeSpeed(input: request.input, sparse: sparse)
+        }
         finishStage(.evaluate, in: &summary)
 
         // A resumed job's wall time counts the runs before the interruption too.
@@ -107,9 +127,15 @@ public final class CompressionJob {
         return summary
     }
 
-    /// Everything up to the export: the report so far, the texts, the zeros of the merged model, the export.
+    /// The files a job wrote: the interoperable export and the sparse file, each when the settings ask for it.
+    struct WrittenOutputs {
+        var interop: String?
+        var sparse: String?
+    }
+
+    /// Everything up to the export: the report so far, the texts, the zeros of the merged model, the files written.
     private func compressAndExport(checkpoint jobCheckpoint: JobCheckpoint?) throws(CompressionError)
-        -> (CompressionReport, JobTexts, ZeroCount, ExportResult) {
+        -> (CompressionReport, JobTexts, ZeroCount, WrittenOutputs) {
         let settings = request.settings
         // Load: a private Float32 copy of every weight (pruning and merging write into them).
         report(.load, message: "loading \(request.input)")
@@ -176,20 +202,28 @@ public final class CompressionJob {
         }
 
         let zeros = projectionZeros(weights)
-        report(.export, message: "writing \(request.output)")
-        let exported: ExportResult
-        do {
-            exported = try checkpoint.export(replacing: projectionTensors(weights), as: settings.exportType,
-                                             metadata: exportMetadata(), to: request.output)
-        } catch {
-            throw .unsupportedModel(path: request.output, reason: "export failed: \(error)")
+        var written = WrittenOutputs()
+        if settings.outputs.contains(.gguf) {
+            report(.export, message: "writing \(request.output)")
+            let exported: ExportResult
+            do {
+                exported = try checkpoint.export(replacing: projectionTensors(weights), as: settings.exportType,
+                                                 metadata: exportMetadata(), to: request.output)
+            } catch {
+                throw .unsupportedModel(path: request.output, reason: "export failed: \(error)")
+            }
+            summary.output = .init(path: request.publishedOutput ?? exported.path, format: exported.format.rawValue,
+                                   bytes: exported.bytesWritten,
+                                   projectionType: Set(exported.tensors.filter(\.replaced).map(\.type)).sorted().joined(separator: ", "))
+            written.interop = exported.path
         }
-        summary.output = .init(path: request.publishedOutput ?? exported.path, format: exported.format.rawValue,
-                               bytes: exported.bytesWritten,
-                               projectionType: Set(exported.tensors.filter(\.replaced).map(\.type)).sorted().joined(separator: ", "))
+        if settings.outputs.contains(.sparse) {
+            summary.sparseOutput = try writeSparseOutput(weights, source: checkpoint)
+            written.sparse = Self.sparseOutputPath(for: request.output)
+        }
         summary.peakMemoryBytes = max(summary.peakMemoryBytes, peakResidentBytes())
         finishStage(.export, in: &summary)
-        return (summary, texts, zeros, exported)
+        return (summary, texts, zeros, written)
     }
 
     // MARK: - Stages

@@ -10,6 +10,10 @@ public struct CompressionReport: Sendable, Codable, Equatable {
     public var losadVersion: String = ""
     public var input: ModelSummary
     public var output: OutputSummary?
+    /// losad's compact sparse file, when the job wrote one.
+    public var sparseOutput: OutputSummary?
+    /// Decode speed of the input and of the sparse file on this machine, when the job wrote one.
+    public var decodeSpeed: DecodeSpeed?
     public var settings: CompressionSettings
     /// Perplexity of each evaluation text: dense, pruned-only and final.
     public var evaluations: [EvaluationRecord] = []
@@ -58,8 +62,41 @@ public struct CompressionReport: Sendable, Codable, Equatable {
         public var predictedTokens: Int
         public var dense: Double?
         public var pruned: Double?
-        /// The final model, measured on the exported file.
+        /// The final model, measured on the exported file (the sparse file when it is the only output).
         public var final: Double?
+        /// The final model, measured on the sparse file read in place.
+        public var sparse: Double?
+    }
+
+    /// Decode tokens/s (a short llama-bench-style tg run, weights read in place) of the input and the sparse file.
+    public struct DecodeSpeed: Sendable, Codable, Equatable {
+        public var threads: Int
+        public var inputTokensPerSecond: Double
+        public var sparseTokensPerSecond: Double
+        public var speedup: Double { sparseTokensPerSecond / inputTokensPerSecond }
+
+        enum CodingKeys: String, CodingKey { case threads, inputTokensPerSecond, sparseTokensPerSecond, speedup }
+
+        public init(threads: Int, inputTokensPerSecond: Double, sparseTokensPerSecond: Double) {
+            self.threads = threads
+            self.inputTokensPerSecond = inputTokensPerSecond
+            self.sparseTokensPerSecond = sparseTokensPerSecond
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(threads: try c.decode(Int.self, forKey: .threads),
+                      inputTokensPerSecond: try c.decode(Double.self, forKey: .inputTokensPerSecond),
+                      sparseTokensPerSecond: try c.decode(Double.self, forKey: .sparseTokensPerSecond))
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(threads, forKey: .threads)
+            try c.encode(inputTokensPerSecond, forKey: .inputTokensPerSecond)
+            try c.encode(sparseTokensPerSecond, forKey: .sparseTokensPerSecond)
+            try c.encode(speedup, forKey: .speedup)
+        }
     }
 
     public struct LayerRecord: Sendable, Codable, Equatable {
@@ -145,11 +182,14 @@ public struct CompressionReport: Sendable, Codable, Equatable {
                             (input.path as NSString).lastPathComponent, settings.method.rawValue,
                             settings.sparsity * 100, settings.pattern.description, settings.allocation.rawValue,
                             recovery, settings.profile.rawValue))
-        let header = ["text", "ctx", "tokens", "dense", "pruned-only", recovery == "none" ? "final" : recovery, "vs pruned"]
+        var header = ["text", "ctx", "tokens", "dense", "pruned-only", recovery == "none" ? "final" : recovery, "vs pruned"]
+        let sparseColumn = evaluations.contains { $0.sparse != nil }
+        if sparseColumn { header.append("sparse file") }
         var rows: [[String]] = [header]
         for e in evaluations {
             let gain = (e.pruned != nil && e.final != nil) ? String(format: "%+.1f%%", (e.final! / e.pruned! - 1) * 100) : "—"
-            rows.append([e.text, "\(e.windowLength)", "\(e.predictedTokens)", ppl(e.dense), ppl(e.pruned), ppl(e.final), gain])
+            rows.append([e.text, "\(e.windowLength)", "\(e.predictedTokens)", ppl(e.dense), ppl(e.pruned), ppl(e.final), gain]
+                        + (sparseColumn ? [ppl(e.sparse)] : []))
         }
         let widths = (0..<header.count).map { column in rows.map { $0[column].count }.max()! }
         for row in rows {
@@ -166,9 +206,13 @@ public struct CompressionReport: Sendable, Codable, Equatable {
                                     s.exportedFraction, s.exportedZeros - s.zeros, output?.projectionType ?? "the export type"))
             }
         }
-        if let output {
-            lines.append(String(format: "output %@ (%@, projections %@, %.1f MB)", output.path, output.format,
-                                output.projectionType, Double(output.bytes) / 1e6))
+        for output in [output, sparseOutput].compactMap({ $0 }) {
+            lines.append(String(format: "output %@ (%@, projections %@, %.1f MB; input %.1f MB)", output.path, output.format,
+                                output.projectionType, Double(output.bytes) / 1e6, Double(input.fileBytes) / 1e6))
+        }
+        if let d = decodeSpeed {
+            lines.append(String(format: "decode on this machine (%d threads): input %.1f tokens/s, sparse file %.1f tokens/s (%.2fx)",
+                                d.threads, d.inputTokensPerSecond, d.sparseTokensPerSecond, d.speedup))
         }
         lines.append(String(format: "wall time %.1f s, peak memory %.2f GiB", wallSeconds, Double(peakMemoryBytes) / 1073741824))
         return lines.joined(separator: "\n")

@@ -56,10 +56,22 @@ public struct JobFigures: Codable, Sendable, Equatable {
     public var peakMemoryBytes: Int?
     public var outputBytes: Int?
     public var seconds: Double?
+    /// Perplexity measured on the compact sparse file, read by losad's own kernels.
+    public var sparsePerplexity: Double?
+    public var sparseOutputBytes: Int?
+    /// Decode tokens/s on the daemon's machine: the input model and the sparse file, both read in place.
+    public var inputDecodeTokensPerSecond: Double?
+    public var sparseDecodeTokensPerSecond: Double?
 
     public init(densePerplexity: Double? = nil, prunedPerplexity: Double? = nil, perplexity: Double? = nil,
                 measuredSparsity: Double? = nil, parameterCount: Int? = nil, peakMemoryBytes: Int? = nil,
-                outputBytes: Int? = nil, seconds: Double? = nil) {
+                outputBytes: Int? = nil, seconds: Double? = nil, sparsePerplexity: Double? = nil,
+                sparseOutputBytes: Int? = nil, inputDecodeTokensPerSecond: Double? = nil,
+                sparseDecodeTokensPerSecond: Double? = nil) {
+        self.sparsePerplexity = sparsePerplexity
+        self.sparseOutputBytes = sparseOutputBytes
+        self.inputDecodeTokensPerSecond = inputDecodeTokensPerSecond
+        self.sparseDecodeTokensPerSecond = sparseDecodeTokensPerSecond
         self.densePerplexity = densePerplexity
         self.prunedPerplexity = prunedPerplexity
         self.perplexity = perplexity

@@ -51,12 +51,18 @@ public struct CompressionJobRunner: JobRunner {
             if let v = e.dense { metrics.append(.init(name: "perplexity.dense.\(e.text)", value: v)) }
             if let v = e.pruned { metrics.append(.init(name: "perplexity.pruned.\(e.text)", value: v)) }
             if let v = e.final { metrics.append(.init(name: "perplexity.final.\(e.text)", value: v)) }
+            if let v = e.sparse { metrics.append(.init(name: "perplexity.sparse.\(e.text)", value: v)) }
         }
         if let s = report.finalSparsity {
             metrics.append(.init(name: "sparsity", value: s.fraction, unit: "fraction"))
             metrics.append(.init(name: "sparsity.exported", value: s.exportedFraction, unit: "fraction"))
         }
         if let o = report.output { metrics.append(.init(name: "output.bytes", value: Double(o.bytes), unit: "bytes")) }
+        if let o = report.sparseOutput { metrics.append(.init(name: "output.sparse.bytes", value: Double(o.bytes), unit: "bytes")) }
+        if let d = report.decodeSpeed {
+            metrics.append(.init(name: "decode.input", value: d.inputTokensPerSecond, unit: "tokens/s"))
+            metrics.append(.init(name: "decode.sparse", value: d.sparseTokensPerSecond, unit: "tokens/s"))
+        }
         metrics.append(.init(name: "wall", value: report.wallSeconds, unit: "seconds"))
         metrics.append(.init(name: "memory.peak", value: Double(report.peakMemoryBytes), unit: "bytes"))
         return metrics

@@ -94,8 +94,8 @@ enum ControlReplies {
         }
     }
 
-    /// The figures `CompressionRunner` records (`perplexity.{dense,pruned,final}.<text>`, `sparsity`,
-    /// `output.bytes`, `memory.peak`, `wall`). With several evaluation texts, the perplexities are those
+    /// The figures `CompressionRunner` records (`perplexity.{dense,pruned,final,sparse}.<text>`, `sparsity`,
+    /// `output.bytes`, `output.sparse.bytes`, `decode.{input,sparse}`, `memory.peak`, `wall`). With several evaluation texts, the perplexities are those
     /// of the first text (by name) that has a final one.
     static func figures(_ metrics: [JobMetric]) -> JobFigures {
         var values: [String: Double] = [:]
@@ -108,13 +108,17 @@ enum ControlReplies {
                           measuredSparsity: values["sparsity"],
                           peakMemoryBytes: values["memory.peak"].flatMap(integer),
                           outputBytes: values["output.bytes"].flatMap(integer),
-                          seconds: values["wall"])
+                          seconds: values["wall"],
+                          sparsePerplexity: text.flatMap { values["perplexity.sparse.\($0)"] },
+                          sparseOutputBytes: values["output.sparse.bytes"].flatMap(integer),
+                          inputDecodeTokensPerSecond: values["decode.input"],
+                          sparseDecodeTokensPerSecond: values["decode.sparse"])
     }
 
     /// "perplexity.final.wikitext" → ("final", "wikitext").
     static func perplexityName(_ name: String) -> (kind: String, text: String)? {
         let parts = name.split(separator: ".", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0] == "perplexity", ["dense", "pruned", "final"].contains(parts[1]) else { return nil }
+        guard parts.count == 3, parts[0] == "perplexity", ["dense", "pruned", "final", "sparse"].contains(parts[1]) else { return nil }
         return (String(parts[1]), String(parts[2]))
     }
 

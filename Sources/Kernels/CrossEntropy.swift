@@ -167,3 +167,37 @@ public func chunkedCrossEntropy(hidden: Tensor, weight: Tensor, targets: [Int32]
                             scratch: buffer.pointer, dHidden: dHidden?.pointer, lossPerRow: lossPerRow?.pointer)
     }
 }
+
+/// The mean cross-entropy of `chunkedCrossEntropy` (no gradient) through a head in any form: a
+/// compressed head multiplies each chunk of rows in place (evaluation of a model read in place).
+///
+/// hidden [N, C]; head [V, C]; targets [N]; scratch ≥ [min(chunkRows, N), V].
+public func chunkedCrossEntropy(hidden: Tensor, head: LinearWeight, targets: [Int32], chunkRows: Int,
+                                scratch: Tensor, matmulScratch: CompressedMatmulScratch) -> Double {
+    if case .dense(let weight) = head {
+        return chunkedCrossEntropy(hidden: hidden, weight: weight, targets: targets, chunkRows: chunkRows, scratch: scratch)
+    }
+    let (rows, vocabulary) = (hidden.rowCount, head.rows)
+    precondition(head.cols == hidden.rowLength && targets.count == rows && chunkRows > 0,
+                 "chunkedCrossEntropy: head [\(head.rows), \(head.cols)], hidden \(hidden.shape), \(targets.count) targets")
+    let chunk = min(chunkRows, max(rows, 1))
+    precondition(scratch.count >= chunk * vocabulary, "chunkedCrossEntropy: scratch \(scratch.shape) for \(chunk) rows of \(vocabulary)")
+    guard rows > 0 else { return 0 }
+    return targets.withUnsafeBufferPointer { targets in
+        let scored = countTargets(targets.baseAddress!, rows: rows, vocabulary: vocabulary)
+        let scale = scored > 0 ? 1 / Double(scored) : 0
+        return withUnsafeTemporaryAllocation(of: Double.self, capacity: chunk) { nll in
+            var total = 0.0, start = 0
+            while start < rows {
+                let count = min(chunk, rows - start)
+                let logits = scratch.reshaped([scratch.count]).slice(0..<(count * vocabulary)).reshaped([count, vocabulary])
+                head.apply(hidden.slice(start..<(start + count)), into: logits, scratch: matmulScratch)
+                crossEntropyRows(logits: logits.pointer, targets: targets.baseAddress! + start, rows: count, columns: vocabulary,
+                                 scale: scale, dLogits: nil, nll: nll.baseAddress!)
+                for row in 0..<count { total += nll[row] }
+                start += count
+            }
+            return total * scale
+        }
+    }
+}

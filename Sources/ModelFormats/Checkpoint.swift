@@ -15,6 +15,9 @@ public final class Checkpoint: @unchecked Sendable {
     public enum Format: String, Sendable, Codable {
         case gguf
         case huggingFace = "huggingface"
+        /// losad's sparse model file (docs/sparse-format.md, "The model file"): a GGUF container
+        /// keeping its source's names and configuration; see `Checkpoint.sparseFile`.
+        case sparse = "losa-sparse"
     }
 
     /// One stored tensor as the file has it.
@@ -27,12 +30,16 @@ public final class Checkpoint: @unchecked Sendable {
         /// Row-major shape.
         public let shape: [Int]
         public let elementCount: Int
+        /// Bytes stored (for a sparse matrix: its mask, offsets, values and scales together).
         public let byteCount: Int
+        /// How a sparse matrix stores its values; nil for a dense tensor.
+        public var sparseKind: SparseValueKind? = nil
     }
 
     enum Storage {
         case gguf(GGUFFile)
         case huggingFace(SafetensorsCheckpoint)
+        case sparse(SparseModelFile)
     }
 
     public let path: String
@@ -58,7 +65,7 @@ public final class Checkpoint: @unchecked Sendable {
         return try openGGUF(path)
     }
 
-    private init(path: String, format: Format, config: ModelConfig, tokenizer: Tokenizer,
+    init(path: String, format: Format, config: ModelConfig, tokenizer: Tokenizer,
                  tensors: [TensorEntry], fileSize: Int, storage: Storage) throws {
         self.path = path
         self.format = format
@@ -80,7 +87,13 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     private static func openGGUF(_ path: String) throws -> Checkpoint {
-        let file = try GGUFFile(path: path)
+        try openGGUF(file: try GGUFFile(path: path))
+    }
+
+    /// A parsed GGUF file as a checkpoint: a sparse model file when its architecture says so.
+    static func openGGUF(file: GGUFFile) throws -> Checkpoint {
+        if SparseModelFile.isSparse(file) { return try openSparse(file) }
+        let path = file.path
         let metadata = file.metadata.dictionary
         let config = try ModelConfig(ggufMetadata: metadata, tensorShapes: file.tensorShapes, file: path)
         let tokenizer = try Tokenizer(ggufMetadata: metadata, file: path)
@@ -165,8 +178,7 @@ public final class Checkpoint: @unchecked Sendable {
         let expected = Checkpoint.expectedShapes(for: config)
         for (role, shape) in expected {
             guard let entry = entryByRole[role] else {
-                let name = format == .gguf ? role.ggufName : (role.huggingFaceName ?? role.ggufName)
-                throw ModelFormatError.invalid(file: path, field: "tensor '\(name)'", reason: "missing; the config describes it")
+                throw ModelFormatError.invalid(file: path, field: "tensor '\(tensorName(of: role))'", reason: "missing; the config describes it")
             }
             guard entry.shape == shape else {
                 throw ModelFormatError.invalid(file: path, field: "tensor '\(entry.name)'",
@@ -192,6 +204,13 @@ public final class Checkpoint: @unchecked Sendable {
         }
     }
 
+    /// The name `role` has in this checkpoint's naming (a sparse file keeps its source's).
+    func tensorName(of role: TensorRole) -> String {
+        let naming: Format
+        if case .sparse(let file) = storage { naming = file.sourceFormat } else { naming = format }
+        return naming == .huggingFace ? (role.huggingFaceName ?? role.ggufName) : role.ggufName
+    }
+
     /// The stored entry for `role`, if the checkpoint has one.
     public func entry(for role: TensorRole) -> TensorEntry? { entryByRole[role] }
 
@@ -205,6 +224,7 @@ public final class Checkpoint: @unchecked Sendable {
         switch storage {
         case .gguf(let file): return try file.tensor(named: entry.name)
         case .huggingFace(let weights): return try weights.tensor(named: entry.name)
+        case .sparse(let file): return try file.tensor(named: entry.name)
         }
     }
 

@@ -21,9 +21,10 @@ enum Attention {
         let query = workspace.query.slice(0..<n), key = workspace.key.slice(0..<n), value = workspace.value.slice(0..<n)
         let attention = workspace.attention.slice(0..<n)
 
-        project(input, weights.query, bias: weights.queryBias, into: query)
-        project(input, weights.key, bias: weights.keyBias, into: key)
-        project(input, weights.value, bias: weights.valueBias, into: value)
+        let scratch = workspace.matmulScratch
+        project(input, weights.query, bias: weights.queryBias, into: query, scratch: scratch)
+        project(input, weights.key, bias: weights.keyBias, into: key, scratch: scratch)
+        project(input, weights.value, bias: weights.valueBias, into: value, scratch: scratch)
         workspace.positions.withUnsafeBufferPointer { positions in
             rotaryEmbeddingForward(query.pointer, tokens: n, heads: h, headDimension: d,
                                    positions: positions.baseAddress!, table: workspace.rotary, layout: layout)
@@ -35,17 +36,16 @@ enum Attention {
                    value: value.pointer + b * t * hkv * d, out: attention.pointer + b * t * h * d,
                    scores: workspace.scores, tokens: t, heads: h, kvHeads: hkv, headDimension: d)
         }
-        matmul(attention, weights.attentionOutput, transposeB: true, into: residual, beta: 1)
+        weights.attentionOutput.apply(attention, into: residual, accumulate: true, scratch: scratch)
     }
 
     /// y = x·Wᵀ + bias (bias broadcast over rows, when given).   x [N, C]; W [O, C]; bias [O]; y [N, O]
-    static func project(_ x: Tensor, _ weight: Tensor, bias: Tensor?, into y: Tensor) {
-        guard let bias else {
-            matmul(x, weight, transposeB: true, into: y)
-            return
+    static func project(_ x: Tensor, _ weight: LinearWeight, bias: Tensor?, into y: Tensor,
+                        scratch: CompressedMatmulScratch?) {
+        if let bias {
+            for row in 0..<y.rowCount { (y.pointer + row * y.rowLength).update(from: bias.pointer, count: bias.count) }
         }
-        for row in 0..<y.rowCount { (y.pointer + row * y.rowLength).update(from: bias.pointer, count: bias.count) }
-        matmul(x, weight, transposeB: true, into: y, beta: 1)
+        weight.apply(x, into: y, accumulate: bias != nil, scratch: scratch)
     }
 
     /// Causal attention of one window, every group of G = H/Hkv query heads sharing one k/v head;

@@ -24,7 +24,7 @@ extension Decoder {
         while start < tokens.count {
             let end = min(tokens.count, start + cache.blockCapacity)
             let hidden = decodeBlock(tokens[start..<end], cache: cache)
-            head(hidden, into: logits.slice(start..<end))
+            head(hidden, into: logits.slice(start..<end), scratch: cache.matmulScratch)
             start = end
         }
         return logits
@@ -38,7 +38,7 @@ extension Decoder {
         while start < tokens.count {
             let end = min(tokens.count, start + cache.blockCapacity)
             let hidden = decodeBlock(tokens[start..<end], cache: cache)
-            if end == tokens.count { head(hidden.slice((end - start - 1)..<(end - start)), into: logits) }
+            if end == tokens.count { head(hidden.slice((end - start - 1)..<(end - start)), into: logits, scratch: cache.matmulScratch) }
             start = end
         }
     }
@@ -53,7 +53,7 @@ extension Decoder {
         let x = cache.residual.slice(0..<n)
         for (i, token) in tokens.enumerated() {
             precondition(token >= 0 && Int(token) < v, "decode: token \(token) is outside the vocabulary of \(v)")
-            (x.pointer + i * c).update(from: weights.tokenEmbedding.pointer + Int(token) * c, count: c)
+            weights.tokenEmbedding.copyRow(Int(token), into: x.pointer + i * c)
         }
         let positions = (start..<(start + n)).map { Int32($0) }
         for (index, layer) in weights.layers.enumerated() {
@@ -75,9 +75,10 @@ extension Decoder {
         let attention = cache.attention.slice(0..<n)
 
         rmsNorm(x, weight: layer.attentionNorm, epsilon: epsilon, into: normed)
-        project(normed, layer.query, bias: layer.queryBias, into: query)
-        project(normed, layer.key, bias: layer.keyBias, into: key)
-        project(normed, layer.value, bias: layer.valueBias, into: value)
+        let scratch = cache.matmulScratch
+        Attention.project(normed, layer.query, bias: layer.queryBias, into: query, scratch: scratch)
+        Attention.project(normed, layer.key, bias: layer.keyBias, into: key, scratch: scratch)
+        Attention.project(normed, layer.value, bias: layer.valueBias, into: value, scratch: scratch)
         positions.withUnsafeBufferPointer { positions in
             rotaryEmbeddingForward(query.pointer, tokens: n, heads: h, headDimension: d,
                                    positions: positions.baseAddress!, table: cache.rotary, layout: weights.rotaryLayout)
@@ -107,22 +108,10 @@ extension Decoder {
                          b: cachedValues + g * cache.capacity * d, ldb: d, strideB: 0,
                          c: attention.pointer + g * group * d, ldc: h * d, strideC: d, batchCount: group)
         }
-        matmul(attention, layer.attentionOutput, transposeB: true, into: x, beta: 1)
+        layer.attentionOutput.apply(attention, into: x, accumulate: true, scratch: scratch)
 
-        // SwiGLU MLP: x += (silu(n·Wgᵀ) ⊙ n·Wuᵀ) · Wdᵀ.
         rmsNorm(x, weight: layer.ffnNorm, epsilon: epsilon, into: normed)
-        let gate = cache.gate.slice(0..<n), up = cache.up.slice(0..<n)
-        matmul(normed, layer.gate, transposeB: true, into: gate)
-        matmul(normed, layer.up, transposeB: true, into: up)
-        swigluForward(gate: gate.pointer, up: up.pointer, out: gate.pointer, count: gate.count)
-        matmul(gate, layer.down, transposeB: true, into: x, beta: 1)
-    }
-
-    /// y = x·Wᵀ + bias (bias broadcast over rows, when given).   x [T, C]; W [O, C]; y [T, O]
-    private func project(_ x: Tensor, _ weight: Tensor, bias: Tensor?, into y: Tensor) {
-        if let bias {
-            for row in 0..<y.rowCount { (y.pointer + row * y.rowLength).update(from: bias.pointer, count: bias.count) }
-        }
-        matmul(x, weight, transposeB: true, into: y, beta: bias == nil ? 0 : 1)
+        FeedForward.forward(layer, input: normed, residual: x, gate: cache.gate.slice(0..<n), up: cache.up.slice(0..<n),
+                            scratch: scratch)
     }
 }

@@ -49,8 +49,8 @@ public struct Decoder: Sendable {
     }
 
     /// logits = hidden · outputᵀ.   hidden [N, C]; logits [N, V] (any shape with N·V values)
-    public func head(_ hidden: Tensor, into logits: Tensor) {
-        matmul(hidden, weights.output, transposeB: true, into: logits.reshaped([hidden.rowCount, config.vocabSize]))
+    public func head(_ hidden: Tensor, into logits: Tensor, scratch: CompressedMatmulScratch? = nil) {
+        weights.output.apply(hidden, into: logits.reshaped([hidden.rowCount, config.vocabSize]), scratch: scratch)
     }
 
     /// The logits [B, T, V] of `tokens` [B][T] (every window the same length), in new buffers.
@@ -59,7 +59,7 @@ public struct Decoder: Sendable {
         let workspace = makeWorkspace(batch: tokens.count, tokens: t)
         let hidden = forward(tokens, workspace: workspace)
         let logits = Tensor(zeros: [tokens.count, t, config.vocabSize])
-        head(hidden, into: logits)
+        head(hidden, into: logits, scratch: workspace.matmulScratch)
         return logits
     }
 
@@ -70,7 +70,7 @@ public struct Decoder: Sendable {
             precondition(window.count == t, "decoder: window \(b) has \(window.count) tokens, the workspace \(t)")
             for (i, token) in window.enumerated() {
                 precondition(token >= 0 && Int(token) < v, "decoder: token \(token) at [\(b), \(i)] is outside the vocabulary of \(v)")
-                (x.pointer + (b * t + i) * c).update(from: weights.tokenEmbedding.pointer + Int(token) * c, count: c)
+                weights.tokenEmbedding.copyRow(Int(token), into: x.pointer + (b * t + i) * c)
             }
         }
     }

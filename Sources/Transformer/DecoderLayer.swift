@@ -19,6 +19,7 @@ enum DecoderLayer {
                           batch: batch, workspace: workspace)
         rmsNorm(x, weight: weights.ffnNorm, epsilon: epsilon, into: normed)
         FeedForward.forward(weights, input: normed, residual: x,
-                            gate: workspace.gate.slice(0..<n), up: workspace.up.slice(0..<n))
+                            gate: workspace.gate.slice(0..<n), up: workspace.up.slice(0..<n),
+                            scratch: workspace.matmulScratch)
     }
 }

@@ -1,25 +1,26 @@
 import Kernels
 import ModelFormats
 
-/// The parameters of one decoder block, as Float32 tensors in the checkpoint's
-/// own row layout (q/k rows follow `ModelConfig.ropeLayout`).
+/// The parameters of one decoder block in the checkpoint's own row layout (q/k rows follow
+/// `ModelConfig.ropeLayout`): norms and biases as Float32, the seven projections as `LinearWeight`s
+/// (Float32 when loaded for training, or compressed and read in place for inference).
 ///
 /// Shapes: attentionNorm, ffnNorm [C]; query [H·D, C]; key, value [Hkv·D, C];
 /// attentionOutput [C, H·D]; queryBias [H·D], keyBias, valueBias [Hkv·D]
 /// (qwen2 only); gate, up [F, C]; down [C, F].
 public struct LayerWeights: Sendable {
     public let attentionNorm: Tensor
-    public let query: Tensor
-    public let key: Tensor
-    public let value: Tensor
-    public let attentionOutput: Tensor
+    public let query: LinearWeight
+    public let key: LinearWeight
+    public let value: LinearWeight
+    public let attentionOutput: LinearWeight
     public let queryBias: Tensor?
     public let keyBias: Tensor?
     public let valueBias: Tensor?
     public let ffnNorm: Tensor
-    public let gate: Tensor
-    public let up: Tensor
-    public let down: Tensor
+    public let gate: LinearWeight
+    public let up: LinearWeight
+    public let down: LinearWeight
 }
 
 /// Every parameter of a LLaMA-family decoder, checked against its configuration.
@@ -28,11 +29,12 @@ public struct LayerWeights: Sendable {
 /// itself when the head is tied); ropeInverseFrequencies [D/2].
 public struct DecoderWeights: Sendable {
     public let config: ModelConfig
-    public let tokenEmbedding: Tensor
+    /// Rows are looked up (`LinearWeight.copyRow`), never multiplied.
+    public let tokenEmbedding: LinearWeight
     public let layers: [LayerWeights]
     public let outputNorm: Tensor
     /// The LM head; shares the embedding's storage when the checkpoint ties them.
-    public let output: Tensor
+    public let output: LinearWeight
     /// Rotary inverse frequencies: the config's (incl. llama3 scaling), or
     /// theta^(−2i/D) divided by a GGUF's `rope_freqs` factors, as llama.cpp applies them.
     public let ropeInverseFrequencies: [Double]
@@ -42,8 +44,14 @@ public struct DecoderWeights: Sendable {
         try self.init(config: checkpoint.config, tensors: checkpoint.loadWeights())
     }
 
-    /// Assembles the weights from tensors by role, failing on a missing tensor or a wrong shape.
+    /// Assembles Float32 weights from tensors by role, failing on a missing tensor or a wrong shape.
     public init(config: ModelConfig, tensors: [TensorRole: Tensor]) throws {
+        try self.init(config: config, tensors: tensors, matrices: [:])
+    }
+
+    /// Assembles the weights by role: `matrices` (compressed, read in place) first, `tensors`
+    /// (Float32) for every other role; fails on a missing tensor or a wrong shape.
+    public init(config: ModelConfig, tensors: [TensorRole: Tensor], matrices: [TensorRole: any CompressedMatrix]) throws {
         let expected = Checkpoint.expectedShapes(for: config)
         func tensor(_ role: TensorRole) throws -> Tensor {
             guard let tensor = tensors[role] else { throw TransformerError.missingTensor(role: "\(role)") }
@@ -52,21 +60,29 @@ public struct DecoderWeights: Sendable {
             }
             return tensor
         }
+        func linear(_ role: TensorRole) throws -> LinearWeight {
+            guard let matrix = matrices[role] else { return .dense(try tensor(role)) }
+            if let shape = expected[role], [matrix.rows, matrix.cols] != shape {
+                throw TransformerError.wrongShape(role: "\(role)", shape: [matrix.rows, matrix.cols], expected: shape)
+            }
+            return .compressed(matrix)
+        }
         self.config = config
-        tokenEmbedding = try tensor(.tokenEmbedding)
+        tokenEmbedding = try linear(.tokenEmbedding)
         outputNorm = try tensor(.outputNorm)
-        output = config.tiedEmbeddings ? tokenEmbedding : try tensor(.output)
+        output = config.tiedEmbeddings ? tokenEmbedding : try linear(.output)
         layers = try (0..<config.layerCount).map { i in
             func part(_ name: TensorRole.LayerTensor) throws -> Tensor { try tensor(.layer(i, name)) }
+            func projection(_ name: TensorRole.LayerTensor) throws -> LinearWeight { try linear(.layer(i, name)) }
             return LayerWeights(
                 attentionNorm: try part(.attentionNorm),
-                query: try part(.query), key: try part(.key), value: try part(.value),
-                attentionOutput: try part(.attentionOutput),
+                query: try projection(.query), key: try projection(.key), value: try projection(.value),
+                attentionOutput: try projection(.attentionOutput),
                 queryBias: config.attentionBias ? try part(.queryBias) : nil,
                 keyBias: config.attentionBias ? try part(.keyBias) : nil,
                 valueBias: config.attentionBias ? try part(.valueBias) : nil,
                 ffnNorm: try part(.ffnNorm),
-                gate: try part(.gate), up: try part(.up), down: try part(.down))
+                gate: try projection(.gate), up: try projection(.up), down: try projection(.down))
         }
         if let factors = tensors[.ropeFrequencies] {
             // llama.cpp (ggml_rope_ext freq_factors): angle = p · theta^(−2i/D) / factor_i.

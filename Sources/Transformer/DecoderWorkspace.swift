@@ -27,6 +27,8 @@ public final class DecoderWorkspace {
     let rotary: RotaryTable
     /// Floats held by all the buffers together.
     public let floatCount: Int
+    /// Activation and panel scratch of the compressed-weight products.
+    let matmulScratch = CompressedMatmulScratch()
 
     /// Buffers for `batch` windows of `tokens` tokens of a decoder with `weights`.
     public init(weights: DecoderWeights, batch: Int, tokens: Int) {

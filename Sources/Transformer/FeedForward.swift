@@ -7,11 +7,12 @@ import Kernels
 /// Shapes: x, residual [B·T, C]; gate, up [B·T, F]; Wg, Wu [F, C]; Wd [C, F].
 enum FeedForward {
     /// Adds the MLP of `input` (the normed residual) into `residual`; gate and up are workspace rows.
-    static func forward(_ weights: LayerWeights, input: Tensor, residual: Tensor, gate: Tensor, up: Tensor) {
-        matmul(input, weights.gate, transposeB: true, into: gate)
-        matmul(input, weights.up, transposeB: true, into: up)
+    static func forward(_ weights: LayerWeights, input: Tensor, residual: Tensor, gate: Tensor, up: Tensor,
+                        scratch: CompressedMatmulScratch) {
+        weights.gate.apply(input, into: gate, scratch: scratch)
+        weights.up.apply(input, into: up, scratch: scratch)
         // silu(gate) ⊙ up, written over gate (element-wise, so in place is safe).
         swigluForward(gate: gate.pointer, up: up.pointer, out: gate.pointer, count: gate.count)
-        matmul(gate, weights.down, transposeB: true, into: residual, beta: 1)
+        weights.down.apply(gate, into: residual, accumulate: true, scratch: scratch)
     }
 }

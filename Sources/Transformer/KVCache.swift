@@ -29,6 +29,8 @@ public final class KVCache {
     let gate: Tensor
     let up: Tensor
     let rotary: RotaryTable
+    /// Activation and panel scratch of the compressed-weight products.
+    let matmulScratch = CompressedMatmulScratch()
     /// Floats held by all the buffers together.
     public let floatCount: Int
 

@@ -310,7 +310,7 @@ extension Decoder {
         let hidden = try adaptedForward(tokens, adapters: adapters, workspace: w, stopIf: stopIf)
         let dHidden = w("dHidden", rows: n), dX = w("dX", rows: n)
         dHidden.zero()
-        let loss = chunkedCrossEntropy(hidden: hidden, weight: weights.output, targets: targets.flatMap { $0 },
+        let loss = chunkedCrossEntropy(hidden: hidden, weight: weights.output.tensor, targets: targets.flatMap { $0 },
                                        chunkRows: w.chunkRows, dHidden: dHidden, scratch: w("logits"))
         // hidden = rmsNorm(x_L)
         dX.zero()

@@ -48,8 +48,8 @@ extension Decoder {
             while row < count * windowLength {
                 let rows = min(rowsPerChunk, count * windowLength - row)
                 let p = scratch[0].slice(0..<rows), q = scratch[1].slice(0..<rows)
-                head(hidden.slice(row..<(row + rows)), into: p)
-                other.head(otherHidden.slice(row..<(row + rows)), into: q)
+                head(hidden.slice(row..<(row + rows)), into: p, scratch: ours.matmulScratch)
+                other.head(otherHidden.slice(row..<(row + rows)), into: q, scratch: theirs.matmulScratch)
                 // The last row of each window predicts nothing inside it, as in perplexity.
                 let scored = (row..<(row + rows)).filter { ($0 + 1) % windowLength != 0 }.map { $0 - row }
                 var kl = [Double](repeating: 0, count: scored.count), agree = [Bool](repeating: false, count: scored.count)

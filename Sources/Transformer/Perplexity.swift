@@ -46,8 +46,8 @@ extension Decoder {
             // Row t predicts token t + 1 of its window; the last row of each window predicts nothing.
             let targets: [Int32] = windows.flatMap { window -> [Int32] in window.dropFirst() + [-1] }
             let hidden = forward(windows, workspace: workspace)
-            let mean = chunkedCrossEntropy(hidden: hidden, weight: weights.output, targets: targets,
-                                           chunkRows: chunkRows, scratch: scratch)
+            let mean = chunkedCrossEntropy(hidden: hidden, head: weights.output, targets: targets,
+                                           chunkRows: chunkRows, scratch: scratch, matmulScratch: workspace.matmulScratch)
             let predicted = count * (windowLength - 1)
             totalNLL += mean * Double(predicted)
             scored += predicted

@@ -149,16 +149,16 @@ public final class SparseLoRA {
         }
     }
 
-    /// The base weight W [out, in] that a projection adapts.
+    /// The Float32 weight of `projection` (training and pruning change weights loaded as Float32).
     public static func weight(_ weights: LayerWeights, _ projection: Projection) -> Tensor {
         switch projection {
-        case .query: return weights.query
-        case .key: return weights.key
-        case .value: return weights.value
-        case .attentionOutput: return weights.attentionOutput
-        case .gate: return weights.gate
-        case .up: return weights.up
-        case .down: return weights.down
+        case .query: return weights.query.tensor
+        case .key: return weights.key.tensor
+        case .value: return weights.value.tensor
+        case .attentionOutput: return weights.attentionOutput.tensor
+        case .gate: return weights.gate.tensor
+        case .up: return weights.up.tensor
+        case .down: return weights.down.tensor
         }
     }
 
@@ -266,7 +266,7 @@ enum AdaptedProjection {
             if accumulate {
                 matmul(x, w, transposeB: true, into: y, beta: 1)
             } else {
-                Attention.project(x, w, bias: bias, into: y)
+                Attention.project(x, .dense(w), bias: bias, into: y, scratch: nil)
             }
         }
         guard let adapters else { return base(weight) }

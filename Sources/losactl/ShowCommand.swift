@@ -37,11 +37,17 @@ struct ShowCommand: AsyncParsableCommand {
         if let dense = figures.densePerplexity { results.append("dense \(Formatting.number(dense))") }
         if let pruned = figures.prunedPerplexity { results.append("pruned \(Formatting.number(pruned))") }
         if let final = figures.perplexity { results.append("LoSA \(Formatting.number(final))") }
+        if let sparse = figures.sparsePerplexity { results.append("sparse file \(Formatting.number(sparse))") }
         if !results.isEmpty { lines.append("perplexity: " + results.joined(separator: ", ")) }
         if let sparsity = figures.measuredSparsity { lines.append("sparsity:   \(Quantities.percent(sparsity)) zeros measured in the output") }
         if let count = figures.parameterCount { lines.append("parameters: \(Formatting.grouped(count))") }
         if let peak = figures.peakMemoryBytes { lines.append("peak RSS:   \(Quantities.bytes(peak))") }
         if let size = figures.outputBytes { lines.append("size:       \(Quantities.bytes(size))") }
+        if let size = figures.sparseOutputBytes { lines.append("sparse:     \(Quantities.bytes(size))") }
+        if let input = figures.inputDecodeTokensPerSecond, let sparse = figures.sparseDecodeTokensPerSecond, input > 0 {
+            lines.append("decode:     \(Formatting.number(sparse)) tokens/s from the sparse file, \(Formatting.number(input)) from the input "
+                         + "(\(Formatting.number(sparse / input))x on this machine)")
+        }
         if let seconds = figures.seconds { lines.append("took:       \(Quantities.duration(seconds))") }
         print(lines.joined(separator: "\n"))
 

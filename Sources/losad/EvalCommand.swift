@@ -80,7 +80,7 @@ struct EvalCommand: ParsableCommand {
         let checkpoint = try Checkpoint.open(model)
         let tokens = checkpoint.tokenizer.encode(contents, addSpecialTokens: false)
         guard tokens.count >= ctx else { throw TransformerError.streamTooShort(tokens: tokens.count, windowLength: ctx) }
-        let decoder = try Decoder(checkpoint: checkpoint)
+        let decoder = try Decoder(readingInPlace: checkpoint)
         let start = DispatchTime.now().uptimeNanoseconds
         let result = try decoder.perplexity(of: tokens, windowLength: ctx, batch: batch)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9

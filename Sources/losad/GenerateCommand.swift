@@ -49,7 +49,7 @@ struct GenerateCommand: ParsableCommand {
             // The prefix (BOS) only: a suffix such as EOS would end the text before it is continued.
             let tokens = tokenizer.prefixTokenIDs + tokenizer.encode(prompt, addSpecialTokens: false)
             guard !tokens.isEmpty else { throw EmptyPrompt() }
-            let decoder = try Decoder(checkpoint: checkpoint)
+            let decoder = try Decoder(readingInPlace: checkpoint)
             let options = GenerationOptions(maxTokens: maxTokens, temperature: temperature, topP: topP, seed: seed,
                                             stopTokenID: tokenizer.eosTokenID)
             let result = decoder.generate(prompt: tokens, options: options)

@@ -15,7 +15,7 @@ struct Losad: ParsableCommand {
         abstract: "Compress language models on this machine with LoSA (dynamic low-rank sparse adaptation).",
         version: version,
         subcommands: [RunCommand.self, CompressCommand.self, ReportCommand.self, VersionCommand.self, InspectCommand.self, EvalCommand.self,
-                      GenerateCommand.self]
+                      GenerateCommand.self, BenchCommand.self, SparsifyCommand.self]
     )
 
     /// Logs go to standard error — to the journal with structured fields when systemd connected

@@ -30,8 +30,8 @@ import Transformer
             for j in 0..<windows.count {
                 var expected = 0.0
                 for t in 0..<12 {
-                    let a = decoder.weights.tokenEmbedding.pointer + Int(windows[i][t]) * c
-                    let b = decoder.weights.tokenEmbedding.pointer + Int(windows[j][t]) * c
+                    let a = decoder.weights.tokenEmbedding.tensor.pointer + Int(windows[i][t]) * c
+                    let b = decoder.weights.tokenEmbedding.tensor.pointer + Int(windows[j][t]) * c
                     for k in 0..<c { expected += Double(a[k]) * Double(b[k]) }
                 }
                 #expect(abs(grams[0][i, j] - expected) <= 1e-9 * max(1, abs(expected)), "K[\(i),\(j)] of \(features) features")

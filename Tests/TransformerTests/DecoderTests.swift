@@ -89,9 +89,12 @@ import Testing
         let first = decoder.logits(tokens: [tokens[0]])
         let second = decoder.logits(tokens: [tokens[1]])
         let otherPartner = decoder.logits(tokens: [tokens[1].reversed(), tokens[0]])
-        #expect(maximumRelativeError(together[0], first[0]) < 1e-6)
-        #expect(maximumRelativeError(together[1], second[0]) < 1e-6)
-        #expect(maximumRelativeError(otherPartner[1], first[0]) < 1e-6)
+        // Not bit for bit: sgemm blocks a 2-window product differently from a 1-window one, and the
+        // summation order differs by kernel set (5e-6 measured with OpenBLAS's Zen kernels, 1e-6 with
+        // Cooperlake's). A row mixing with its partner would show as an O(1) difference.
+        #expect(maximumRelativeError(together[0], first[0]) < 2e-5)
+        #expect(maximumRelativeError(together[1], second[0]) < 2e-5)
+        #expect(maximumRelativeError(otherPartner[1], first[0]) < 2e-5)
     }
 
     @Test func aWorkspaceServesASmallerBatchAndIsReusedWithoutCarryOver() throws {

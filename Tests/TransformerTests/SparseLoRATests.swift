@@ -46,7 +46,7 @@ struct SparseLoRAFixture {
     /// The loss alone (no gradients), for finite differences.
     func loss() -> Double {
         let hidden = try! decoder.adaptedForward(tokens, adapters: adapters, workspace: workspace)
-        return chunkedCrossEntropy(hidden: hidden, weight: decoder.weights.output, targets: targets.flatMap { $0 }, chunkRows: 7)
+        return chunkedCrossEntropy(hidden: hidden, weight: decoder.weights.output.tensor, targets: targets.flatMap { $0 }, chunkRows: 7)
     }
 
     func gradients() -> [Float] {

@@ -45,6 +45,8 @@ public final class SparseMatrix: @unchecked Sendable {
     public let rowOffsets: UnsafePointer<UInt32>
     public let values: UnsafePointer<UInt8>
     public let scales: UnsafePointer<UInt16>?
+    /// Bytes of the buffer behind `values`, padding included: what `validate` holds the offsets to.
+    public let valueBufferByteCount: Int
     private let owner: AnyObject
 
     /// Mask words per row.
@@ -56,11 +58,19 @@ public final class SparseMatrix: @unchecked Sendable {
         rows * groups * 8 + (rows + 1) * 4 + valueByteCount + Self.valuePadding + (scales == nil ? 0 : rows * groups * 2)
     }
 
-    /// Wraps arrays that `owner` keeps valid; the caller has checked them (see `validate`).
-    public init(rows: Int, cols: Int, kind: SparseValueKind, masks: UnsafePointer<UInt64>,
-                rowOffsets: UnsafePointer<UInt32>, values: UnsafePointer<UInt8>, scales: UnsafePointer<UInt16>?,
-                owner: AnyObject) {
-        precondition(rows > 0 && cols > 0, "sparse matrix: \(rows) × \(cols)")
+    /// Wraps arrays that `owner` keeps valid; the caller has checked them (see `validate`), so the
+    /// value buffer is taken to be exactly `rowOffsets[rows]` + padding bytes.
+    public convenience init(rows: Int, cols: Int, kind: SparseValueKind, masks: UnsafePointer<UInt64>,
+                            rowOffsets: UnsafePointer<UInt32>, values: UnsafePointer<UInt8>, scales: UnsafePointer<UInt16>?,
+                            owner: AnyObject) {
+        self.init(rows: rows, cols: cols, kind: kind, masks: masks, rowOffsets: rowOffsets, values: values,
+                  valueBufferByteCount: Int(rowOffsets[rows]) + Self.valuePadding, scales: scales, owner: owner)
+    }
+
+    init(rows: Int, cols: Int, kind: SparseValueKind, masks: UnsafePointer<UInt64>, rowOffsets: UnsafePointer<UInt32>,
+         values: UnsafePointer<UInt8>, valueBufferByteCount: Int, scales: UnsafePointer<UInt16>?, owner: AnyObject) {
+        precondition(rows > 0 && cols > 0 && rows < Int(Int32.max) && cols < Int(Int32.max),
+                     "sparse matrix: \(rows) × \(cols)")
         precondition((scales == nil) == (kind == .f16), "sparse matrix: scales are required exactly for s8 and s4")
         self.rows = rows
         self.cols = cols
@@ -68,8 +78,16 @@ public final class SparseMatrix: @unchecked Sendable {
         self.masks = masks
         self.rowOffsets = rowOffsets
         self.values = values
+        self.valueBufferByteCount = valueBufferByteCount
         self.scales = scales
         self.owner = owner
+    }
+
+    /// Fraction of the rows × cols weights that are stored (mask bits set).
+    public var density: Double {
+        var stored = 0
+        for i in 0..<(rows * groups) { stored += masks[i].nonzeroBitCount }
+        return Double(stored) / (Double(rows) * Double(cols))
     }
 
     /// The C kernels' view of this matrix (valid while `self` lives).

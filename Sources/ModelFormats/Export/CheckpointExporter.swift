@@ -51,6 +51,9 @@ extension Checkpoint {
         case .huggingFace(let weights):
             return try CheckpointExporter.exportHuggingFace(self, weights: weights, replacements: replacements, type: type,
                                                             metadata: metadata, to: output, replacingExisting: replacingExisting)
+        case .sparse:
+            throw ModelFormatError.unsupported(file: path, field: "export source \(self.path)",
+                                               reason: "a sparse model file is an output; export from the model it was made from")
         }
     }
 }

@@ -1,0 +1,170 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Encoding a dense matrix into docs/sparse-format.md ("The encoding of one matrix") and the plain
+/// Swift decoder the C kernels are held to.
+extension SparseMatrix {
+    /// One allocation holding the four sections of an encoded matrix.
+    final class OwnedStorage {
+        let base: UnsafeMutableRawPointer
+
+        init(bytes: Int) {
+            var raw: UnsafeMutableRawPointer?
+            guard posix_memalign(&raw, 64, max(bytes, 64)) == 0, let raw else {
+                fatalError("out of memory allocating \(bytes) bytes for a sparse matrix")
+            }
+            memset(raw, 0, max(bytes, 64))
+            base = raw
+        }
+
+        deinit { free(base) }
+    }
+
+    /// Encodes W [rows, cols] (a rank-2 tensor): its zeros are the unstored weights, every other
+    /// value is stored and quantised per the format's rules — the scale rounded to f16 first and the
+    /// values quantised against the rounded scale; s8: scale = max|w| / 127, q = round(w / scale);
+    /// s4: ggml's Q4_0 rule, scale = m / −8 (m the value of largest magnitude, sign kept),
+    /// nibble = min(15, ⌊w / scale + 8.5⌋). Non-finite weights do not trap: ±∞ saturates, NaN
+    /// becomes 0 (s8, s4); f16 stores them as they are.
+    public static func encode(_ dense: Tensor, kind: SparseValueKind) -> SparseMatrix {
+        precondition(dense.rank == 2 && dense.shape[0] > 0 && dense.shape[1] > 0,
+                     "sparse encode: W must be a non-empty matrix, not \(dense.shape)")
+        let rows = dense.shape[0], cols = dense.shape[1]
+        let groups = (cols + groupSize - 1) / groupSize
+        let w = dense.pointer
+
+        // Pass 1: masks and the value bytes of each row.
+        var masks = [UInt64](repeating: 0, count: rows * groups)
+        var offsets = [UInt32](repeating: 0, count: rows + 1)
+        var total = 0
+        for o in 0..<rows {
+            for g in 0..<groups {
+                var m: UInt64 = 0
+                for j in 0..<min(groupSize, cols - g * groupSize) where w[o * cols + g * groupSize + j] != 0 {
+                    m |= UInt64(1) << UInt64(j)
+                }
+                masks[o * groups + g] = m
+                total += kind.valueBytes(count: m.nonzeroBitCount)
+            }
+            precondition(total <= Int(UInt32.max), "sparse encode: \(total) value bytes do not fit the format's 32-bit offsets")
+            offsets[o + 1] = UInt32(total)
+        }
+
+        // One buffer: masks | row offsets | scales | values + padding (each section aligned).
+        let maskBytes = rows * groups * 8
+        let offsetBytes = (rows + 1) * 4
+        let scaleBytes = kind == .f16 ? 0 : rows * groups * 2
+        let scaleStart = (maskBytes + offsetBytes + 63) & ~63
+        let valueStart = (scaleStart + scaleBytes + 63) & ~63
+        let valueBufferBytes = total + valuePadding
+        let storage = OwnedStorage(bytes: valueStart + valueBufferBytes)
+        let maskPointer = storage.base.bindMemory(to: UInt64.self, capacity: rows * groups)
+        let offsetPointer = (storage.base + maskBytes).bindMemory(to: UInt32.self, capacity: rows + 1)
+        let scalePointer = kind == .f16 ? nil : (storage.base + scaleStart).bindMemory(to: UInt16.self, capacity: rows * groups)
+        let valuePointer = (storage.base + valueStart).bindMemory(to: UInt8.self, capacity: valueBufferBytes)
+        maskPointer.update(from: masks, count: rows * groups)
+        offsetPointer.update(from: offsets, count: rows + 1)
+
+        // Pass 2: the values (the padding stays zero).
+        var stored = [Float](repeating: 0, count: groupSize)
+        var cursor = 0
+        for o in 0..<rows {
+            for g in 0..<groups {
+                let m = masks[o * groups + g]
+                var n = 0
+                for j in 0..<groupSize where m & (UInt64(1) << UInt64(j)) != 0 {
+                    stored[n] = w[o * cols + g * groupSize + j]
+                    n += 1
+                }
+                switch kind {
+                case .s8:
+                    let scale = s8Scale(stored[0..<n])
+                    scalePointer![o * groups + g] = scale.bitPattern
+                    for k in 0..<n { valuePointer[cursor + k] = UInt8(bitPattern: s8Quantize(stored[k], scale: Float(scale))) }
+                case .s4:
+                    let scale = s4Scale(stored[0..<n])
+                    scalePointer![o * groups + g] = scale.bitPattern
+                    for k in 0..<n {
+                        let nibble = s4Nibble(stored[k], scale: Float(scale))
+                        valuePointer[cursor + k / 2] |= k % 2 == 0 ? nibble : nibble << 4
+                    }
+                case .f16:
+                    for k in 0..<n {
+                        let bits = Float16(stored[k]).bitPattern
+                        valuePointer[cursor + 2 * k] = UInt8(truncatingIfNeeded: bits)
+                        valuePointer[cursor + 2 * k + 1] = UInt8(truncatingIfNeeded: bits >> 8)
+                    }
+                }
+                cursor += kind.valueBytes(count: n)
+            }
+        }
+        return SparseMatrix(rows: rows, cols: cols, kind: kind, masks: maskPointer, rowOffsets: offsetPointer,
+                            values: valuePointer, valueBufferByteCount: valueBufferBytes, scales: scalePointer,
+                            owner: storage)
+    }
+
+    // MARK: - Quantisation rules (one group's stored values)
+
+    /// Largest finite binary16: scales are clamped to it rather than becoming infinite.
+    static let largestScale = Float(Float16.greatestFiniteMagnitude)
+
+    /// s8: max|w| / 127, rounded to f16 (0 for an empty group).
+    static func s8Scale(_ values: ArraySlice<Float>) -> Float16 {
+        var largest: Float = 0
+        for v in values where !v.isNaN { largest = max(largest, abs(v)) }
+        return Float16(min(largest / 127, largestScale))
+    }
+
+    /// s8: round(w / scale) in −127…127, ties away from zero.
+    static func s8Quantize(_ w: Float, scale: Float) -> Int8 {
+        guard scale != 0, !w.isNaN else { return 0 }
+        return Int8(max(-127, min(127, (w / scale).rounded(.toNearestOrAwayFromZero))))
+    }
+
+    /// s4: m / −8 with m the value of largest magnitude (the first of equals), rounded to f16.
+    static func s4Scale(_ values: ArraySlice<Float>) -> Float16 {
+        var m: Float = 0
+        for v in values where !v.isNaN && abs(v) > abs(m) { m = v }
+        return Float16(max(-largestScale, min(largestScale, m / -8)))
+    }
+
+    /// s4: min(15, ⌊w / scale + 8.5⌋), also kept ≥ 0 (the f16-rounded scale can push a value just past −8).
+    static func s4Nibble(_ w: Float, scale: Float) -> UInt8 {
+        guard scale != 0, !w.isNaN else { return 8 }
+        return UInt8(max(0, min(15, (w / scale + 8.5).rounded(.down))))
+    }
+
+    // MARK: - Reference decoding
+
+    /// W [rows, cols] as Float32: unstored weights 0, s8 scale · q, s4 scale · (nibble − 8), f16 widened.
+    public func decode() -> Tensor {
+        let out = Tensor(zeros: [rows, cols])
+        let groups = self.groups
+        for o in 0..<rows {
+            var cursor = Int(rowOffsets[o])
+            for g in 0..<groups {
+                let m = masks[o * groups + g]
+                let scale = scales.map { Float(Float16(bitPattern: $0[o * groups + g])) } ?? 0
+                var k = 0
+                for j in 0..<Self.groupSize where m & (UInt64(1) << UInt64(j)) != 0 {
+                    let value: Float
+                    switch kind {
+                    case .s8:
+                        value = scale * Float(Int8(bitPattern: values[cursor + k]))
+                    case .s4:
+                        let byte = values[cursor + k / 2]
+                        value = scale * Float(Int(k % 2 == 0 ? byte & 15 : byte >> 4) - 8)
+                    case .f16:
+                        let bits = UInt16(values[cursor + 2 * k]) | UInt16(values[cursor + 2 * k + 1]) << 8
+                        value = Float(Float16(bitPattern: bits))
+                    }
+                    out.pointer[o * cols + g * Self.groupSize + j] = value
+                    k += 1
+                }
+                cursor += kind.valueBytes(count: k)
+            }
+        }
+        return out
+    }
+}

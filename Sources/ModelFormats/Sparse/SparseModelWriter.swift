@@ -1,0 +1,265 @@
+import Kernels
+
+/// Writes losad's sparse model file (docs/sparse-format.md, "The model file") from the checkpoint a
+/// job started from and the job's merged weights: the roles chosen to be sparse in the compact
+/// encoding, every other tensor as the source stored it (copied block for block) or, when the job
+/// changed it, encoded as `denseType`.
+///
+/// Everything is checked before anything is written (roles and shapes against the source, values
+/// against what the value kind and dense type store, metadata keys, the path); the file is written
+/// under a temporary name, fsynced and renamed into place (`GGUFWriter` → `AtomicOutputFile`).
+public struct SparseModelWriter: Sendable {
+    /// The checkpoint the weights were made from (a GGUF file or a Hugging Face folder).
+    public let source: Checkpoint
+    /// How sparse matrices store their values.
+    public var valueKind: SparseValueKind
+    /// How changed dense tensors are stored (`auto`: the source's float type, Q8_0 for a quantised source).
+    public var denseType: ExportTensorType
+    /// `losa.*` keys to add (sparsity, method, job); `losa.sparse.*` keys are the format's own.
+    public var metadata: GGUFMetadata
+
+    public init(source: Checkpoint, valueKind: SparseValueKind = .s8, denseType: ExportTensorType = .auto,
+                metadata: GGUFMetadata = GGUFMetadata()) {
+        self.source = source
+        self.valueKind = valueKind
+        self.denseType = denseType
+        self.metadata = metadata
+    }
+
+    /// Writes the file at `path` (a new `.gguf` name unless `replacingExisting`).
+    ///
+    /// - Parameters:
+    ///   - weights: Float32 tensors by role, each shaped as the source's entry (the merged model);
+    ///     roles absent here are copied from the source unchanged.
+    ///   - sparseRoles: the roles stored in the sparse encoding (2-D, all in `weights`; at least one).
+    @discardableResult
+    public func write(weights: [TensorRole: Tensor], sparse sparseRoles: Set<TensorRole>, to path: String,
+                      replacingExisting: Bool = false) throws -> SparseModelWriteResult {
+        let output = AtomicOutputFolder.trimmingTrailingSlashes(path)
+        guard let sourceFormat = SparseModelFormat.sourceFormatName(source.format) else {
+            throw ModelFormatError.unsupported(file: output, field: "source \(source.path)",
+                                               reason: "a sparse model file is written from a GGUF file or a Hugging Face folder, not from another sparse file")
+        }
+        guard output.hasSuffix(".gguf") else {
+            throw ModelFormatError.io(file: output, operation: "write the sparse model file",
+                                      reason: "a sparse model file is a GGUF container; the path must end in .gguf")
+        }
+        try CheckpointExporter.checkOutputPath(output, source: source, replacingExisting: replacingExisting)
+        try CheckpointExporter.checkMetadata(metadata, file: output)
+        for key in metadata.keys where key.hasPrefix(SparseModelFormat.Key.prefix) {
+            throw ModelFormatError.invalid(file: output, field: "metadata key '\(key)'",
+                                           reason: "\(SparseModelFormat.Key.prefix)* keys are the format's own; the writer sets them")
+        }
+        try CheckpointExporter.checkReplacements(weights, source: source, file: output)
+        guard !sparseRoles.isEmpty else {
+            throw ModelFormatError.invalid(file: output, field: "sparse roles", reason: "none given; a sparse model file holds at least one sparse matrix")
+        }
+        for role in sparseRoles {
+            let name = source.tensorName(of: role)
+            guard let tensor = weights[role] else {
+                throw ModelFormatError.invalid(file: output, field: "sparse tensor '\(name)'", reason: "no weights were given for it")
+            }
+            guard tensor.shape.count == 2 else {
+                throw ModelFormatError.invalid(file: output, field: "sparse tensor '\(name)'",
+                                               reason: "shape \(tensor.shape); only matrices are stored sparse")
+            }
+        }
+
+        let plan = try planTensors(weights: weights, sparseRoles: sparseRoles, file: output)
+        var writer = GGUFWriter(metadata: try fileMetadata(sourceFormat: sourceFormat, plan: plan, file: output))
+        for tensor in plan { tensor.add(to: &writer) }
+        try writer.write(to: output, replacingExisting: replacingExisting)
+        return SparseModelWriteResult(path: output, bytesWritten: CheckpointExporter.fileSize(output), tensors: plan.map(\.written))
+    }
+
+    // MARK: - Planning
+
+    /// One source tensor and how it is written.
+    private struct PlannedTensor {
+        enum Data {
+            case sparse(SparseEncodedMatrix)
+            case encode(Tensor, GGMLType)
+            case copyGGUF(GGUFTensorInfo, GGUFFile)
+            case bytes(GGMLType, [UInt8])
+        }
+
+        var name: String
+        var shape: [Int]
+        var data: Data
+        var written: SparseWrittenTensor
+
+        func add(to writer: inout GGUFWriter) {
+            switch data {
+            case .sparse(let encoded):
+                let groups = SparseModelFormat.groups(columns: encoded.cols)
+                let valueBytes = Int(encoded.rowOffsets[encoded.rows])
+                for part in SparseModelFormat.Part.allCases where part.isPresent(for: encoded.kind) {
+                    let dimensions = part.dimensions(rows: encoded.rows, groups: groups, valueBytes: valueBytes)
+                    writer.addTensor(named: SparseModelFormat.tensorName(name, part), shape: dimensions.reversed(),
+                                     type: part.type, bytes: encoded.bytes(of: part))
+                }
+            case .encode(let values, let type):
+                writer.addTensor(named: name, values, as: type)
+            case .copyGGUF(let info, let file):
+                writer.addTensor(copying: info, from: file)
+            case .bytes(let type, let bytes):
+                writer.addTensor(named: name, shape: shape, type: type, bytes: bytes)
+            }
+        }
+    }
+
+    /// The source's tensors in its order, each sparse, re-encoded or copied; sparse ones encoded now
+    /// so that a value the kind cannot store fails before the file exists.
+    private func planTensors(weights: [TensorRole: Tensor], sparseRoles: Set<TensorRole>, file: String) throws -> [PlannedTensor] {
+        // (name, role, shape, source type as ggml names it, how to copy it unchanged)
+        var sourceTensors: [(name: String, role: TensorRole, shape: [Int], type: GGMLType, copy: PlannedTensor.Data)] = []
+        switch source.storage {
+        case .gguf(let gguf):
+            for info in gguf.tensors {
+                guard let role = TensorRole(ggufName: info.name) else { continue }
+                sourceTensors.append((info.name, role, info.shape, info.type, .copyGGUF(info, gguf)))
+            }
+        case .huggingFace(let checkpoint):
+            for shard in checkpoint.files {
+                for info in shard.tensors {
+                    // Tensors without a role (rotary caches) hold nothing losad reads; they are left out.
+                    guard let role = TensorRole(huggingFaceName: info.name) else { continue }
+                    let copy: PlannedTensor.Data
+                    switch info.dtype {
+                    case .f32: copy = .bytes(.f32, try shard.rawBytes(named: info.name))
+                    case .f16: copy = .bytes(.f16, try shard.rawBytes(named: info.name))
+                    case .bf16: copy = .bytes(.bf16, try shard.rawBytes(named: info.name))
+                    default: copy = .encode(try shard.tensor(named: info.name), .f32)
+                    }
+                    let type: GGMLType = switch copy { case .bytes(let type, _): type; default: .f32 }
+                    sourceTensors.append((info.name, role, info.shape, type, copy))
+                }
+            }
+        case .sparse:
+            preconditionFailure("refused by write(weights:sparse:to:)")
+        }
+
+        var plan: [PlannedTensor] = []
+        for tensor in sourceTensors {
+            let sourceType = tensor.type.description
+            if sparseRoles.contains(tensor.role), let values = weights[tensor.role] {
+                let encoded: SparseEncodedMatrix
+                do {
+                    encoded = try SparseCodec.encode(values, kind: valueKind)
+                } catch {
+                    let element = error.index.map { " element \($0)" } ?? ""
+                    throw ModelFormatError.invalid(file: file, field: "sparse tensor '\(tensor.name)'\(element)", reason: error.reason)
+                }
+                let bytes = encoded.matrix.storedByteCount
+                let density = Double(encoded.storedCount) / Double(encoded.rows * encoded.cols)
+                plan.append(PlannedTensor(name: tensor.name, shape: tensor.shape, data: .sparse(encoded),
+                                          written: SparseWrittenTensor(name: tensor.name, role: tensor.role, shape: tensor.shape, sourceType: sourceType,
+                                                                       type: SparseModelFormat.entryType(valueKind), replaced: true,
+                                                                       byteCount: bytes, density: density, fallback: nil)))
+            } else if let values = weights[tensor.role] {
+                let (type, fallback) = denseType.ggufType(source: tensor.type, rowLength: tensor.shape.last ?? 1)
+                try CheckpointExporter.checkValues(values, name: tensor.name, storedAs: type, file: file)
+                plan.append(PlannedTensor(name: tensor.name, shape: tensor.shape, data: .encode(values, type),
+                                          written: SparseWrittenTensor(name: tensor.name, role: tensor.role, shape: tensor.shape, sourceType: sourceType,
+                                                                       type: type.description, replaced: true,
+                                                                       byteCount: type.byteCount(elements: values.count) ?? 0, density: nil, fallback: fallback)))
+            } else {
+                let count = tensor.shape.reduce(1, *)
+                let type: GGMLType = switch tensor.copy { case .encode(_, let type): type; default: tensor.type }
+                plan.append(PlannedTensor(name: tensor.name, shape: tensor.shape, data: tensor.copy,
+                                          written: SparseWrittenTensor(name: tensor.name, role: tensor.role, shape: tensor.shape, sourceType: sourceType,
+                                                                       type: type.description, replaced: false,
+                                                                       byteCount: type.byteCount(elements: count) ?? 0, density: nil, fallback: nil)))
+            }
+        }
+        return plan
+    }
+
+    // MARK: - Metadata
+
+    /// The format's keys first (so a reader meets the architecture and version at once), then the
+    /// source's keys in its order (GGUF source: all but `general.architecture`, `general.alignment`
+    /// and `general.file_type`, which described the dense file), the caller's `losa.*` keys, and the
+    /// table of sparse matrices.
+    private func fileMetadata(sourceFormat: String, plan: [PlannedTensor], file: String) throws -> GGUFMetadata {
+        var combined = GGUFMetadata()
+        combined["general.architecture"] = .string(SparseModelFormat.architecture)
+        combined[SparseModelFormat.Key.version] = .uint32(SparseModelFormat.version)
+        combined[SparseModelFormat.Key.architecture] = .string(source.config.architecture.rawValue)
+        combined[SparseModelFormat.Key.sourceFormat] = .string(sourceFormat)
+        combined[SparseModelFormat.Key.groupSize] = .uint32(UInt32(SparseModelFormat.groupSize))
+        combined[GGUFFormat.alignmentKey] = .uint32(SparseModelFormat.alignment)
+        switch source.storage {
+        case .gguf(let gguf):
+            // The family whose `<family>.*` keys the source has: its general.architecture (mistral GGUFs say "llama").
+            if let family = gguf.metadata["general.architecture"] { combined[SparseModelFormat.Key.architecture] = family }
+            let replaced: Set<String> = ["general.architecture", GGUFFormat.alignmentKey, CheckpointExporter.fileTypeKey]
+            for (key, value) in gguf.metadata.entries where !replaced.contains(key) && !key.hasPrefix(SparseModelFormat.Key.prefix) {
+                combined[key] = value
+            }
+        case .huggingFace:
+            combined[SparseModelFormat.Key.huggingFaceConfig] = .string(try documentText(named: "config.json", file: file))
+            combined[SparseModelFormat.Key.huggingFaceTokenizer] = .string(try documentText(named: "tokenizer.json", file: file))
+        case .sparse:
+            preconditionFailure("refused by write(weights:sparse:to:)")
+        }
+        for (key, value) in metadata.entries { combined[key] = value }
+        var names: [GGUFValue] = [], kinds: [GGUFValue] = [], columns: [GGUFValue] = []
+        for tensor in plan {
+            guard case .sparse(let encoded) = tensor.data else { continue }
+            names.append(.string(tensor.name))
+            kinds.append(.string(encoded.kind.rawValue))
+            columns.append(.uint32(UInt32(encoded.cols)))
+        }
+        combined[SparseModelFormat.Key.tensors] = .array(elementType: .string, names)
+        combined[SparseModelFormat.Key.kinds] = .array(elementType: .string, kinds)
+        combined[SparseModelFormat.Key.columns] = .array(elementType: .uint32, columns)
+        return combined
+    }
+
+    /// A file of the Hugging Face source folder as text, verbatim.
+    private func documentText(named name: String, file: String) throws -> String {
+        let path = source.path + "/" + name
+        let bytes = try MappedFile(path: path)
+        guard let text = String(validating: bytes.bytes, as: UTF8.self) else {
+            throw ModelFormatError.invalid(file: path, field: "contents", reason: "not valid UTF-8, so it cannot be embedded as a GGUF string")
+        }
+        return text
+    }
+}
+
+/// What `SparseModelWriter.write` wrote.
+public struct SparseModelWriteResult: Sendable, Equatable {
+    /// The file, in place.
+    public let path: String
+    /// The file's size in bytes.
+    public let bytesWritten: Int
+    /// Every tensor in the source's order; a sparse matrix once (its four parts together).
+    public let tensors: [SparseWrittenTensor]
+
+    /// Bytes of the sparse matrices' parts.
+    public var sparseBytes: Int { tensors.filter { $0.density != nil }.reduce(0) { $0 + $1.byteCount } }
+    /// Bytes of the dense tensors.
+    public var denseBytes: Int { tensors.filter { $0.density == nil }.reduce(0) { $0 + $1.byteCount } }
+}
+
+/// One tensor of a sparse model file as written.
+public struct SparseWrittenTensor: Sendable, Equatable {
+    /// The source's name for it.
+    public let name: String
+    public let role: TensorRole
+    /// Row-major logical shape.
+    public let shape: [Int]
+    /// The source's storage type ("Q4_1", "F32", "BF16").
+    public let sourceType: String
+    /// What was written: "sparse-s8" … or a ggml type ("Q8_0").
+    public let type: String
+    /// Written from the caller's weights rather than copied.
+    public let replaced: Bool
+    /// Bytes stored (a sparse matrix: its four parts; padding between tensors excluded).
+    public let byteCount: Int
+    /// The fraction of weights stored, for a sparse matrix; nil for a dense tensor.
+    public let density: Double?
+    /// Why a changed dense tensor is not in the requested type (its rows are not whole blocks).
+    public let fallback: String?
+}

@@ -1,0 +1,49 @@
+import ArgumentParser
+import Compression
+import Foundation
+import Kernels
+import ModelFormats
+
+/// `losad sparsify MODEL --out FILE`: losad's compact sparse file of an already pruned model.
+struct SparsifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sparsify",
+        abstract: "Write losad's compact sparse model file of a pruned model (docs/sparse-format.md).",
+        discussion: "The projections' zeros are taken as the pruned weights and stored as a 1-bit mask; the kept values are packed and quantised (--values). Every other tensor is copied as the model stores it. --magnitude prunes each projection row by |w| first, for speed tests of models nobody pruned; a model worth running comes from `losad compress`, which calibrates and recovers."
+    )
+
+    @Argument(help: "A .gguf file or a Hugging Face model folder.")
+    var model: String
+
+    @Option(name: .long, help: "The sparse file to write (a new .gguf path).")
+    var out: String
+
+    @Option(name: .long, help: "How kept values are stored: s8 (int8 + scales), s4 (4-bit + scales) or f16.")
+    var values: String = "s8"
+
+    @Option(name: .long, help: "Prune each projection row by magnitude to this sparsity first, in [0, 1).")
+    var magnitude: Double?
+
+    func validate() throws {
+        guard SparseValueKind(rawValue: values) != nil else {
+            throw ValidationError("--values must be one of \(SparseValueKind.allCases.map(\.rawValue).joined(separator: ", ")), not '\(values)'.")
+        }
+        if let magnitude, !(0..<1).contains(magnitude) {
+            throw ValidationError("--magnitude must be in [0, 1), not \(magnitude).")
+        }
+    }
+
+    func run() throws {
+        do {
+            _ = try Kernels.prepare()
+            let checkpoint = try Checkpoint.open(model)
+            let result = try SparseConversion.write(checkpoint, to: out, values: SparseValueKind(rawValue: values)!,
+                                                    magnitudeSparsity: magnitude)
+            print(String(format: "%@: %.1f MB (source %.1f MB)", result.path, Double(result.bytesWritten) / 1e6,
+                         Double(checkpoint.fileSize) / 1e6))
+        } catch {
+            FileHandle.standardError.write(Data("losad sparsify: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
