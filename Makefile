@@ -20,7 +20,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 INSTALL_LAYOUT = PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" BINDIR="$(BINDIR)" DATADIR="$(DATADIR)" \
 	SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)" SYSUSERSDIR="$(SYSUSERSDIR)" TMPFILESDIR="$(TMPFILESDIR)"
 
-.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress clean \
+.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress bench-sparse llama-cpp random-models clean \
 	install install-built uninstall check-systemd
 
 all: build
@@ -67,6 +67,22 @@ bench-engine: release demo-model
 ## bench-compress: the compression figures on the demo model (quick profile; LoSA vs pruned-only vs dense LoRA at 50%/70%, 2:4)
 bench-compress: release demo-model
 	@bash scripts/bench-compress.sh
+
+## bench-sparse: decode/prefill tokens/s of losad's sparse files (8- and 4-bit, 50% and 70%) against dense Q8_0/Q4_0,
+##   losad's own and llama.cpp's, on the demo model and a 1B-shaped random model, 2 threads, one table
+bench-sparse: release demo-model llama-cpp random-models
+	@bash scripts/bench-sparse.sh
+
+## llama-cpp: the decode-speed peer: llama.cpp's llama-bench, llama-completion and llama-perplexity (CPU, native,
+##   Release) built from the llama-cpp-python source distribution on PyPI into .cache/llama.cpp/bin (once)
+llama-cpp:
+	@bash scripts/build-llama-cpp.sh
+
+## random-models: LLaMA models of TinyLlama-1.1B's shape with random weights, GGUF Q8_0 and Q4_0, in .cache/models/random
+random-models: demo-model
+	@python=$$(bash scripts/python-env.sh) && for type in Q8_0 Q4_0; do \
+		[ -s .cache/models/random/tinyllama-1b-$$type.gguf ] || "$$python" scripts/make_random_llama.py tinyllama-1b --type $$type || exit 1; \
+	done
 
 ## install: binaries (release build), systemd units, sysusers/tmpfiles snippets, configuration,
 ##   completions and the varlink interface under PREFIX (default /usr/local); DESTDIR stages.

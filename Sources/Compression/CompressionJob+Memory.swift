@@ -36,6 +36,10 @@ extension CompressionJob {
         let evaluation = n * (2 * c.hiddenSize + 2 * hd + 2 * kvd + 2 * c.ffnSize)
             + c.headCount / c.kvHeadCount * s.evaluationLength * s.evaluationLength + 256 * c.vocabSize
         parts.append(("evaluation workspace", evaluation * 4))
+        if s.outputs.contains(.sparse) {
+            // The writer holds every encoded projection (at most a byte per weight plus mask and scales) until it writes.
+            parts.append(("sparse file being written", projections * 9 / 8 + projections / 32))
+        }
         parts.append(("tokenized text, code, OpenBLAS buffers", 256 << 20))
         return parts
     }

@@ -17,7 +17,7 @@ extension CompressionJob {
 
     /// How the sparse file stores kept values: 4-bit for a source whose projections are stored in 5 bits or
     /// fewer (the sparse file then stays smaller than the source), 8-bit otherwise.
-    static func sparseValueKind(for checkpoint: Checkpoint) -> SparseValueKind {
+    public static func sparseValueKind(for checkpoint: Checkpoint) -> SparseValueKind {
         let lowBit: Set<String> = ["Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_1", "Q5_K", "Q3_K", "Q2_K", "IQ4_NL", "IQ4_XS"]
         let projections = checkpoint.tensors.filter { $0.role?.isMatrix == true && $0.role != .tokenEmbedding && $0.role != .output }
         let low = projections.filter { lowBit.contains($0.type) }.count

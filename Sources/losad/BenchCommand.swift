@@ -108,13 +108,18 @@ struct BenchCommand: ParsableCommand {
             "",
             "model                                      weights                    file MiB  MiB/token  prefill tok/s  decode tok/s  limit tok/s  of limit  RSS MiB",
         ]
+        func cell(_ text: String, _ width: Int, left: Bool = false) -> String {
+            let clipped = String(text.prefix(width)), pad = String(repeating: " ", count: width - clipped.count)
+            return left ? clipped + pad : pad + clipped
+        }
         for m in r.models {
-            let name = (m.model as NSString).lastPathComponent
-            lines.append(String(format: "%-42@ %-26@ %8@ %10@ %14.1f %13.2f %12.2f %8.0f%% %8@",
-                                String(name.prefix(42)) as NSString, String(m.weights.prefix(26)) as NSString,
-                                mib(m.fileBytes) as NSString, mib(m.weightBytesPerToken) as NSString,
-                                m.prefillTokensPerSecond, m.decodeTokensPerSecond, m.decodeLimitTokensPerSecond,
-                                m.fractionOfLimit * 100, mib(m.residentBytes) as NSString))
+            lines.append([cell((m.model as NSString).lastPathComponent, 42, left: true), cell(m.weights, 26, left: true),
+                          cell(mib(m.fileBytes), 8), cell(mib(m.weightBytesPerToken), 10),
+                          cell(String(format: "%.1f", m.prefillTokensPerSecond), 14),
+                          cell(String(format: "%.2f", m.decodeTokensPerSecond), 13),
+                          cell(String(format: "%.2f", m.decodeLimitTokensPerSecond), 12),
+                          cell(String(format: "%.0f%%", m.fractionOfLimit * 100), 9), cell(mib(m.residentBytes), 8)]
+                .joined(separator: " "))
         }
         return lines.joined(separator: "\n")
     }

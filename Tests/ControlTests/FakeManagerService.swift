@@ -82,7 +82,9 @@ final class FakeManagerService: ManagerService {
             job: job,
             iterations: [IterationFigures(iteration: 1, sparsity: 0.2439, meanRank: 6, loss: 2.9, seconds: 61, layers: layers)],
             figures: JobFigures(densePerplexity: 14.3, prunedPerplexity: 21.1, perplexity: 17.2, measuredSparsity: 0.5,
-                                parameterCount: 134_515_008, peakMemoryBytes: 1 << 30, outputBytes: 143_000_000, seconds: 570),
+                                parameterCount: 134_515_008, peakMemoryBytes: 1 << 30, outputBytes: 143_000_000, seconds: 570,
+                                sparsePerplexity: 17.25, sparseOutputBytes: 76_000_000, inputDecodeTokensPerSecond: 100,
+                                sparseDecodeTokensPerSecond: 125),
             events: [JobEvent(time: job.submittedAt, kind: "queued", message: "queued", state: .queued)])
     }
 

@@ -124,7 +124,9 @@ import Glibc
             let status = try await losactl(["status"], socket: server.socketPath)
             #expect(status.output.contains("losad 0.1.0: running") && status.output.contains("kernel:  OpenBLAS Haswell"))
             let show = try await losactl(["show", "1", "--layers"], socket: server.socketPath)
-            #expect(show.output.contains("perplexity: dense 14.3, pruned 21.1, LoSA 17.2"))
+            #expect(show.output.contains("perplexity: dense 14.3, pruned 21.1, LoSA 17.2, sparse file 17.25"), "\(show.output)")
+            #expect(show.output.contains("decode:     125 tokens/s from the sparse file, 100 from the input (1.25x on this machine)"),
+                    "\(show.output)")
             #expect(show.output.contains("parameters: 134,515,008"))
             #expect(show.output.contains("RECON ERROR"))
             let metrics = try await losactl(["metrics"], socket: server.socketPath)

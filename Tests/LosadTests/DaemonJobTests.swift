@@ -159,6 +159,14 @@ import Testing
         #expect(details.layerStatistics.count == 3 * 2)   // 3 iterations × 2 layers
         #expect(details.metrics.contains { $0.name == "sparsity" && abs($0.value - 0.5) < 0.01 })
         #expect(details.metrics.contains { $0.name.hasPrefix("perplexity.final.") })
+        // Both outputs are published: the sparse file beside the folder, measured on this machine.
+        let sparse = output + ".sparse.gguf"
+        #expect(FileManager.default.fileExists(atPath: sparse))
+        #expect((json["sparseOutput"] as? [String: Any])?["path"] as? String == sparse)
+        for name in ["output.sparse.bytes", "decode.input", "decode.sparse"] {
+            #expect(details.metrics.contains { $0.name == name && $0.value > 0 }, "metric \(name)")
+        }
+        #expect(details.metrics.contains { $0.name.hasPrefix("perplexity.sparse.") })
         #expect(FileManager.default.fileExists(atPath: setup.inbox + "/tiny-llama/model.safetensors"), "the input stays")
         #expect(try await daemon.stop() < 10)
     }

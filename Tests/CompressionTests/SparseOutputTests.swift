@@ -1,0 +1,85 @@
+import Compression
+import Foundation
+import Kernels
+import ModelFormats
+import Testing
+import Transformer
+
+/// A job's second output: losad's compact sparse file beside the interoperable export.
+@Suite struct SparseOutputTests {
+    typealias Job = CompressionJobTests
+
+    @Test func aJobWritesTheSparseFileBesideTheExportWithTheSameZerosAndMeasuresIt() throws {
+        let directory = try Job.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let report = try CompressionJob(Job.request(directory, settings: Job.settings(.none))).run()
+
+        let export = directory.appendingPathComponent("model").path
+        let sparse = directory.appendingPathComponent("model.sparse.gguf").path
+        #expect(CompressionJob.sparseOutputPath(for: export) == sparse)
+        let checkpoint = try Checkpoint.open(sparse)
+        #expect(checkpoint.format == .sparse)
+        let summary = try #require(report.sparseOutput)
+        #expect(summary.path == sparse && summary.bytes == checkpoint.fileSize && summary.projectionType == "sparse-s8")
+        // Every weight pruned in the export is unstored in the sparse file (s8 may round a few more kept values to 0).
+        let exported = try Decoder(checkpoint: Checkpoint.open(export)), stored = try Decoder(checkpoint: checkpoint)
+        for (a, b) in zip(exported.weights.layers, stored.weights.layers) {
+            for p in SparseLoRA.Projection.allCases {
+                let w = SparseLoRA.weight(a, p), s = SparseLoRA.weight(b, p)
+                #expect((0..<w.count).allSatisfy { w.pointer[$0] != 0 || s.pointer[$0] == 0 })
+            }
+        }
+        // Its perplexity, read in place by the sparse kernels, is the export's within the 8-bit rounding.
+        let evaluation = report.evaluations[0]
+        let final = try #require(evaluation.final), measured = try #require(evaluation.sparse)
+        #expect(abs(measured / final - 1) < 0.02)
+        let speed = try #require(report.decodeSpeed)
+        #expect(speed.inputTokensPerSecond > 0 && speed.sparseTokensPerSecond > 0 && speed.threads >= 1)
+        #expect(report.summaryTable.contains("sparse file"))
+    }
+
+    @Test func aJobAskedForTheSparseFileAloneWritesNoInteroperableExport() throws {
+        let directory = try Job.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var settings = Job.settings(.none)
+        settings.outputs = [.sparse]
+        let report = try CompressionJob(Job.request(directory, settings: settings)).run()
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("model").path))
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("model.sparse.gguf").path))
+        #expect(report.output == nil && report.sparseOutput != nil)
+        let evaluation = report.evaluations[0]
+        #expect(evaluation.final != nil && evaluation.sparse == evaluation.final)
+        #expect(report.finalSparsity?.verified == true)
+    }
+
+    static let demoModel = ProcessInfo.processInfo.environment["LOSAD_DEMO_MODEL"] ?? ""
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: demoModel), "needs the demo model (LOSAD_DEMO_MODEL)"))
+    func aSourceStoredInFourBitsGetsFourBitSparseValues() throws {
+        // The demo model's projections are Q4_1: its sparse file stores s4 values, smaller than the source.
+        let path = Self.demoModel
+        #expect(CompressionJob.sparseValueKind(for: try Checkpoint.open(path)) == .s4)
+        let tiny = try Checkpoint.open(Job.tinyModel)
+        #expect(CompressionJob.sparseValueKind(for: tiny) == .s8)
+    }
+
+    @Test func sparsifyStoresAMagnitudePrunedModelAndReadsBackItsZeros() throws {
+        let directory = try Job.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let source = try Checkpoint.open(Job.tinyModel)
+        let path = directory.appendingPathComponent("tiny.sparse.gguf").path
+        let result = try SparseConversion.write(source, to: path, values: .s8, magnitudeSparsity: 0.5)
+        #expect(result.path == path)
+        let dense = try Decoder(checkpoint: source), sparse = try Decoder(checkpoint: Checkpoint.open(path))
+        for (a, b) in zip(dense.weights.layers, sparse.weights.layers) {
+            for p in SparseLoRA.Projection.allCases {
+                let w = SparseLoRA.weight(a, p), s = SparseLoRA.weight(b, p)
+                let zeros = (0..<s.count).filter { s.pointer[$0] == 0 }.count
+                #expect(zeros * 2 >= s.count)
+                // Every kept weight is the largest half of its row, within the group's 8-bit step.
+                let largest = (0..<w.count).map { abs(w.pointer[$0]) }.max()!
+                #expect((0..<s.count).allSatisfy { s.pointer[$0] == 0 || abs(s.pointer[$0] - w.pointer[$0]) <= largest / 127 })
+            }
+        }
+    }
+}
