@@ -28,26 +28,11 @@ public struct JobSettings: Codable, Sendable, Equatable {
     /// Budgets that replace the profile's (nil when all are the profile's, and then absent from the stored JSON).
     public var budget: Budget?
 
-    /// The values of a key left out (the same as `Config/losad.toml`).
+    /// The values of a key left out (the same as `Config/losad.toml`); every other value comes from these
+    /// through `set(_:_:)` or `applying(_:)`.
     public static let defaults = JobSettings(sparsity: 0.5, method: .wanda, pattern: .unstructured, allocation: .rmi,
                                              recovery: .losa, profile: .standard, calibrationCorpus: nil,
                                              evaluationCorpus: nil, exportType: .auto, outputs: .all, budget: nil)
-
-    public init(sparsity: Double, method: PruningMethod, pattern: SparsityPattern, allocation: LayerAllocationMode,
-                recovery: RecoveryMethod, profile: CompressionProfile, calibrationCorpus: String?, evaluationCorpus: String?,
-                exportType: ExportTensorType, outputs: JobOutputs, budget: Budget?) {
-        self.sparsity = sparsity
-        self.method = method
-        self.pattern = pattern
-        self.allocation = allocation
-        self.recovery = recovery
-        self.profile = profile
-        self.calibrationCorpus = calibrationCorpus
-        self.evaluationCorpus = evaluationCorpus
-        self.exportType = exportType
-        self.outputs = outputs
-        self.budget = budget
-    }
 
     /// How much work a job does where it overrides its profile (each nil: the profile's value).
     public struct Budget: Codable, Sendable, Equatable {
@@ -110,22 +95,6 @@ public struct JobSettings: Codable, Sendable, Equatable {
         case calibrationCorpus = "calibration_corpus"
         case evaluationCorpus = "evaluation_corpus"
         case exportType = "export_type"
-    }
-
-    /// Rows stored before `outputs` existed have none: they wrote the interoperable export only.
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        sparsity = try c.decode(Double.self, forKey: .sparsity)
-        method = try c.decode(PruningMethod.self, forKey: .method)
-        pattern = try c.decode(SparsityPattern.self, forKey: .pattern)
-        allocation = try c.decode(LayerAllocationMode.self, forKey: .allocation)
-        recovery = try c.decode(RecoveryMethod.self, forKey: .recovery)
-        profile = try c.decode(CompressionProfile.self, forKey: .profile)
-        calibrationCorpus = try c.decodeIfPresent(String.self, forKey: .calibrationCorpus)
-        evaluationCorpus = try c.decodeIfPresent(String.self, forKey: .evaluationCorpus)
-        exportType = try c.decode(ExportTensorType.self, forKey: .exportType)
-        outputs = try c.decodeIfPresent(JobOutputs.self, forKey: .outputs) ?? [.gguf]
-        budget = try c.decodeIfPresent(Budget.self, forKey: .budget)
     }
 
     // MARK: - Setting one key
@@ -243,6 +212,24 @@ public struct JobSettings: Codable, Sendable, Equatable {
         var isDirectory: ObjCBool = false
         return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && !isDirectory.boolValue
             && FileManager.default.isReadableFile(atPath: path)
+    }
+}
+
+extension JobSettings {
+    /// Rows stored before `outputs` existed have none: they wrote the interoperable export only.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        sparsity = try c.decode(Double.self, forKey: .sparsity)
+        method = try c.decode(PruningMethod.self, forKey: .method)
+        pattern = try c.decode(SparsityPattern.self, forKey: .pattern)
+        allocation = try c.decode(LayerAllocationMode.self, forKey: .allocation)
+        recovery = try c.decode(RecoveryMethod.self, forKey: .recovery)
+        profile = try c.decode(CompressionProfile.self, forKey: .profile)
+        calibrationCorpus = try c.decodeIfPresent(String.self, forKey: .calibrationCorpus)
+        evaluationCorpus = try c.decodeIfPresent(String.self, forKey: .evaluationCorpus)
+        exportType = try c.decode(ExportTensorType.self, forKey: .exportType)
+        outputs = try c.decodeIfPresent(JobOutputs.self, forKey: .outputs) ?? [.gguf]
+        budget = try c.decodeIfPresent(Budget.self, forKey: .budget)
     }
 }
 

@@ -42,10 +42,10 @@ public final class DaemonService: Sendable {
     public let options: Options
     private let runner: any JobRunner
     private let control: (any ControlEndpoint)?
-    private let logger: Logger
+    let logger: Logger
     private let state = Mutex(State())
     private let stopRequested = DispatchSemaphore(value: 0)
-    private let stopOnce = Atomic<Bool>(false)
+    let stopOnce = Atomic<Bool>(false)
     private let reloadLock = NSLock()
 
     struct State {
@@ -250,31 +250,5 @@ public final class DaemonService: Sendable {
             let late = result.stoppedInTime ? "" : " (some runners had not returned within \(Int(budget.rounded())) s)"
             logger.notice("stopped; job(s) \(ids) queued again to resume at the next start\(late)")
         }
-    }
-
-    /// SIGTERM and SIGINT stop, SIGHUP reloads; the signals are ignored by default handlers so the
-    /// dispatch sources see them.
-    private func installSignalHandlers() -> [any DispatchSourceSignal] {
-        let queue = DispatchQueue(label: "losad.signals")
-        var sources: [any DispatchSourceSignal] = []
-        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT"), (SIGHUP, "SIGHUP")] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { [weak self] in
-                guard let self else { return }
-                switch number {
-                case SIGHUP:
-                    DispatchQueue.global().async { _ = try? self.reload() }
-                case SIGINT where self.stopOnce.load(ordering: .acquiring):
-                    self.logger.warning("second SIGINT: exiting now; running jobs resume from their checkpoints at the next start")
-                    exit(130)
-                default:
-                    self.requestStop(reason: "received \(name)")
-                }
-            }
-            source.resume()
-            sources.append(source)
-        }
-        return sources
     }
 }

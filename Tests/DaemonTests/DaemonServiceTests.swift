@@ -136,6 +136,10 @@ struct DaemonServiceTests {
         #expect(try manager.status().jobCounts == [.succeeded: 2, .failed: 1])
         #expect(await h.stop() < 2)
         #expect(h.runError.withLock { $0 } == nil)
+        // A clean stop folds the write-ahead log into the database file; no job leaves a state folder behind.
+        let wal = h.root.appendingPathComponent("state/losad.sqlite-wal").path
+        #expect(((try? FileManager.default.attributesOfItem(atPath: wal))?[.size] as? Int ?? 0) == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: h.root.appendingPathComponent("state/jobs").path).isEmpty)
     }
 
     @Test("the daemon's API: submit (duplicates and overrides), list, show, metrics, cancel, pause, resume and watch")

@@ -238,6 +238,47 @@ struct LedgerTests {
         #expect(try ledger.details(job: 42) == nil)
     }
 
+    @Test("success is one transaction: output, report, figures and layer rows together, or none of them")
+    func successIsOneTransaction() throws {
+        let ledger = try ledger()
+        let id = try ledger.enqueue(model: makeModel(), inputPath: "/i", settings: "{}").job.id!
+        try ledger.start(job: id)
+        let row = LayerStatistic(jobID: id, iteration: 2, layer: 0, sparsity: 0.4, rank: 7, importance: 0.5, reconstructionError: 0.02)
+        let metric = JobMetric(jobID: id, name: "sparsity", value: 0.5, unit: "fraction")
+        // A bad row refuses the whole success: the job stays running, with nothing of it recorded.
+        var bad = row
+        bad.sparsity = 1.5
+        #expect(throws: LedgerError.self) { try ledger.succeed(job: id, outputPath: "/o/m", metrics: [metric], layerStatistics: [bad]) }
+        let refused = try #require(try ledger.details(job: id))
+        #expect(refused.job.state == .running && refused.job.outputPath == nil && refused.metrics.isEmpty && refused.layerStatistics.isEmpty)
+        // A good one records everything, with one event naming output and report.
+        let done = try ledger.succeed(job: id, outputPath: "/o/m", reportPath: "/o/report.json", metrics: [metric], layerStatistics: [row])
+        let details = try #require(try ledger.details(job: id))
+        #expect(done.state == .succeeded && details.metrics == [JobMetric(id: details.metrics.first?.id, jobID: id, name: "sparsity",
+                                                                            value: 0.5, unit: "fraction")])
+        #expect(details.layerStatistics.map(\.rank) == [7])
+        #expect(details.events.last?.kind == .succeeded && details.events.last?.message == "wrote /o/m; report at /o/report.json")
+        #expect(details.events.filter { $0.kind == .note }.isEmpty)
+    }
+
+    @Test("a write-ahead-log checkpoint leaves everything in the database file and the log empty")
+    func walCheckpoint() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ledger-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let path = folder.appendingPathComponent(Ledger.fileName).path
+        let ledger = try Ledger.open(path: path)
+        for tag in "abcdef" {
+            _ = try ledger.enqueue(model: makeModel(tag, name: "m\(tag)"), inputPath: "/i/\(tag)", settings: "{}")
+        }
+        let size = { (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0 }
+        #expect(size() > 0, "the writes went to the log first")
+        try ledger.checkpointWriteAheadLog()
+        #expect(size() == 0)
+        #expect(try ledger.queuedJobs().count == 6)
+        try Ledger.inMemory().checkpointWriteAheadLog()   // nothing to do, no error
+    }
+
     @Test("figures for a job that is not running are refused and leave no rows")
     func figuresNeedARunningJob() throws {
         let ledger = try ledger()
