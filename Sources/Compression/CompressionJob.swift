@@ -121,7 +121,7 @@ public final class CompressionJob {
 
         // A resumed job's wall time counts the runs before the interruption too.
         summary.wallSeconds += clock.elapsed
-        summary.peakMemoryBytes = max(summary.peakMemoryBytes, peakResidentBytes())
+        summary.peakMemoryBytes = max(summary.peakMemoryBytes, ProcessMemory.peakResidentBytes)
         try writeReport(summary)
         jobCheckpoint?.remove()
         return summary
@@ -221,7 +221,7 @@ public final class CompressionJob {
             summary.sparseOutput = try writeSparseOutput(weights, source: checkpoint)
             written.sparse = Self.sparseOutputPath(for: request.output)
         }
-        summary.peakMemoryBytes = max(summary.peakMemoryBytes, peakResidentBytes())
+        summary.peakMemoryBytes = max(summary.peakMemoryBytes, ProcessMemory.peakResidentBytes)
         finishStage(.export, in: &summary)
         return (summary, texts, zeros, written)
     }
@@ -344,7 +344,7 @@ public final class CompressionJob {
                 },
                 trainingSteps: losses.count, trainingWindows: count, losses: losses,
                 seconds: Date().timeIntervalSince(iterationStart)))
-            summary.peakMemoryBytes = max(summary.peakMemoryBytes, peakResidentBytes())
+            summary.peakMemoryBytes = max(summary.peakMemoryBytes, ProcessMemory.peakResidentBytes)
             var saved: String? = nil
             if let checkpoint {
                 do {

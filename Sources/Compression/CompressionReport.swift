@@ -240,13 +240,3 @@ extension CompressionReport {
         return lines.joined(separator: "\n")
     }
 }
-
-/// Peak resident set size of this process so far (VmHWM of /proc/self/status), bytes; 0 where unavailable.
-public func peakResidentBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        let kilobytes = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
-        return kilobytes * 1024
-    }
-    return 0
-}
