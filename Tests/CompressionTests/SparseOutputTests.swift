@@ -52,17 +52,6 @@ import Transformer
         #expect(report.finalSparsity?.verified == true)
     }
 
-    static let demoModel = ProcessInfo.processInfo.environment["LOSAD_DEMO_MODEL"] ?? ""
-
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: demoModel), "needs the demo model (LOSAD_DEMO_MODEL)"))
-    func aSourceStoredInFourBitsGetsFourBitSparseValues() throws {
-        // The demo model's projections are Q4_1: its sparse file stores s4 values, smaller than the source.
-        let path = Self.demoModel
-        #expect(CompressionJob.sparseValueKind(for: try Checkpoint.open(path)) == .s4)
-        let tiny = try Checkpoint.open(Job.tinyModel)
-        #expect(CompressionJob.sparseValueKind(for: tiny) == .s8)
-    }
-
     @Test func sparsifyStoresAMagnitudePrunedModelAndReadsBackItsZeros() throws {
         let directory = try Job.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
