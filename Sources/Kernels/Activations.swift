@@ -139,3 +139,54 @@ public func swigluBackward(_ dOut: Tensor, gate: Tensor, up: Tensor, dGate: Tens
     swigluBackward(dOut: dOut.pointer, gate: gate.pointer, up: up.pointer,
                    dGate: dGate.pointer, dUp: dUp.pointer, count: dOut.count)
 }
+
+// MARK: - GeGLU (tanh approximation)
+
+/// gelu_tanh(x) = ½x(1 + tanh(u)), u = √(2/π)(x + 0.044715x³), written as x·σ(2u) (since
+/// ½(1 + tanh u) = σ(2u)), the form transformers' `gelu_pytorch_tanh` and ggml's `gelu` compute.
+private let geluCoefficient: Float = 0.044715
+private let twoRootTwoOverPi: Float = 2 * (2 / Float.pi).squareRoot()
+
+/// out = gelu_tanh(gate) ⊙ up (Gemma's MLP).   gate, up, out: [N]
+public func gegluForward(gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+                         out: UnsafeMutablePointer<Float>, count: Int) {
+    WorkerPool.shared.parallelFor(count, minimumChunk: ParallelGrain.transcendental) { range in
+        var i = range.lowerBound
+        while i + 16 <= range.upperBound {
+            let g = VectorMath.load(gate + i)
+            let s = VectorMath.sigmoid(twoRootTwoOverPi * (g + geluCoefficient * g * g * g))
+            VectorMath.store(g * s * VectorMath.load(up + i), to: out + i)
+            i += 16
+        }
+        while i < range.upperBound {
+            let g = gate[i]
+            out[i] = g * VectorMath.sigmoid(twoRootTwoOverPi * (g + geluCoefficient * g * g * g)) * up[i]
+            i += 1
+        }
+    }
+}
+
+/// Backward of out = g·σ(2u(g))·u_p: with s = σ(2u), gelu' = s + g·s(1 − s)·2u'(g),
+/// 2u' = 2√(2/π)(1 + 3·0.044715g²); dGate += dOut·up·gelu', dUp += dOut·g·s.   all [N]
+public func gegluBackward(dOut: UnsafePointer<Float>, gate: UnsafePointer<Float>, up: UnsafePointer<Float>,
+                          dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, count: Int) {
+    WorkerPool.shared.parallelFor(count, minimumChunk: ParallelGrain.transcendental) { range in
+        var i = range.lowerBound
+        while i + 16 <= range.upperBound {
+            let g = VectorMath.load(gate + i), d = VectorMath.load(dOut + i)
+            let (s, c) = VectorMath.sigmoidAndComplement(twoRootTwoOverPi * (g + geluCoefficient * g * g * g))
+            let derivative = s + g * s * c * (twoRootTwoOverPi * (1 + 3 * geluCoefficient * g * g))
+            VectorMath.store(VectorMath.load(dGate + i) + d * VectorMath.load(up + i) * derivative, to: dGate + i)
+            VectorMath.store(VectorMath.load(dUp + i) + d * (g * s), to: dUp + i)
+            i += 16
+        }
+        while i < range.upperBound {
+            let g = gate[i], d = dOut[i]
+            let (s, c) = VectorMath.sigmoidAndComplement(twoRootTwoOverPi * (g + geluCoefficient * g * g * g))
+            let derivative = s + g * s * c * (twoRootTwoOverPi * (1 + 3 * geluCoefficient * g * g))
+            dGate[i] = dGate[i] + d * up[i] * derivative
+            dUp[i] = dUp[i] + d * (g * s)
+            i += 1
+        }
+    }
+}

@@ -48,6 +48,36 @@ func crossEntropyRow(_ logits: UnsafePointer<Float>, target: Int, columns: Int, 
     return Double(maximum) + log(sum) - Double(targetLogit)
 }
 
+/// The cross-entropy of soft-capped logits c = cap·tanh(z / cap) (Gemma 2's final capping) for one row
+/// of raw logits z, which it overwrites: with c first, then — when `gradient` — with
+/// ∂loss/∂z = (softmax(c) − onehot(target))·scale·(1 − (c / cap)²). Each element's gradient needs
+/// only its own c, so the row is rewritten in place without a second buffer.   logits: [V]
+func softcappedCrossEntropyRow(_ logits: UnsafeMutablePointer<Float>, target: Int, columns: Int, scale: Double,
+                               cap: Float, gradient: Bool) -> Double {
+    let twoOverCap = SIMD16<Float>(repeating: 2 / cap), capVector = SIMD16<Float>(repeating: cap)
+    var i = 0
+    while i + 16 <= columns {
+        VectorMath.store(capVector * (2 * VectorMath.sigmoid(twoOverCap * VectorMath.load(logits + i)) - 1), to: logits + i)
+        i += 16
+    }
+    while i < columns {
+        logits[i] = cap * (2 * VectorMath.sigmoid(2 / cap * logits[i]) - 1)
+        i += 1
+    }
+    let targetLogit = logits[target]
+    let maximum = rowMaximum(logits, count: columns)
+    let sum = sumOfShiftedExponentials(logits, shift: maximum, out: nil, count: columns)
+    if gradient {
+        let factor = Float(scale / sum), inverseCap = 1 / cap
+        for j in 0..<columns {
+            let c = logits[j], t = c * inverseCap
+            let probability = VectorMath.exp(c - maximum) * factor - (j == target ? Float(scale) : 0)
+            logits[j] = probability * (1 - t * t)
+        }
+    }
+    return Double(maximum) + log(sum) - Double(targetLogit)
+}
+
 /// Each row's loss into `nll` (0 for ignored rows), and its gradient times `scale` into `dLogits` when given.   logits, dLogits: [N, V]; targets, nll: [N]
 func crossEntropyRows(logits: UnsafePointer<Float>, targets: UnsafePointer<Int32>, rows: Int, columns: Int,
                       scale: Double, dLogits: UnsafeMutablePointer<Float>?, nll: UnsafeMutablePointer<Double>) {
@@ -62,6 +92,23 @@ func crossEntropyRows(logits: UnsafePointer<Float>, targets: UnsafePointer<Int32
             }
             nll[row] = crossEntropyRow(logits + start, target: target, columns: columns, scale: scale,
                                        dLogits: dLogits?.advanced(by: start))
+        }
+    }
+}
+
+/// `softcappedCrossEntropyRow` over rows in parallel; an ignored row gets loss 0 and gradient 0.   logits: [N, V]
+func softcappedCrossEntropyRows(_ logits: UnsafeMutablePointer<Float>, targets: UnsafePointer<Int32>, rows: Int,
+                                columns: Int, scale: Double, cap: Float, gradient: Bool, nll: UnsafeMutablePointer<Double>) {
+    WorkerPool.shared.parallelFor(rows, minimumChunk: softmaxMinimumRows(columns: columns)) { range in
+        for row in range {
+            let start = row * columns, target = Int(targets[row])
+            guard target >= 0 else {
+                nll[row] = 0
+                if gradient { logits.advanced(by: start).update(repeating: 0, count: columns) }
+                continue
+            }
+            nll[row] = softcappedCrossEntropyRow(logits + start, target: target, columns: columns, scale: scale,
+                                                 cap: cap, gradient: gradient)
         }
     }
 }
@@ -92,7 +139,8 @@ public func crossEntropy(logits: UnsafePointer<Float>, targets: UnsafePointer<In
 public func chunkedCrossEntropy(hidden: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 targets: UnsafePointer<Int32>, rows: Int, hiddenSize: Int, vocabulary: Int,
                                 chunkRows: Int, scratch: UnsafeMutablePointer<Float>,
-                                dHidden: UnsafeMutablePointer<Float>?, lossPerRow: UnsafeMutablePointer<Float>?) -> Double {
+                                dHidden: UnsafeMutablePointer<Float>?, lossPerRow: UnsafeMutablePointer<Float>?,
+                                softcap: Float? = nil) -> Double {
     precondition(rows >= 0 && hiddenSize > 0 && vocabulary > 0 && chunkRows > 0,
                  "chunkedCrossEntropy: \(rows) rows, hidden \(hiddenSize), vocabulary \(vocabulary), chunks of \(chunkRows)")
     let scored = countTargets(targets, rows: rows, vocabulary: vocabulary)
@@ -108,8 +156,13 @@ public func chunkedCrossEntropy(hidden: UnsafePointer<Float>, weight: UnsafePoin
             sgemm(transposeA: false, transposeB: true, m: count, n: vocabulary, k: hiddenSize,
                   a: hidden + start * hiddenSize, lda: hiddenSize, b: weight, ldb: hiddenSize,
                   beta: 0, c: scratch, ldc: vocabulary)
-            crossEntropyRows(logits: scratch, targets: targets + start, rows: count, columns: vocabulary,
-                             scale: scale, dLogits: dHidden == nil ? nil : scratch, nll: nll.baseAddress!)
+            if let softcap {
+                softcappedCrossEntropyRows(scratch, targets: targets + start, rows: count, columns: vocabulary,
+                                           scale: scale, cap: softcap, gradient: dHidden != nil, nll: nll.baseAddress!)
+            } else {
+                crossEntropyRows(logits: scratch, targets: targets + start, rows: count, columns: vocabulary,
+                                 scale: scale, dLogits: dHidden == nil ? nil : scratch, nll: nll.baseAddress!)
+            }
             for row in 0..<count {
                 total += nll[row]
                 lossPerRow?[start + row] = Float(nll[row])
@@ -144,7 +197,8 @@ public func crossEntropy(logits: Tensor, targets: [Int32], dLogits: Tensor? = ni
 
 /// Mean cross-entropy of hidden [..., C] · weightᵀ ([V, C]) against one target per row, `chunkRows` rows of logits at a time in `scratch` (≥ min(chunkRows, N) × V values, allocated per call when nil); dHidden += ∂loss/∂hidden when given.
 public func chunkedCrossEntropy(hidden: Tensor, weight: Tensor, targets: [Int32], chunkRows: Int,
-                                dHidden: Tensor? = nil, lossPerRow: Tensor? = nil, scratch: Tensor? = nil) -> Double {
+                                dHidden: Tensor? = nil, lossPerRow: Tensor? = nil, scratch: Tensor? = nil,
+                                softcap: Float? = nil) -> Double {
     let (rows, hiddenSize) = (hidden.rowCount, hidden.rowLength)
     let vocabulary = weight.rowCount
     precondition(weight.rank == 2 && weight.rowLength == hiddenSize,
@@ -164,7 +218,8 @@ public func chunkedCrossEntropy(hidden: Tensor, weight: Tensor, targets: [Int32]
     return targets.withUnsafeBufferPointer { targets in
         chunkedCrossEntropy(hidden: hidden.pointer, weight: weight.pointer, targets: targets.baseAddress!,
                             rows: rows, hiddenSize: hiddenSize, vocabulary: vocabulary, chunkRows: chunkRows,
-                            scratch: buffer.pointer, dHidden: dHidden?.pointer, lossPerRow: lossPerRow?.pointer)
+                            scratch: buffer.pointer, dHidden: dHidden?.pointer, lossPerRow: lossPerRow?.pointer,
+                            softcap: softcap)
     }
 }
 
@@ -173,9 +228,10 @@ public func chunkedCrossEntropy(hidden: Tensor, weight: Tensor, targets: [Int32]
 ///
 /// hidden [N, C]; head [V, C]; targets [N]; scratch ≥ [min(chunkRows, N), V].
 public func chunkedCrossEntropy(hidden: Tensor, head: LinearWeight, targets: [Int32], chunkRows: Int,
-                                scratch: Tensor, matmulScratch: CompressedMatmulScratch) -> Double {
+                                scratch: Tensor, matmulScratch: CompressedMatmulScratch, softcap: Float? = nil) -> Double {
     if case .dense(let weight) = head {
-        return chunkedCrossEntropy(hidden: hidden, weight: weight, targets: targets, chunkRows: chunkRows, scratch: scratch)
+        return chunkedCrossEntropy(hidden: hidden, weight: weight, targets: targets, chunkRows: chunkRows, scratch: scratch,
+                                   softcap: softcap)
     }
     let (rows, vocabulary) = (hidden.rowCount, head.rows)
     precondition(head.cols == hidden.rowLength && targets.count == rows && chunkRows > 0,
@@ -192,8 +248,14 @@ public func chunkedCrossEntropy(hidden: Tensor, head: LinearWeight, targets: [In
                 let count = min(chunk, rows - start)
                 let logits = scratch.reshaped([scratch.count]).slice(0..<(count * vocabulary)).reshaped([count, vocabulary])
                 head.apply(hidden.slice(start..<(start + count)), into: logits, scratch: matmulScratch)
-                crossEntropyRows(logits: logits.pointer, targets: targets.baseAddress! + start, rows: count, columns: vocabulary,
-                                 scale: scale, dLogits: nil, nll: nll.baseAddress!)
+                if let softcap {
+                    softcappedCrossEntropyRows(logits.pointer, targets: targets.baseAddress! + start, rows: count,
+                                               columns: vocabulary, scale: scale, cap: softcap, gradient: false,
+                                               nll: nll.baseAddress!)
+                } else {
+                    crossEntropyRows(logits: logits.pointer, targets: targets.baseAddress! + start, rows: count, columns: vocabulary,
+                                     scale: scale, dLogits: nil, nll: nll.baseAddress!)
+                }
                 for row in 0..<count { total += nll[row] }
                 start += count
             }

@@ -154,34 +154,40 @@ func forEachCausalRow(matrices: Int, queries: Int, keys: Int, _ body: (Int, Int)
     }
 }
 
-/// Keys that query `query` may attend to: 0...(query + offset), clipped to the row.
+/// Keys that query `query` may attend to: (i + offset − window + 1)...(i + offset), clipped to the row
+/// (`window` nil: from key 0).
 @inline(__always)
-func visibleKeys(query: Int, offset: Int, keys: Int) -> Int {
-    min(keys, query + offset + 1)
+func visibleKeys(query: Int, offset: Int, keys: Int, window: Int?) -> Range<Int> {
+    let last = min(keys, query + offset + 1)
+    guard let window else { return 0..<last }
+    return max(0, min(last, query + offset + 1 - window))..<last
 }
 
-/// y = softmax of each score row over its visible keys 0...(i + offset), exactly 0 beyond; y may be x.   x, y: [G, T, K]
+/// y = softmax of each score row over its visible keys (i + offset − window + 1)...(i + offset), exactly 0
+/// elsewhere; y may be x. `window` nil: every earlier key (plain causal).   x, y: [G, T, K]
 public func causalSoftmaxForward(_ x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-                                 matrices: Int = 1, queries: Int, keys: Int, offset: Int) {
-    precondition(matrices >= 0 && queries >= 0 && keys >= 0 && offset >= 0,
-                 "causal softmax: \(matrices) matrices of \(queries)×\(keys), offset \(offset)")
+                                 matrices: Int = 1, queries: Int, keys: Int, offset: Int, window: Int? = nil) {
+    precondition(matrices >= 0 && queries >= 0 && keys >= 0 && offset >= 0 && (window ?? 1) >= 1,
+                 "causal softmax: \(matrices) matrices of \(queries)×\(keys), offset \(offset), window \(window ?? 0)")
     forEachCausalRow(matrices: matrices, queries: queries, keys: keys) { matrix, query in
         let start = (matrix * queries + query) * keys
-        let visible = visibleKeys(query: query, offset: offset, keys: keys)
-        softmaxRow(x + start, y: y + start, count: visible)
-        (y + start + visible).update(repeating: 0, count: keys - visible)
+        let visible = visibleKeys(query: query, offset: offset, keys: keys, window: window)
+        (y + start).update(repeating: 0, count: visible.lowerBound)
+        softmaxRow(x + start + visible.lowerBound, y: y + start + visible.lowerBound, count: visible.count)
+        (y + start + visible.upperBound).update(repeating: 0, count: keys - visible.upperBound)
     }
 }
 
 /// Backward of the causal softmax: dX += y ⊙ (dY − Σ dY ⊙ y) over the visible keys; masked entries get nothing.   dY, y, dX: [G, T, K]
 public func causalSoftmaxBackward(dY: UnsafePointer<Float>, y: UnsafePointer<Float>, dX: UnsafeMutablePointer<Float>,
-                                  matrices: Int = 1, queries: Int, keys: Int, offset: Int) {
-    precondition(matrices >= 0 && queries >= 0 && keys >= 0 && offset >= 0,
-                 "causal softmax backward: \(matrices) matrices of \(queries)×\(keys), offset \(offset)")
+                                  matrices: Int = 1, queries: Int, keys: Int, offset: Int, window: Int? = nil) {
+    precondition(matrices >= 0 && queries >= 0 && keys >= 0 && offset >= 0 && (window ?? 1) >= 1,
+                 "causal softmax backward: \(matrices) matrices of \(queries)×\(keys), offset \(offset), window \(window ?? 0)")
     forEachCausalRow(matrices: matrices, queries: queries, keys: keys) { matrix, query in
         let start = (matrix * queries + query) * keys
-        let visible = visibleKeys(query: query, offset: offset, keys: keys)
-        softmaxBackwardRow(dY: dY + start, y: y + start, dX: dX + start, count: visible)
+        let visible = visibleKeys(query: query, offset: offset, keys: keys, window: window)
+        let first = start + visible.lowerBound
+        softmaxBackwardRow(dY: dY + first, y: y + first, dX: dX + first, count: visible.count)
     }
 }
 

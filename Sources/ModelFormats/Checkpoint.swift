@@ -127,7 +127,7 @@ public final class Checkpoint: @unchecked Sendable {
         for file in weights.files {
             size += fileSize(file.path)
             for info in file.tensors {
-                let role = TensorRole(huggingFaceName: info.name)
+                let role = TensorRole(huggingFaceName: info.name, architecture: config.architecture)
                 if role == nil && !ignoredHuggingFaceSuffixes.contains(where: info.name.hasSuffix) {
                     throw ModelFormatError.unsupported(file: file.path, field: "tensor '\(info.name)'",
                                                        reason: "not a tensor of a \(config.architecture.rawValue) decoder")
@@ -165,6 +165,14 @@ public final class Checkpoint: @unchecked Sendable {
             shapes[.layer(layer, .gate)] = [config.ffnSize, c]
             shapes[.layer(layer, .up)] = [config.ffnSize, c]
             shapes[.layer(layer, .down)] = [c, config.ffnSize]
+            if config.block.queryKeyNorm {
+                shapes[.layer(layer, .queryNorm)] = [config.headDim]
+                shapes[.layer(layer, .keyNorm)] = [config.headDim]
+            }
+            if config.block.postSublayerNorms {
+                shapes[.layer(layer, .attentionPostNorm)] = [c]
+                shapes[.layer(layer, .ffnPostNorm)] = [c]
+            }
             if config.attentionBias {
                 shapes[.layer(layer, .queryBias)] = [q]
                 shapes[.layer(layer, .keyBias)] = [kv]
@@ -208,7 +216,7 @@ public final class Checkpoint: @unchecked Sendable {
     func tensorName(of role: TensorRole) -> String {
         let naming: Format
         if case .sparse(let file) = storage { naming = file.sourceFormat } else { naming = format }
-        return naming == .huggingFace ? (role.huggingFaceName ?? role.ggufName) : role.ggufName
+        return naming == .huggingFace ? (role.huggingFaceName(in: config.architecture) ?? role.ggufName) : role.ggufName
     }
 
     /// The stored entry for `role`, if the checkpoint has one.
@@ -223,9 +231,22 @@ public final class Checkpoint: @unchecked Sendable {
         }
         switch storage {
         case .gguf(let file): return try file.tensor(named: entry.name)
-        case .huggingFace(let weights): return try weights.tensor(named: entry.name)
-        case .sparse(let file): return try file.tensor(named: entry.name)
+        case .huggingFace(let weights):
+            let tensor = try weights.tensor(named: entry.name)
+            if config.block.huggingFaceNormOffset && role.isNormWeight { Checkpoint.addOne(to: tensor) }
+            return tensor
+        case .sparse(let file):
+            let tensor = try file.tensor(named: entry.name)
+            if file.sourceFormat == .huggingFace && config.block.huggingFaceNormOffset && role.isNormWeight {
+                Checkpoint.addOne(to: tensor)
+            }
+            return tensor
         }
+    }
+
+    /// w → 1 + w: a Hugging Face gemma norm weight as the engine (and GGUF) hold it.
+    static func addOne(to tensor: Tensor) {
+        for i in 0..<tensor.count { tensor.pointer[i] += 1 }
     }
 
     /// Every tensor the decoder uses, converted to Float32, by role.

@@ -1,13 +1,13 @@
 import Kernels
 import ModelFormats
 
-/// The LLaMA-family decoder for inference (llama, mistral, qwen2; transformers'
-/// LlamaModel / Qwen2Model and llama.cpp's llm_build_llama are the references):
+/// The decoder of every family losad runs (llama, mistral, qwen2/3, gemma2/3, phi3; transformers'
+/// modeling files and llama.cpp's graphs are the references):
 ///
-///     x = embed(tokens)
-///     for each layer: x = layer(x)
+///     x = embed(tokens) · embeddingScale
+///     for each layer: x = layer(x)                      (`DecoderLayer`, the one block)
 ///     hidden = rmsNorm(x)
-///     logits = hidden · outputᵀ
+///     logits = softcap(hidden · outputᵀ)
 ///
 /// Shapes: tokens [B][T]; x, hidden [B·T, C]; output [V, C]; logits [B, T, V].
 /// `forward` stops at the final hidden states so that a loss can use
@@ -39,18 +39,27 @@ public struct Decoder: Sendable {
         let x = workspace.residual.slice(0..<n)
 
         embed(tokens, into: x, tokensPerWindow: t)
-        for layer in weights.layers {
-            DecoderLayer.forward(layer, config: config, layout: weights.rotaryLayout,
-                                 residual: x, batch: batch, workspace: workspace)
+        let (activations, scratch) = workspace.layerBuffers(rows: n)
+        workspace.positions.withUnsafeBufferPointer { positions in
+            for (l, layer) in weights.layers.enumerated() {
+                DecoderLayer.forward(layer, index: l, config: config, layout: weights.rotaryLayout,
+                                     rotary: workspace.rotary.table(forLayer: l), positions: positions.baseAddress!,
+                                     residual: x, keys: .windows(batch: batch, tokens: t), activations: activations,
+                                     scratch: scratch, adapters: nil)
+            }
         }
         // The final norm overwrites the residual stream: nothing reads it afterwards.
-        rmsNorm(x, weight: weights.outputNorm, epsilon: Float(config.rmsNormEpsilon), into: x)
+        finalNorm(x, into: x)
         return x
     }
 
-    /// logits = hidden · outputᵀ.   hidden [N, C]; logits [N, V] (any shape with N·V values)
+    /// The final logit cap of the family (gemma2), as the loss kernels take it.
+    public var finalLogitSoftcap: Float? { config.block.finalLogitSoftcap.map { Float($0) } }
+
+    /// logits = softcap(hidden · outputᵀ).   hidden [N, C]; logits [N, V] (any shape with N·V values)
     public func head(_ hidden: Tensor, into logits: Tensor, scratch: CompressedMatmulScratch? = nil) {
         weights.output.apply(hidden, into: logits.reshaped([hidden.rowCount, config.vocabSize]), scratch: scratch)
+        if let cap = finalLogitSoftcap { softcapForward(logits.pointer, count: hidden.rowCount * config.vocabSize, cap: cap) }
     }
 
     /// The logits [B, T, V] of `tokens` [B][T] (every window the same length), in new buffers.
@@ -63,7 +72,7 @@ public struct Decoder: Sendable {
         return logits
     }
 
-    /// x[b·T + t] = embedding[tokens[b][t]].   x [B·T, C]
+    /// x[b·T + t] = embedding[tokens[b][t]] · embeddingScale.   x [B·T, C]
     func embed(_ tokens: [[Int32]], into x: Tensor, tokensPerWindow t: Int) {
         let c = config.hiddenSize, v = config.vocabSize
         for (b, window) in tokens.enumerated() {
@@ -72,6 +81,11 @@ public struct Decoder: Sendable {
                 precondition(token >= 0 && Int(token) < v, "decoder: token \(token) at [\(b), \(i)] is outside the vocabulary of \(v)")
                 weights.tokenEmbedding.copyRow(Int(token), into: x.pointer + (b * t + i) * c)
             }
+        }
+        if let scale = config.block.embeddingScale {
+            // Gemma multiplies in the activations' dtype (Float32 here).
+            let factor = Float(scale), rows = tokens.count * t
+            for i in 0..<(rows * c) { x.pointer[i] *= factor }
         }
     }
 }

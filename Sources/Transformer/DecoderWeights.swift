@@ -21,6 +21,25 @@ public struct LayerWeights: Sendable {
     public let gate: LinearWeight
     public let up: LinearWeight
     public let down: LinearWeight
+    /// Per-head norms of q and k [D] (`BlockOptions.queryKeyNorm`).
+    public let queryNorm: Tensor?
+    public let keyNorm: Tensor?
+    /// Norms of the attention's and the MLP's outputs [C] (`BlockOptions.postSublayerNorms`).
+    public let attentionPostNorm: Tensor?
+    public let ffnPostNorm: Tensor?
+
+    /// The weight of projection `p`.
+    public func projection(_ p: SparseLoRA.Projection) -> LinearWeight {
+        switch p {
+        case .query: return query
+        case .key: return key
+        case .value: return value
+        case .attentionOutput: return attentionOutput
+        case .gate: return gate
+        case .up: return up
+        case .down: return down
+        }
+    }
 }
 
 /// Every parameter of a LLaMA-family decoder, checked against its configuration.
@@ -74,6 +93,10 @@ public struct DecoderWeights: Sendable {
         layers = try (0..<config.layerCount).map { i in
             func part(_ name: TensorRole.LayerTensor) throws -> Tensor { try tensor(.layer(i, name)) }
             func projection(_ name: TensorRole.LayerTensor) throws -> LinearWeight { try linear(.layer(i, name)) }
+            func optional(_ name: TensorRole.LayerTensor, when present: Bool) throws -> Tensor? {
+                present ? try part(name) : nil
+            }
+            let block = config.block
             return LayerWeights(
                 attentionNorm: try part(.attentionNorm),
                 query: try projection(.query), key: try projection(.key), value: try projection(.value),
@@ -82,7 +105,11 @@ public struct DecoderWeights: Sendable {
                 keyBias: config.attentionBias ? try part(.keyBias) : nil,
                 valueBias: config.attentionBias ? try part(.valueBias) : nil,
                 ffnNorm: try part(.ffnNorm),
-                gate: try projection(.gate), up: try projection(.up), down: try projection(.down))
+                gate: try projection(.gate), up: try projection(.up), down: try projection(.down),
+                queryNorm: try optional(.queryNorm, when: block.queryKeyNorm),
+                keyNorm: try optional(.keyNorm, when: block.queryKeyNorm),
+                attentionPostNorm: try optional(.attentionPostNorm, when: block.postSublayerNorms),
+                ffnPostNorm: try optional(.ffnPostNorm, when: block.postSublayerNorms))
         }
         if let factors = tensors[.ropeFrequencies] {
             // llama.cpp (ggml_rope_ext freq_factors): angle = p · theta^(−2i/D) / factor_i.

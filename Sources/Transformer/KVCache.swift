@@ -6,10 +6,11 @@ import ModelFormats
 /// (`Decoder.decode(_:cache:)`) needs, sized once when the cache is made.
 ///
 /// Keys are stored after rotary embedding, so a cached position is never rotated again.
+/// Sliding layers keep every position too and mask the old ones (`Attention.Scoring.window`).
 ///
-/// Shapes (K = capacity, N = blockCapacity): keys, values [L][Hkv, K, D];
-/// residual, normed [N, C]; query, attention [N, H·D]; key, value [N, Hkv·D];
-/// scores [H/Hkv, N, K]; gate, up [N, F]; the rotary table covers positions 0..<K.
+/// Shapes (K = capacity, N = blockCapacity): keys, values [L][Hkv, K, D]; the block's buffers
+/// as `NamedBuffers.inferenceLayerShapes` for N rows; scores [H/Hkv, N, K]; the rotary tables
+/// cover positions 0..<K.
 public final class KVCache {
     /// Positions the cache holds at most (K).
     public let capacity: Int
@@ -19,47 +20,27 @@ public final class KVCache {
     public private(set) var count = 0
     let keys: [Tensor]
     let values: [Tensor]
-    let residual: Tensor
-    let normed: Tensor
-    let query: Tensor
-    let key: Tensor
-    let value: Tensor
-    let attention: Tensor
-    let scores: Tensor
-    let gate: Tensor
-    let up: Tensor
-    let rotary: RotaryTable
+    let buffers: NamedBuffers
+    var residual: Tensor { buffers["residual"] }
+    let rotary: RotaryTables
     /// Activation and panel scratch of the compressed-weight products.
     let matmulScratch = CompressedMatmulScratch()
     /// Floats held by all the buffers together.
-    public let floatCount: Int
+    public var floatCount: Int { buffers.floatCount }
 
     /// A cache for `capacity` positions of a decoder with `weights`, decoding up to `blockCapacity` tokens per step.
     public init(weights: DecoderWeights, capacity: Int, blockCapacity: Int = 64) {
         precondition(capacity > 0 && blockCapacity > 0, "kv cache: \(capacity) positions, blocks of \(blockCapacity)")
         let c = weights.config, l = c.layerCount, n = min(blockCapacity, capacity)
         let kv = [c.kvHeadCount, capacity, c.headDim]
-        let shapes: [[Int]] = Array(repeating: kv, count: 2 * l) + [
-            [n, c.hiddenSize], [n, c.hiddenSize],
-            [n, c.headCount * c.headDim], [n, c.kvHeadCount * c.headDim], [n, c.kvHeadCount * c.headDim],
-            [n, c.headCount * c.headDim], [c.headCount / c.kvHeadCount, n, capacity],
-            [n, c.ffnSize], [n, c.ffnSize],
-        ]
-        // One allocation; each view starts on a 64-byte boundary.
-        let offsets = shapes.reduce(into: [0]) { offsets, shape in
-            offsets.append(offsets.last! + (shape.reduce(1, *) + 15) / 16 * 16)
-        }
-        let storage = TensorStorage(count: offsets.last!)
-        let views = zip(shapes, offsets).map { Tensor(shape: $0, storage: storage, offset: $1) }
-        keys = Array(views[0..<l])
-        values = Array(views[l..<(2 * l)])
-        (residual, normed, query, key, value, attention, scores, gate, up) =
-            (views[2 * l], views[2 * l + 1], views[2 * l + 2], views[2 * l + 3], views[2 * l + 4],
-             views[2 * l + 5], views[2 * l + 6], views[2 * l + 7], views[2 * l + 8])
+        let cached = (0..<l).flatMap { [("keys.\($0)", kv), ("values.\($0)", kv)] }
+        buffers = NamedBuffers(cached + NamedBuffers.inferenceLayerShapes(config: c, rows: n)
+                               + [("scores", [c.headCount / c.kvHeadCount, n, capacity])])
+        keys = (0..<l).map { [buffers] in buffers["keys.\($0)"] }
+        values = (0..<l).map { [buffers] in buffers["values.\($0)"] }
         self.capacity = capacity
         self.blockCapacity = n
-        floatCount = offsets.last!
-        rotary = RotaryTable(inverseFrequencies: weights.ropeInverseFrequencies, positionCount: capacity)
+        rotary = RotaryTables(weights: weights, positionCount: capacity)
     }
 
     /// Positions still free.
@@ -72,5 +53,24 @@ public final class KVCache {
     func advance(by tokens: Int) {
         precondition(count + tokens <= capacity, "kv cache: \(count) + \(tokens) positions exceed \(capacity)")
         count += tokens
+    }
+
+    /// Copies the rows k, v [T, Hkv, D] into layer `layer`'s [Hkv, K, D] at positions start..<start+T.
+    func store(layer: Int, keys k: Tensor, values v: Tensor, at start: Int) {
+        let rows = k.rowCount, d = keys[layer].shape[2], hkv = keys[layer].shape[0]
+        precondition(start + rows <= capacity, "kv cache: positions \(start)..<\(start + rows) exceed \(capacity)")
+        let cachedKeys = keys[layer].pointer, cachedValues = values[layer].pointer
+        for t in 0..<rows {
+            for g in 0..<hkv {
+                let target = (g * capacity + start + t) * d, source = (t * hkv + g) * d
+                (cachedKeys + target).update(from: k.pointer + source, count: d)
+                (cachedValues + target).update(from: v.pointer + source, count: d)
+            }
+        }
+    }
+
+    /// The activations and scratch of a block of `rows` new tokens.
+    func layerBuffers(rows: Int) -> (LayerActivations, LayerScratch) {
+        (buffers.inferenceActivations(rows: rows), LayerScratch(scores: buffers["scores"], matmul: matmulScratch))
     }
 }

@@ -6,7 +6,7 @@ import ModelFormats
 // layer inputs for RMI, layer outputs for reconstruction errors), with each block fed whatever
 // the caller chooses — e.g. the pruned output of the block before (sequential calibration).
 //
-// The block is `AdaptedDecoderLayer.forward` with no adapters, so it is the same computation as
+// The block is `DecoderLayer.forward` on the training workspace, so it is the same computation as
 // the inference forward and the training forward.
 
 extension Decoder {
@@ -26,11 +26,10 @@ extension Decoder {
         precondition((0..<config.layerCount).contains(l) && batch >= 1 && batch <= w.batchCapacity
                      && x.rowCount == batch * w.tokens,
                      "decoder: layer \(l) on \(x.shape) (batch \(batch)) with a workspace of \(w.batchCapacity) × \(w.tokens)")
-        AdaptedDecoderLayer.forward(weights.layers[l], index: l, config: config, layout: weights.rotaryLayout,
-                                    residual: x, batch: batch, adapters: adapters, workspace: w)
+        trainingLayerForward(l, residual: x, batch: batch, adapters: adapters, workspace: w)
     }
 
-    /// hidden ← rmsNorm(x) with the final norm.   x, hidden [N, C]
+    /// hidden ← rmsNorm(x) with the final norm (hidden may be x).   x, hidden [N, C]
     public func finalNorm(_ x: Tensor, into hidden: Tensor) {
         rmsNorm(x, weight: weights.outputNorm, epsilon: Float(config.rmsNormEpsilon), into: hidden)
     }

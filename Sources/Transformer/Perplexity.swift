@@ -47,7 +47,8 @@ extension Decoder {
             let targets: [Int32] = windows.flatMap { window -> [Int32] in window.dropFirst() + [-1] }
             let hidden = forward(windows, workspace: workspace)
             let mean = chunkedCrossEntropy(hidden: hidden, head: weights.output, targets: targets,
-                                           chunkRows: chunkRows, scratch: scratch, matmulScratch: workspace.matmulScratch)
+                                           chunkRows: chunkRows, scratch: scratch, matmulScratch: workspace.matmulScratch,
+                                           softcap: finalLogitSoftcap)
             let predicted = count * (windowLength - 1)
             totalNLL += mean * Double(predicted)
             scored += predicted

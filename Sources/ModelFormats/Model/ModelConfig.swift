@@ -3,12 +3,66 @@ import Foundation
 /// The shape and hyper-parameters of a LLaMA-family decoder, from either GGUF
 /// metadata or a Hugging Face `config.json`, so the engine sees one description.
 ///
-/// Supported: llama (incl. SmolLM), mistral without sliding window, qwen2
-/// (q/k/v biases). Anything else is refused by its architecture name.
+/// The block's variations beyond LLaMA's (`BlockOptions`) are read per family from
+/// `Sources/ModelFormats/Model/Families/`; anything else is refused by its architecture name
+/// or by the key that asks for a feature losad does not run.
 public struct ModelConfig: Sendable, Equatable, Codable {
     /// Architecture families losad can run.
     public enum Architecture: String, Sendable, Codable, CaseIterable {
-        case llama, mistral, qwen2
+        case llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3
+    }
+
+    /// The activation of the MLP's gate: silu(gate) ⊙ up (SwiGLU) or gelu_tanh(gate) ⊙ up (GeGLU).
+    public enum GateActivation: String, Sendable, Codable {
+        case silu
+        case geluTanh = "gelu_tanh"
+    }
+
+    /// Which keys a layer's attention sees.
+    public enum AttentionSpan: String, Sendable, Codable {
+        /// Every earlier position.
+        case full
+        /// The last `slidingWindow` positions, the query's own included.
+        case sliding
+    }
+
+    /// What a family's block adds to LLaMA's pre-norm block (the defaults are LLaMA's):
+    ///
+    ///     x = x · embeddingScale                                         (after the lookup)
+    ///     h = rmsNorm(x);  q, k, v = proj(h);  q, k = qkNorm(q, k) per head;  rope(q, k)
+    ///     s = softcap(q·kᵀ · attentionScale);  mask (causal, sliding on sliding layers)
+    ///     a = proj_o(softmax(s)·v);  x = x + postAttentionNorm(a)
+    ///     x = x + postFeedForwardNorm(down(act(gate(rmsNorm(x))) ⊙ up(rmsNorm(x))))
+    ///     logits = softcap(rmsNorm(x)·outputᵀ, finalLogitSoftcap)
+    public struct BlockOptions: Sendable, Equatable, Codable {
+        public var gateActivation: GateActivation = .silu
+        /// RMSNorm of each q and k head before rope (qwen3, gemma3): tensors attn_q_norm, attn_k_norm [D].
+        public var queryKeyNorm = false
+        /// Norms of each sublayer's output before its residual add (gemma2, gemma3).
+        public var postSublayerNorms = false
+        /// Multiplies q·kᵀ; nil means 1/√D.
+        public var attentionScale: Double? = nil
+        /// s ← cap · tanh(s / cap) on attention scores (gemma2).
+        public var attentionSoftcap: Double? = nil
+        /// logits ← cap · tanh(logits / cap) (gemma2).
+        public var finalLogitSoftcap: Double? = nil
+        /// Multiplies the looked-up embedding rows (gemma: √C).
+        public var embeddingScale: Double? = nil
+        /// Keys a sliding layer sees (its own position included); nil when no layer slides.
+        public var slidingWindow: Int? = nil
+        /// Per layer: full or sliding attention (empty: every layer full).
+        public var layerSpans: [AttentionSpan] = []
+        /// Rope base of the sliding layers when it differs from `ropeTheta` (gemma3's local layers).
+        public var slidingRopeTheta: Double? = nil
+        /// Linear rope scaling (positions divided by it) of the full-attention layers (gemma3 ≥ 4B).
+        public var ropeLinearFactor: Double? = nil
+        /// Hugging Face stores norm weights w of a norm that multiplies by (1 + w) (gemma); GGUF and
+        /// the engine hold 1 + w, so loading adds 1 and exporting subtracts it.
+        public var huggingFaceNormOffset = false
+        /// q, k, v stored as one tensor and gate, up as one (phi3); split on load, joined on export.
+        public var fusedProjections = false
+
+        public init() {}
     }
 
     /// How rotary embedding pairs the dimensions of a head; it follows the
@@ -51,11 +105,13 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public var tiedEmbeddings: Bool
     /// q/k/v projections carry biases (qwen2).
     public var attentionBias: Bool
+    /// The family's variations of the block.
+    public var block = BlockOptions()
 
     public init(architecture: Architecture, layerCount: Int, hiddenSize: Int, headCount: Int,
                 kvHeadCount: Int, headDim: Int, ffnSize: Int, vocabSize: Int, contextLength: Int,
                 ropeTheta: Double, ropeScaling: Llama3RopeScaling?, ropeLayout: RopeLayout,
-                rmsNormEpsilon: Double, tiedEmbeddings: Bool, attentionBias: Bool) {
+                rmsNormEpsilon: Double, tiedEmbeddings: Bool, attentionBias: Bool, block: BlockOptions = BlockOptions()) {
         self.architecture = architecture
         self.layerCount = layerCount
         self.hiddenSize = hiddenSize
@@ -71,7 +127,16 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         self.rmsNormEpsilon = rmsNormEpsilon
         self.tiedEmbeddings = tiedEmbeddings
         self.attentionBias = attentionBias
+        self.block = block
     }
+
+    /// Layer `l`'s attention span.
+    public func span(ofLayer l: Int) -> AttentionSpan {
+        block.layerSpans.isEmpty ? .full : block.layerSpans[l]
+    }
+
+    /// Whether any layer slides.
+    public var hasSlidingLayers: Bool { block.slidingWindow != nil && block.layerSpans.contains(.sliding) }
 
     /// Checks the cross-field rules every source must satisfy; `field` names
     /// are the source's own keys so the error points into the user's file.
@@ -109,7 +174,36 @@ public struct ModelConfig: Sendable, Equatable, Codable {
                                                reason: "llama3 scaling needs factor ≥ 1, 0 < low_freq_factor < high_freq_factor and a positive original context length")
             }
         }
+        try validateBlock(file: file, keys: keys)
         return self
+    }
+
+    private func validateBlock(file: String, keys: (String) -> String) throws {
+        let b = block
+        func positive(_ value: Double?, _ name: String) throws {
+            guard let value else { return }
+            guard value > 0, value.isFinite else {
+                throw ModelFormatError.invalid(file: file, field: keys(name), reason: "\(value) must be positive")
+            }
+        }
+        try positive(b.attentionScale, "attentionScale")
+        try positive(b.attentionSoftcap, "attentionSoftcap")
+        try positive(b.finalLogitSoftcap, "finalLogitSoftcap")
+        try positive(b.embeddingScale, "embeddingScale")
+        try positive(b.slidingRopeTheta, "slidingRopeTheta")
+        if let factor = b.ropeLinearFactor, !(factor >= 1 && factor.isFinite) {
+            throw ModelFormatError.invalid(file: file, field: keys("ropeLinearFactor"), reason: "\(factor) must be ≥ 1")
+        }
+        if let window = b.slidingWindow, window < 1 {
+            throw ModelFormatError.invalid(file: file, field: keys("slidingWindow"), reason: "\(window) is not a positive window")
+        }
+        if !b.layerSpans.isEmpty, b.layerSpans.count != layerCount {
+            throw ModelFormatError.invalid(file: file, field: keys("layerSpans"),
+                                           reason: "\(b.layerSpans.count) layer kinds for \(layerCount) layers")
+        }
+        if b.layerSpans.contains(.sliding), b.slidingWindow == nil {
+            throw ModelFormatError.invalid(file: file, field: keys("slidingWindow"), reason: "missing, and some layers slide")
+        }
     }
 
     /// Parameters of the decoder (embeddings, projections, norms, biases, head).
@@ -117,15 +211,24 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         let attention = hiddenSize * headCount * headDim * 2 + hiddenSize * kvHeadCount * headDim * 2
         let bias = attentionBias ? headCount * headDim + 2 * kvHeadCount * headDim : 0
         let mlp = 3 * hiddenSize * ffnSize
-        let perLayer = attention + bias + mlp + 2 * hiddenSize
+        let norms = 2 * hiddenSize + (block.postSublayerNorms ? 2 * hiddenSize : 0) + (block.queryKeyNorm ? 2 * headDim : 0)
+        let perLayer = attention + bias + mlp + norms
         let embeddings = vocabSize * hiddenSize * (tiedEmbeddings ? 1 : 2)
         return layerCount * perLayer + embeddings + hiddenSize
     }
 
-    /// Inverse rotary frequencies theta^(−2i/D), with llama3 scaling applied when configured.
+    /// Inverse rotary frequencies of a layer with `span`: a sliding layer's with its own base when the
+    /// family gives one (gemma3's local layers, unscaled), otherwise `ropeInverseFrequencies`.
+    public func ropeInverseFrequencies(for span: AttentionSpan) -> [Double] {
+        guard span == .sliding, let theta = block.slidingRopeTheta else { return ropeInverseFrequencies }
+        return (0..<(headDim / 2)).map { 1.0 / pow(theta, Double(2 * $0) / Double(headDim)) }
+    }
+
+    /// Inverse rotary frequencies theta^(−2i/D), with llama3 or linear scaling applied when configured.
     public var ropeInverseFrequencies: [Double] {
         let half = headDim / 2
         var frequencies = (0..<half).map { 1.0 / pow(ropeTheta, Double(2 * $0) / Double(headDim)) }
+        if let factor = block.ropeLinearFactor { frequencies = frequencies.map { $0 / factor } }
         if let s = ropeScaling {
             // Llama 3.1: long wavelengths slowed by `factor`, short ones kept, a smooth blend between.
             let lowWavelength = Double(s.originalContextLength) / s.lowFrequencyFactor

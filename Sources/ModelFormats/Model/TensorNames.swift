@@ -15,6 +15,10 @@ public enum TensorRole: Hashable, Sendable {
         case attentionNorm, query, key, value, attentionOutput
         case queryBias, keyBias, valueBias
         case ffnNorm, gate, up, down
+        /// Per-head RMSNorm weights of q and k (qwen3, gemma3) [D].
+        case queryNorm, keyNorm
+        /// Norms of the attention's and the MLP's output before the residual add (gemma2, gemma3) [C].
+        case attentionPostNorm, ffnPostNorm
 
         var gguf: String {
             switch self {
@@ -30,10 +34,24 @@ public enum TensorRole: Hashable, Sendable {
             case .gate: return "ffn_gate.weight"
             case .up: return "ffn_up.weight"
             case .down: return "ffn_down.weight"
+            case .queryNorm: return "attn_q_norm.weight"
+            case .keyNorm: return "attn_k_norm.weight"
+            case .attentionPostNorm: return "post_attention_norm.weight"
+            case .ffnPostNorm: return "post_ffw_norm.weight"
             }
         }
 
-        var huggingFace: String {
+        /// The name in a Hugging Face checkpoint of `architecture`: gemma's `post_attention_layernorm`
+        /// is the attention's output norm, LLaMA's the MLP's input norm.
+        func huggingFace(in architecture: ModelConfig.Architecture) -> String {
+            switch (self, architecture) {
+            case (.ffnNorm, .gemma2), (.ffnNorm, .gemma3): return "pre_feedforward_layernorm.weight"
+            case (.attentionPostNorm, _): return "post_attention_layernorm.weight"
+            default: return huggingFace
+            }
+        }
+
+        private var huggingFace: String {
             switch self {
             case .attentionNorm: return "input_layernorm.weight"
             case .query: return "self_attn.q_proj.weight"
@@ -47,11 +65,24 @@ public enum TensorRole: Hashable, Sendable {
             case .gate: return "mlp.gate_proj.weight"
             case .up: return "mlp.up_proj.weight"
             case .down: return "mlp.down_proj.weight"
+            case .queryNorm: return "self_attn.q_norm.weight"
+            case .keyNorm: return "self_attn.k_norm.weight"
+            case .attentionPostNorm: return "post_attention_layernorm.weight"
+            case .ffnPostNorm: return "post_feedforward_layernorm.weight"
             }
         }
 
         /// The seven linear projections that pruning and LoRA act on.
         public static let projections: [LayerTensor] = [.query, .key, .value, .attentionOutput, .gate, .up, .down]
+    }
+
+    /// A norm's weight (Hugging Face gemma stores these as w for a norm that multiplies by 1 + w).
+    public var isNormWeight: Bool {
+        switch self {
+        case .outputNorm: return true
+        case .layer(_, let tensor): return [.attentionNorm, .ffnNorm, .queryNorm, .keyNorm, .attentionPostNorm, .ffnPostNorm].contains(tensor)
+        default: return false
+        }
     }
 
     public var ggufName: String {
@@ -64,14 +95,17 @@ public enum TensorRole: Hashable, Sendable {
         }
     }
 
-    /// The Hugging Face name, or nil for GGUF-only tensors.
-    public var huggingFaceName: String? {
+    /// The Hugging Face name in a LLaMA-named checkpoint, or nil for GGUF-only tensors.
+    public var huggingFaceName: String? { huggingFaceName(in: .llama) }
+
+    /// The Hugging Face name in a checkpoint of `architecture`, or nil for GGUF-only tensors.
+    public func huggingFaceName(in architecture: ModelConfig.Architecture) -> String? {
         switch self {
         case .tokenEmbedding: return "model.embed_tokens.weight"
         case .outputNorm: return "model.norm.weight"
         case .output: return "lm_head.weight"
         case .ropeFrequencies: return nil
-        case .layer(let index, let tensor): return "model.layers.\(index).\(tensor.huggingFace)"
+        case .layer(let index, let tensor): return "model.layers.\(index).\(tensor.huggingFace(in: architecture))"
         }
     }
 
@@ -89,15 +123,16 @@ public enum TensorRole: Hashable, Sendable {
         }
     }
 
-    /// The role of a Hugging Face tensor name, or nil for a name that is not part of the decoder.
-    public init?(huggingFaceName name: String) {
+    /// The role of a Hugging Face tensor name in a checkpoint of `architecture` (LLaMA's naming when
+    /// not given), or nil for a name that is not part of the decoder.
+    public init?(huggingFaceName name: String, architecture: ModelConfig.Architecture = .llama) {
         switch name {
         case "model.embed_tokens.weight": self = .tokenEmbedding
         case "model.norm.weight": self = .outputNorm
         case "lm_head.weight": self = .output
         default:
             guard let (index, rest) = TensorRole.splitLayer(name, prefix: "model.layers."),
-                  let tensor = LayerTensor.allCases.first(where: { $0.huggingFace == rest }) else { return nil }
+                  let tensor = LayerTensor.allCases.first(where: { $0.huggingFace(in: architecture) == rest }) else { return nil }
             self = .layer(index, tensor)
         }
     }
