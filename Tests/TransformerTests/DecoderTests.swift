@@ -22,6 +22,25 @@ import Testing
         #expect(error < 1e-4)
     }
 
+    /// Every family, from its Hugging Face folder and from llama.cpp's F32 GGUF of it, against
+    /// transformers in float64 (the bar: relative error ≤ 1e-5). A GGUF drops what llama.cpp's
+    /// converter does not carry (mistral's window; gemma's `query_pre_attn_scalar`), so it is held to
+    /// the transformers logits of the model as the GGUF describes it (`logits_gguf`).
+    @Test(arguments: ["tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3"])
+    func logitsOfEveryFamilyEqualTransformersFromBothFormats(name: String) throws {
+        let expected = try TransformerFixtures.expected(name)
+        for format in ["safetensors", "gguf"] {
+            let path = try TransformerFixtures.modelPath(format == "gguf" ? "\(name).gguf" : name)
+            let decoder = try Decoder(checkpoint: Checkpoint.open(path))
+            let reference = format == "gguf" ? try TransformerFixtures.expectedGGUFLogits(name) ?? expected.logits : expected.logits
+            let logits = decoder.logits(tokens: expected.tokens)
+            #expect(logits.shape == reference.shape)
+            let error = maximumRelativeError(logits, reference)
+            print("\(name) (\(format)): max relative logits error vs transformers (float64) \(error)")
+            #expect(error <= 1e-5, "\(name) from \(format)")
+        }
+    }
+
     @Test func theGGUFTwinOfTheTinyLLaMAGivesTheSameLogitsAsItsSafetensorsFolder() throws {
         let folder = try Checkpoint.open(try TransformerFixtures.modelPath("tiny-llama"))
         let ggufPath = try writeGGUFTwin(of: folder)

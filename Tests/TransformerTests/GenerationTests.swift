@@ -36,6 +36,24 @@ import Testing
         #expect(maximumRelativeError(last, full[tokens.count - 1]) <= 1e-5)
     }
 
+    /// The cache holds every position; sliding layers mask the old ones (mistral, gemma: windows of 4
+    /// over 14 tokens), q/k norms and per-layer rope (gemma3) apply to the cached rows as to the full pass.
+    @Test(arguments: ["tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3"])
+    func incrementalDecodingOfEveryFamilyEqualsTheFullForward(name: String) throws {
+        let decoder = try Decoder(checkpoint: Checkpoint.open(try TransformerFixtures.modelPath(name)))
+        let tokens = Array(Self.stream.prefix(14))
+        let full = decoder.logits(tokens: [tokens])[0]
+        let cache = decoder.makeCache(capacity: tokens.count, blockCapacity: 3)
+        let incremental = Tensor(zeros: full.shape)
+        incremental.slice(0..<5).assign(decoder.decode(Array(tokens[0..<5]), cache: cache))
+        for t in 5..<tokens.count {
+            incremental.slice(t..<(t + 1)).assign(decoder.decode([tokens[t]], cache: cache))
+        }
+        let error = maximumRelativeError(incremental, full)
+        print("\(name): max relative logits error, incremental vs full sequence \(error)")
+        #expect(error <= 1e-5)
+    }
+
     @Test func theQwen2BiasesAreAppliedOnTheCachedPathToo() throws {
         let decoder = try Decoder(checkpoint: Checkpoint.open(try TransformerFixtures.modelPath("tiny-qwen2")))
         let tokens = Array(Self.stream.prefix(9))

@@ -34,6 +34,14 @@ enum TransformerFixtures {
         return Expected(tokens: tokens, logits: logits)
     }
 
+    /// The logits of the model as its GGUF describes it, where that differs from the folder's (`gguf.logits_key`).
+    static func expectedGGUFLogits(_ name: String) throws -> Tensor? {
+        let json = try #require(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: directory.appendingPathComponent("\(name).expected.json"))) as? [String: Any])
+        guard let key = (json["gguf"] as? [String: Any])?["logits_key"] as? String else { return nil }
+        return try SafetensorsFile(path: directory.appendingPathComponent("\(name).expected.safetensors").path).tensor(named: key)
+    }
+
     /// The demo model (SmolLM2-135M-Instruct, GGUF): `LOSAD_DEMO_MODEL`, else where scripts/fetch-demo-model.sh puts it.
     static let demoModelPath: String = ProcessInfo.processInfo.environment["LOSAD_DEMO_MODEL"].flatMap { $0.isEmpty ? nil : $0 }
         ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

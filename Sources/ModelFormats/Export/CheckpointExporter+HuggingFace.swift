@@ -30,7 +30,7 @@ extension CheckpointExporter {
             let name = splitPath(file.path).name
             var entries: [SafetensorsWriter.Entry] = []
             for info in file.tensors {
-                let role = TensorRole(huggingFaceName: info.name)
+                let role = TensorRole(huggingFaceName: info.name, architecture: source.config.architecture)
                 let replacement = role.flatMap { replacements[$0] }
                 var stored = info.dtype
                 if let replacement {

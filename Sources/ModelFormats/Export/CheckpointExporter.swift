@@ -110,7 +110,7 @@ enum CheckpointExporter {
     static func checkReplacements(_ replacements: [TensorRole: Tensor], source: Checkpoint, file: String) throws {
         for (role, tensor) in replacements {
             guard let entry = source.entry(for: role) else {
-                let name = source.format == .gguf ? role.ggufName : (role.huggingFaceName ?? role.ggufName)
+                let name = source.format == .gguf ? role.ggufName : (role.huggingFaceName(in: source.config.architecture) ?? role.ggufName)
                 throw ModelFormatError.invalid(file: file, field: "replacement tensor '\(name)'",
                                                reason: "the source \(source.path) has no such tensor")
             }

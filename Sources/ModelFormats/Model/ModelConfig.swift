@@ -9,7 +9,7 @@ import Foundation
 public struct ModelConfig: Sendable, Equatable, Codable {
     /// Architecture families losad can run.
     public enum Architecture: String, Sendable, Codable, CaseIterable {
-        case llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3
+        case llama, mistral, qwen2, qwen3, gemma2, gemma3
     }
 
     /// The activation of the MLP's gate: silu(gate) ⊙ up (SwiGLU) or gelu_tanh(gate) ⊙ up (GeGLU).
@@ -59,8 +59,6 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         /// Hugging Face stores norm weights w of a norm that multiplies by (1 + w) (gemma); GGUF and
         /// the engine hold 1 + w, so loading adds 1 and exporting subtracts it.
         public var huggingFaceNormOffset = false
-        /// q, k, v stored as one tensor and gate, up as one (phi3); split on load, joined on export.
-        public var fusedProjections = false
 
         public init() {}
     }

@@ -34,7 +34,7 @@ extension Checkpoint {
         }
         let entries = try sparse.entries.compactMap { entry -> TensorEntry? in
             let name = entry.name
-            let role = sparse.sourceFormat == .huggingFace ? TensorRole(huggingFaceName: name) : TensorRole(ggufName: name)
+            let role = sparse.sourceFormat == .huggingFace ? TensorRole(huggingFaceName: name, architecture: config.architecture) : TensorRole(ggufName: name)
             if role == nil {
                 if sparse.sourceFormat == .huggingFace, ignoredHuggingFaceSuffixes.contains(where: name.hasSuffix) { return nil }
                 throw ModelFormatError.unsupported(file: path, field: "tensor '\(name)'",

@@ -117,7 +117,7 @@ public struct SparseModelWriter: Sendable {
             for shard in checkpoint.files {
                 for info in shard.tensors {
                     // Tensors without a role (rotary caches) hold nothing losad reads; they are left out.
-                    guard let role = TensorRole(huggingFaceName: info.name) else { continue }
+                    guard let role = TensorRole(huggingFaceName: info.name, architecture: source.config.architecture) else { continue }
                     let copy: PlannedTensor.Data
                     switch info.dtype {
                     case .f32: copy = .bytes(.f32, try shard.rawBytes(named: info.name))
