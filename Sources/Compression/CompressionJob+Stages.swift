@@ -16,7 +16,7 @@ extension CompressionJob {
             try cancellation.check()
             report(stage, step: i, steps: texts.evaluation.count, message: "perplexity of \(text.name)")
             do {
-                let result = try decoder.perplexity(of: text.stream, windowLength: settings.evaluationLength, batch: 4,
+                let result = try decoder.perplexity(of: text.stream, layout: texts.evaluationLayout, batch: 4,
                                                     stopIf: cancellation.isCancelled)
                 results.append((text.name, result))
             } catch TransformerError.interrupted {

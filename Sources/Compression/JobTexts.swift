@@ -1,6 +1,7 @@
 import Foundation
 import Kernels
 import ModelFormats
+import Transformer
 
 /// Where a job's text comes from.
 public enum TextSource: Sendable, Equatable, Codable {
@@ -43,9 +44,12 @@ struct JobTexts {
     var calibrationWindows: [[Int32]]
     var trainingWindows: [[Int32]]
     var evaluation: [(name: String, stream: [Int32])]
+    /// How evaluation windows begin (a BOS where the tokenizer adds one), as calibration and training windows do.
+    let evaluationLayout: WindowLayout
 
     init(sources: TextSources, tokenizer: Tokenizer, settings: CompressionSettings,
          vocabularySize: Int) throws(CompressionError) {
+        evaluationLayout = WindowLayout(length: settings.evaluationLength, tokenizer: tokenizer)
         var streams: [TextSource: [Int32]] = [:]
         var heldOut: [Int32]? = nil
         func stream(_ source: TextSource, evaluation: Bool) throws(CompressionError) -> [Int32] {
@@ -71,7 +75,7 @@ struct JobTexts {
         var calibrationStream = try stream(sources.calibration, evaluation: false)
         var trainingStream = try stream(trainingSource, evaluation: false)
         var evaluation: [(String, [Int32])] = []
-        let evaluationTokens = settings.evaluationWindows > 0 ? settings.evaluationWindows * settings.evaluationLength : Int.max
+        let evaluationTokens = settings.evaluationWindows > 0 ? settings.evaluationWindows * evaluationLayout.textTokens : Int.max
         for source in evaluationSources {
             var tokens = try stream(source, evaluation: true)
             if case .file = source, source == sources.calibration || source == trainingSource {
@@ -84,33 +88,32 @@ struct JobTexts {
                 tokens = heldOut!
             }
             if tokens.count > evaluationTokens { tokens = Array(tokens[..<evaluationTokens]) }
-            guard tokens.count >= settings.evaluationLength else {
-                throw .notEnoughText(what: "evaluation (\(source.name))", tokens: tokens.count, needed: settings.evaluationLength)
+            guard tokens.count >= evaluationLayout.textTokens else {
+                throw .notEnoughText(what: "evaluation (\(source.name))", tokens: tokens.count, needed: evaluationLayout.textTokens)
             }
             evaluation.append((source.name, tokens))
         }
         self.evaluation = evaluation
 
-        // Calibration: n of the stream's non-overlapping windows, drawn from the seed.
-        let length = settings.calibrationLength
-        let available = calibrationStream.count / length
+        // Calibration: n of the stream's non-overlapping windows, drawn from the seed; each window
+        // starts as the model's do (`WindowLayout`: a BOS where the tokenizer adds one).
+        let calibration = WindowLayout(length: settings.calibrationLength, tokenizer: tokenizer)
+        let available = calibration.windowCount(streamLength: calibrationStream.count)
         guard available >= settings.calibrationWindows else {
             throw .notEnoughText(what: "calibration (\(sources.calibration.name))", tokens: calibrationStream.count,
-                                 needed: settings.calibrationWindows * length)
+                                 needed: settings.calibrationWindows * calibration.textTokens)
         }
         var generator = RandomGenerator(seed: settings.seed, stream: 0x6361_6C69_62)
         var order = Array(0..<available)
         for i in stride(from: available - 1, to: 0, by: -1) { order.swapAt(i, Int(generator.next() % UInt64(i + 1))) }
-        calibrationWindows = order.prefix(settings.calibrationWindows).sorted().map {
-            Array(calibrationStream[($0 * length)..<(($0 + 1) * length)])
-        }
+        calibrationWindows = order.prefix(settings.calibrationWindows).sorted().map { calibration.window($0, of: calibrationStream) }
 
-        // Training: every non-overlapping window of T + 1 tokens; iterations draw from them.
-        let span = settings.trainingLength + 1
-        trainingWindows = (0..<(trainingStream.count / span)).map { Array(trainingStream[($0 * span)..<(($0 + 1) * span)]) }
+        // Training: every non-overlapping window of T + 1 tokens (tokens and their targets); iterations draw from them.
+        let training = WindowLayout(length: settings.trainingLength + 1, tokenizer: tokenizer)
+        trainingWindows = (0..<training.windowCount(streamLength: trainingStream.count)).map { training.window($0, of: trainingStream) }
         if settings.recovery != .none && settings.trainingSamples > 0 && trainingWindows.count < settings.batchSize {
             throw .notEnoughText(what: "training (\(trainingSource.name))", tokens: trainingStream.count,
-                                 needed: settings.batchSize * span)
+                                 needed: settings.batchSize * training.textTokens)
         }
     }
 }

@@ -23,15 +23,23 @@ public struct PerplexityResult: Sendable, Equatable {
 }
 
 extension Decoder {
-    /// The perplexity of `stream` over non-overlapping windows of `windowLength`, `batch` windows per forward pass;
-    /// `stopIf` is asked before every batch (a yes throws `TransformerError.interrupted`).
+    /// The perplexity of `stream` over non-overlapping windows of `windowLength` without a prefix.
     public func perplexity(of stream: [Int32], windowLength: Int, batch: Int = 1, chunkRows: Int = 256,
                            stopIf: () -> Bool = { false }) throws -> PerplexityResult {
+        try perplexity(of: stream, layout: WindowLayout(length: windowLength), batch: batch, chunkRows: chunkRows, stopIf: stopIf)
+    }
+
+    /// The perplexity of `stream` over the windows of `layout` (with a BOS prefix, the first text token is
+    /// predicted from the BOS alone), `batch` windows per forward pass; `stopIf` is asked before every
+    /// batch (a yes throws `TransformerError.interrupted`).
+    public func perplexity(of stream: [Int32], layout: WindowLayout, batch: Int = 1, chunkRows: Int = 256,
+                           stopIf: () -> Bool = { false }) throws -> PerplexityResult {
+        let windowLength = layout.length
         precondition(windowLength >= 2 && batch >= 1 && chunkRows >= 1,
                      "perplexity: window \(windowLength), batch \(batch), chunks of \(chunkRows)")
-        let windowCount = stream.count / windowLength
+        let windowCount = layout.windowCount(streamLength: stream.count)
         guard windowCount >= 1 else {
-            throw TransformerError.streamTooShort(tokens: stream.count, windowLength: windowLength)
+            throw TransformerError.streamTooShort(tokens: stream.count, windowLength: layout.textTokens)
         }
         let workspace = makeWorkspace(batch: min(batch, windowCount), tokens: windowLength)
         let scratch = Tensor(zeros: [min(chunkRows, workspace.batchCapacity * windowLength), config.vocabSize])
@@ -40,9 +48,7 @@ extension Decoder {
         while first < windowCount {
             if stopIf() { throw TransformerError.interrupted }
             let count = min(workspace.batchCapacity, windowCount - first)
-            let windows = (first..<first + count).map { w in
-                Array(stream[(w * windowLength)..<((w + 1) * windowLength)])
-            }
+            let windows = (first..<first + count).map { layout.window($0, of: stream) }
             // Row t predicts token t + 1 of its window; the last row of each window predicts nothing.
             let targets: [Int32] = windows.flatMap { window -> [Int32] in window.dropFirst() + [-1] }
             let hidden = forward(windows, workspace: workspace)

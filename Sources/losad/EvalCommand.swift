@@ -8,7 +8,7 @@ struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
         abstract: "Measure a model's perplexity on a text file.",
-        discussion: "The text is tokenized as one stream (no special tokens), cut into non-overlapping windows of --ctx tokens (the tail after the last full window is not scored), and every next-token prediction inside a window is scored. Exits 1 with a sentence when the model or text cannot be read or the text is shorter than one window."
+        discussion: "The text is tokenized as one stream (no special tokens), cut into non-overlapping windows of --ctx tokens (the tail after the last full window is not scored), and every next-token prediction inside a window is scored. Where the model's tokenizer adds a BOS token (Gemma's does), every window starts with it and holds --ctx − 1 text tokens; the report says which. Exits 1 with a sentence when the model or text cannot be read or the text is shorter than one window."
     )
 
     @Argument(help: "A .gguf file or a Hugging Face model folder.")
@@ -33,6 +33,8 @@ struct EvalCommand: ParsableCommand {
         /// Tokens in the whole stream.
         var tokens: Int
         var windows: Int
+        /// How each window begins: "no BOS", or the BOS the tokenizer adds (`WindowLayout.prefixDescription`).
+        var windowStart: String
         /// Next-token predictions scored: windows × (ctx − 1).
         var predictedTokens: Int
         /// Mean negative log-likelihood per predicted token, in nats.
@@ -79,12 +81,16 @@ struct EvalCommand: ParsableCommand {
         }
         let checkpoint = try Checkpoint.open(model)
         let tokens = checkpoint.tokenizer.encode(contents, addSpecialTokens: false)
-        guard tokens.count >= ctx else { throw TransformerError.streamTooShort(tokens: tokens.count, windowLength: ctx) }
+        let layout = WindowLayout(length: ctx, tokenizer: checkpoint.tokenizer)
+        guard tokens.count >= layout.textTokens else {
+            throw TransformerError.streamTooShort(tokens: tokens.count, windowLength: layout.textTokens)
+        }
         let decoder = try Decoder(readingInPlace: checkpoint)
         let start = DispatchTime.now().uptimeNanoseconds
-        let result = try decoder.perplexity(of: tokens, windowLength: ctx, batch: batch)
+        let result = try decoder.perplexity(of: tokens, layout: layout, batch: batch)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         return Report(model: checkpoint.path, textFile: text, ctx: ctx, tokens: tokens.count, windows: result.windows,
+                      windowStart: layout.prefixDescription,
                       predictedTokens: result.predictedTokens, meanNLL: result.meanNLL, perplexity: result.perplexity,
                       seconds: seconds, tokensPerSecond: Double(result.windows * ctx) / max(seconds, 1e-9))
     }
@@ -94,6 +100,7 @@ struct EvalCommand: ParsableCommand {
         model:       \(r.model)
         text:        \(r.textFile)
         tokens:      \(r.tokens) (\(r.windows) windows of \(r.ctx), \(r.predictedTokens) predictions scored)
+        windows:     \(r.windowStart)
         NLL:         \(String(format: "%.6f", r.meanNLL)) nats per token
         perplexity:  \(String(format: "%.4f", r.perplexity))
         time:        \(String(format: "%.2f s, %.1f tokens/s", r.seconds, r.tokensPerSecond))

@@ -6,8 +6,8 @@ import ModelFormats
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Describe a model: architecture, parameters, tensor types, tokenizer, size.",
-        discussion: "PATH is a .gguf file or a Hugging Face folder (config.json, *.safetensors, tokenizer.json). Exits 1 with a message naming the file and field when the model cannot be read."
+        abstract: "Describe a model: architecture, parameters, tensor types, tokenizer, size; and whether losad runs it.",
+        discussion: "PATH is a .gguf file or a Hugging Face folder (config.json, *.safetensors, tokenizer.json). A model losad cannot run is still listed (metadata and tensor table) with the key or feature that stops it; exit status 0 means the model was parsed, 1 that not even its container could be read."
     )
 
     @Argument(help: "A .gguf file or a Hugging Face model folder.")
@@ -18,6 +18,18 @@ struct InspectCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Also convert every tensor to Float32 and report how long that took.")
     var load = false
+
+    @Flag(name: .long, help: "Also list the metadata and every tensor (name, type, shape, size).")
+    var tensors = false
+
+    /// A model losad cannot run: what it holds, and why not.
+    struct UnrunnableReport: Encodable {
+        var path: String
+        var runnable = false
+        /// The sentence of the error that stops losad, naming the key, tensor or feature.
+        var reason: String
+        var listing: ModelListing
+    }
 
     struct Report: Encodable {
         struct TypeCount: Encodable { var type: String; var tensors: Int; var elements: Int }
@@ -38,15 +50,30 @@ struct InspectCommand: ParsableCommand {
         var tokenizer: TokenizerInfo
         /// Seconds to convert every tensor to Float32 (with --load).
         var loadSeconds: Double?
+        var runnable = true
+        /// With --tensors.
+        var listing: ModelListing?
     }
 
     func run() throws {
         let checkpoint: Checkpoint
         do { checkpoint = try Checkpoint.open(path) } catch {
-            FileHandle.standardError.write(Data("losad inspect: \(error)\n".utf8))
-            throw ExitCode(1)
+            // Not runnable: list what the container holds, if it parses at all.
+            let listing: ModelListing
+            do { listing = try ModelListing.read(path) } catch {
+                FileHandle.standardError.write(Data("losad inspect: \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            let report = UnrunnableReport(path: path, reason: "\(error)", listing: listing)
+            if json {
+                try printJSON(report)
+            } else {
+                print("model:         \(path)\nformat:        \(listing.format)\nruns in losad: no — \(error)\n\(listing.text)")
+            }
+            return
         }
         var report = Self.report(checkpoint)
+        if tensors { report.listing = try ModelListing.read(path) }
         if load {
             let start = DispatchTime.now().uptimeNanoseconds
             do { _ = try checkpoint.loadWeights() } catch {
@@ -56,12 +83,16 @@ struct InspectCommand: ParsableCommand {
             report.loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            try printJSON(report)
         } else {
-            print(Self.text(report))
+            print(Self.text(report) + (report.listing.map { "\n" + $0.text } ?? ""))
         }
+    }
+
+    private func printJSON(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
     }
 
     static func report(_ checkpoint: Checkpoint) -> Report {
@@ -104,6 +135,27 @@ struct InspectCommand: ParsableCommand {
         parameters:    \(number(r.parameterCount))\(c.tiedEmbeddings ? " (embeddings tied to the output head)" : "")\(c.attentionBias ? ", q/k/v biases" : "")
         tensors:       \(r.tensorCount): \(types)
         tokenizer:     \(r.tokenizer.algorithm), \(number(r.tokenizer.vocabularySize)) tokens\(special.isEmpty ? "" : ", \(special)")
+        block:         \(blockDescription(c))
+        runs in losad: yes
         """ + (r.loadSeconds.map { String(format: "\nloaded:        every tensor to Float32 in %.2f s", $0) } ?? "")
+    }
+
+    /// What the family adds to LLaMA's block, in a line.
+    static func blockDescription(_ c: ModelConfig) -> String {
+        let b = c.block
+        var parts = [b.gateActivation == .silu ? "SwiGLU" : "GeGLU (tanh)"]
+        if b.queryKeyNorm { parts.append("q/k norms") }
+        if b.postSublayerNorms { parts.append("post-sublayer norms") }
+        if let scale = b.attentionScale { parts.append(String(format: "attention scale %.4g", scale)) }
+        if let cap = b.attentionSoftcap { parts.append("score cap \(cap)") }
+        if let cap = b.finalLogitSoftcap { parts.append("logit cap \(cap)") }
+        if let window = b.slidingWindow {
+            let sliding = (0..<c.layerCount).filter { c.span(ofLayer: $0) == .sliding }.count
+            parts.append("sliding window \(window) on \(sliding) of \(c.layerCount) layers")
+        }
+        if let theta = b.slidingRopeTheta { parts.append("sliding-layer rope theta \(Int(theta))") }
+        if let factor = b.ropeLinearFactor { parts.append("linear rope scaling ×\(factor)") }
+        if let scale = b.embeddingScale { parts.append(String(format: "embedding scale %.4g", scale)) }
+        return parts.joined(separator: ", ")
     }
 }
