@@ -80,6 +80,34 @@ import Transformer
         #expect(text.status == 0 && text.output.contains("134,515,008") && text.output.contains("Q4_1 ×210"))
     }
 
+    /// A model losad does not run is still listed, with the key that stops it (tiny phi3: fused q/k/v).
+    @Test func inspectListsAModelLosadCannotRunAndSaysWhy() throws {
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("TransformerTests/Fixtures/tiny-phi3").path
+        let result = try Self.run(["inspect", folder, "--json"])
+        #expect(result.status == 0, "\(result.error)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
+        #expect(report["runnable"] as? Bool == false)
+        #expect((report["reason"] as? String)?.contains("key 'model_type'") == true, "\(report["reason"] ?? "")")
+        let listing = try #require(report["listing"] as? [String: Any])
+        let tensors = try #require(listing["tensors"] as? [[String: Any]])
+        #expect(tensors.contains { $0["name"] as? String == "model.layers.0.self_attn.qkv_proj.weight" && $0["shape"] as? [Int] == [64, 32] })
+        #expect((listing["metadata"] as? [String: String])?["model_type"] == "phi3")
+
+        let text = try Self.run(["inspect", folder])
+        #expect(text.status == 0 && text.output.contains("runs in losad: no") && text.output.contains("qkv_proj"))
+    }
+
+    @Test func inspectSaysARunnableFamilyRunsAndWhatItsBlockAdds() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("TransformerTests/Fixtures/tiny-gemma2.gguf").path
+        let result = try Self.run(["inspect", path, "--tensors"])
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output.contains("runs in losad: yes") && result.output.contains("score cap 3.0")
+                && result.output.contains("sliding window 4 on 2 of 3 layers"), "\(result.output)")
+        #expect(result.output.contains("blk.0.post_ffw_norm.weight") && result.output.contains("gemma2.attn_logit_softcapping"))
+    }
+
     @Test func inspectRefusesABrokenFileWithASentenceAndExitCodeOne() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString).gguf").path
         try Data("GGUF\u{3}\0\0\0".utf8).write(to: URL(fileURLWithPath: path))
