@@ -20,7 +20,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 INSTALL_LAYOUT = PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" BINDIR="$(BINDIR)" DATADIR="$(DATADIR)" \
 	SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)" SYSUSERSDIR="$(SYSUSERSDIR)" TMPFILESDIR="$(TMPFILESDIR)"
 
-.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress bench-sparse llama-cpp random-models clean \
+.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress bench-sparse check-families llama-cpp random-models clean \
 	install install-built uninstall check-systemd
 
 all: build
@@ -59,6 +59,10 @@ demo: release demo-model
 ## bench-kernels: sgemm and element-wise throughput, side by side with numpy
 bench-kernels: release
 	@bash scripts/bench-kernels.sh
+
+## check-families: real models of the other families (Gemma 3 270M from PyPI): losad's perplexity against transformers', within 0.5%
+check-families:
+	@bash scripts/check-families.sh
 
 ## bench-engine: forward and LoRA training-step tokens/s and peak RSS on the demo model, side by side with PyTorch
 bench-engine: release demo-model

@@ -86,6 +86,43 @@ import Transformer
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent(".checkpoint").path))
     }
 
+    /// Every family, from its Hugging Face folder and from its GGUF: prune, LoSA, export in the family's
+    /// own tensor names (gemma's pre/post norms, qwen3's q/k norms), the sparse file beside it, and the
+    /// exported model read back as the same family with exactly the reported zeros.
+    @Test(arguments: ["tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3",
+                      "tiny-qwen3.gguf", "tiny-gemma2.gguf", "tiny-gemma3.gguf"])
+    func aJobOnEveryFamilyExportsItInItsOwnNames(model: String) throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var settings = Self.settings(.losa)
+        settings.iterations = 2
+        let input = Self.repository.appendingPathComponent("Tests/TransformerTests/Fixtures/\(model)").path
+        let output = directory.appendingPathComponent(model.hasSuffix(".gguf") ? "model.gguf" : "model").path
+        let request = CompressionJob.Request(input: input, output: output, settings: settings,
+                                             texts: TextSources(calibration: .file(Self.text), evaluation: [.file(Self.text)]),
+                                             checkpointDirectory: nil)
+        let report = try CompressionJob(request).run()
+
+        let source = try Checkpoint.open(input), exported = try Checkpoint.open(output)
+        #expect(exported.config == source.config, "\(model): the export reads back as the same model")
+        #expect(exported.tensors.map(\.name).sorted() == source.tensors.map(\.name).sorted())
+        let zeros = try Self.projectionZeros(output).joined().reduce(0, +)
+        let sparsity = try #require(report.finalSparsity)
+        #expect(sparsity.verified && sparsity.zeros == zeros && abs(sparsity.fraction - 0.5) < 0.01)
+        let evaluation = try #require(report.evaluations.first)
+        #expect(evaluation.final.map(\.isFinite) == true && evaluation.pruned.map(\.isFinite) == true)
+        let sparse = try #require(report.sparseOutput)
+        let sparseModel = try Checkpoint.open(sparse.path)
+        #expect(sparseModel.config == source.config && sparseModel.format == .sparse)
+        // The sparse file holds the same model: its logits are the export's (s8 values, so not bit-exact).
+        let tokens = [(0..<12).map { Int32(($0 * 37 + 5) % source.config.vocabSize) }]
+        let fromExport = try Decoder(checkpoint: exported).logits(tokens: tokens)
+        let fromSparse = try Decoder(readingInPlace: sparseModel).logits(tokens: tokens)
+        let scale = fromExport.scalars.map { abs($0) }.max()!
+        let difference = zip(fromExport.scalars, fromSparse.scalars).map { abs($0 - $1) }.max()!
+        #expect(difference <= 0.05 * max(scale, 1), "\(model): sparse file logits differ by \(difference) (scale \(scale))")
+    }
+
     @Test(arguments: ["2:4", "4:8"])
     func nOfMPatternsHoldInEveryGroupOfTheExportedModel(pattern: String) throws {
         let directory = try Self.temporaryDirectory()
