@@ -68,7 +68,7 @@ check-families:
 bench-engine: release demo-model
 	@bash scripts/bench-engine.sh
 
-## bench-compress: the compression figures on the demo model (quick profile; LoSA vs pruned-only vs dense LoRA at 50%/70%, 2:4)
+## bench-compress: the compression figures on the demo model (quick profile; LoSA vs pruned-only vs dense LoRA at 50%/70%, each with cross-entropy and with distillation; 2:4)
 bench-compress: release demo-model
 	@bash scripts/bench-compress.sh
 

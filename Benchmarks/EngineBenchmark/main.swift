@@ -152,7 +152,7 @@ if isForward {
         step += 1
         adapters.dropoutSeed = step
         adapters.zeroGradients()
-        losses.append(try! decoder.adapterGradients(tokens: inputs, targets: targets, adapters: adapters, workspace: workspace))
+        losses.append(try! decoder.adapterGradients(tokens: inputs, targets: targets, adapters: adapters, workspace: workspace).total)
     }
     extra["loss"] = losses.last!
     extra["dropout"] = Double(dropout)

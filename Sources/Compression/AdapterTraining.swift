@@ -3,7 +3,8 @@ import Kernels
 import ModelFormats
 import Transformer
 
-/// Fine-tuning of the adapters with next-token cross-entropy (LOSA.md step 7): the base weights frozen,
+/// Fine-tuning of the adapters (LOSA.md step 7) on the job's objective (next-token cross-entropy, or with
+/// distillation from the dense `teacher`: `TrainingObjective`): the base weights frozen,
 /// AdamW with decoupled weight decay, linear warm-up then linear decay per iteration, gradient-norm
 /// clipping, gradient accumulation, adapter-input dropout — all seeded, so a run resumed from a checkpoint
 /// repeats the uninterrupted one exactly.
@@ -15,10 +16,15 @@ final class AdapterTraining {
     let optimizer: AdamW
     let settings: CompressionSettings
     let workspace: LoRATrainingWorkspace
+    /// The dense model run alongside when the objective distils from it.
+    let teacher: DistillationTeacher?
     /// 1 where the current ranks make a parameter trainable (inactive rank components stay frozen).
     private var updateMask: [UInt8]
 
-    init(decoder: Decoder, adapters: SparseLoRA, optimizer: AdamW, settings: CompressionSettings) {
+    /// `teacherWeights`: the dense model's weights, needed when the settings' objective distils from it.
+    init(decoder: Decoder, adapters: SparseLoRA, optimizer: AdamW, settings: CompressionSettings,
+         teacherWeights: DecoderWeights? = nil) {
+        precondition(!settings.objective.needsTeacher || teacherWeights != nil, "adapter training: the objective needs the dense weights")
         self.decoder = decoder
         self.adapters = adapters
         self.optimizer = optimizer
@@ -26,6 +32,8 @@ final class AdapterTraining {
         workspace = LoRATrainingWorkspace(weights: decoder.weights, batch: settings.batchSize,
                                           tokens: settings.trainingLength, policy: .store)
         updateMask = [UInt8](repeating: 0, count: adapters.parameters.count)
+        teacher = settings.objective.needsTeacher
+            ? DistillationTeacher(weights: teacherWeights!, batch: settings.batchSize, tokens: settings.trainingLength) : nil
     }
 
     /// The floats of the training workspace for these settings (memory estimates).
@@ -50,9 +58,16 @@ final class AdapterTraining {
         return chosen
     }
 
-    /// Trains on `windows` (each T + 1 tokens) for one iteration; returns the mean loss of every optimiser step.
+    /// The floats of the teacher's workspace for these settings (0 when the objective needs no teacher).
+    static func teacherWorkspaceFloats(config: ModelConfig, settings: CompressionSettings) -> Int {
+        settings.objective.needsTeacher
+            ? DistillationTeacher.workspaceFloats(config: config, batch: settings.batchSize, tokens: settings.trainingLength) : 0
+    }
+
+    /// Trains on `windows` (each T + 1 tokens) for one iteration; returns the mean loss of every optimiser step,
+    /// split by term.
     func train(iteration: Int, windows: [[Int32]], cancellation: Cancellation,
-               progress: (_ step: Int, _ steps: Int, _ loss: Double) -> Void) throws(CompressionError) -> [Double] {
+               progress: (_ step: Int, _ steps: Int, _ loss: Double) -> Void) throws(CompressionError) -> [TrainingLoss] {
         let perStep = settings.batchSize * settings.gradientAccumulation
         let steps = windows.count / perStep
         guard steps > 0 else { return [] }
@@ -60,11 +75,11 @@ final class AdapterTraining {
         adapters.training = true
         let schedule = LearningRateSchedule(peak: settings.learningRate, totalSteps: steps,
                                             warmupFraction: settings.warmupFraction)
-        var losses: [Double] = []
+        var losses: [TrainingLoss] = []
         for step in 0..<steps {
             try cancellation.check()
             adapters.zeroGradients()
-            var loss = 0.0
+            var loss = TrainingLoss.zero
             for micro in 0..<settings.gradientAccumulation {
                 let first = (step * settings.gradientAccumulation + micro) * settings.batchSize
                 let batch = windows[first..<(first + settings.batchSize)]
@@ -72,26 +87,27 @@ final class AdapterTraining {
                 adapters.dropoutSeed = settings.seed &* 0x9E37_79B9_7F4A_7C15
                     &+ UInt64(iteration) << 40 &+ UInt64(step) << 12 &+ UInt64(micro)
                 do {
-                    loss += try decoder.adapterGradients(tokens: batch.map { Array($0.dropLast()) },
-                                                         targets: batch.map { Array($0.dropFirst()) },
-                                                         adapters: adapters, workspace: workspace,
-                                                         stopIf: cancellation.isCancelled)
+                    loss = loss + (try decoder.adapterGradients(tokens: batch.map { Array($0.dropLast()) },
+                                                                targets: batch.map { Array($0.dropFirst()) },
+                                                                adapters: adapters, workspace: workspace,
+                                                                objective: settings.objective, teacher: teacher,
+                                                                stopIf: cancellation.isCancelled))
                 } catch {
                     // Only the stop check interrupts a step; the step's partial gradients are dropped.
                     throw .cancelled
                 }
             }
-            loss /= Double(settings.gradientAccumulation)
+            loss = loss.divided(by: Double(settings.gradientAccumulation))
             if settings.gradientAccumulation > 1 {
                 let scale = 1 / Float(settings.gradientAccumulation), g = adapters.gradients.base
                 for i in 0..<adapters.gradients.count { g[i] *= scale }
             }
             let norm = GradientClipping.clip(adapters.gradients, maximumNorm: settings.gradientClip)
-            guard loss.isFinite && norm.isFinite else { throw .diverged(iteration: iteration, step: step) }
+            guard loss.total.isFinite && norm.isFinite else { throw .diverged(iteration: iteration, step: step) }
             optimizer.update(parameters: adapters.parameters, gradients: adapters.gradients,
                              learningRate: schedule.rate(step: step), mask: updateMask)
             losses.append(loss)
-            progress(step + 1, steps, loss)
+            progress(step + 1, steps, loss.total)
         }
         return losses
     }

@@ -30,6 +30,10 @@ extension CompressionJob {
             let arena = SparseLoRA.layout(config: c, maximumRank: rank).last!
             parts.append(("adapters, gradients, AdamW moments", arena * 4 * 4 + arena))
             parts.append(("training workspace", AdapterTraining.workspaceFloats(config: c, settings: s) * 4))
+            if s.objective.needsTeacher {
+                parts.append(("distillation teacher: dense projections", projections * 4))
+                parts.append(("distillation teacher: workspace", AdapterTraining.teacherWorkspaceFloats(config: c, settings: s) * 4))
+            }
         }
         // DecoderWorkspace for 4 windows (its buffer list) plus the loss's chunk of logits.
         let n = 4 * s.evaluationLength, hd = c.headCount * c.headDim, kvd = c.kvHeadCount * c.headDim

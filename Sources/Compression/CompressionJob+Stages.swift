@@ -32,7 +32,8 @@ extension CompressionJob {
 
     /// Dense LoRA of rank `baselineRank` on the pruned model with the whole training budget at once, merged with
     /// re-masking (only nonzero weights receive ΔW, so the sparsity stays exact).
-    func trainBaselineLoRA(_ decoder: Decoder, texts: JobTexts, summary: inout CompressionReport) throws(CompressionError) {
+    func trainBaselineLoRA(_ decoder: Decoder, texts: JobTexts, teacherWeights: DecoderWeights?,
+                           summary: inout CompressionReport) throws(CompressionError) {
         let settings = request.settings, config = decoder.config
         let adapters = SparseLoRA(config: config, settings: .init(maximumRank: settings.baselineRank,
                                                                   scaling: Float(settings.loraScaling),
@@ -40,7 +41,8 @@ extension CompressionJob {
                                   seed: settings.seed)
         adapters.ranks = [Int](repeating: settings.baselineRank, count: config.layerCount)
         let optimizer = AdamW(parameterCount: adapters.parameters.count, settings: .init(weightDecay: settings.weightDecay))
-        let training = AdapterTraining(decoder: decoder, adapters: adapters, optimizer: optimizer, settings: settings)
+        let training = AdapterTraining(decoder: decoder, adapters: adapters, optimizer: optimizer, settings: settings,
+                                       teacherWeights: teacherWeights)
         let start = Date()
         let order = AdapterTraining.windows(for: 1, count: settings.trainingSamples, pool: texts.trainingWindows.count,
                                             seed: settings.seed)
@@ -56,7 +58,8 @@ extension CompressionJob {
         finishStage(.merge, in: &summary)
         summary.iterations.append(.init(iteration: 1, targetSparsity: settings.sparsity, meanRank: Double(settings.baselineRank),
                                         layers: summary.prunedBaseline.map { var r = $0; r.rank = settings.baselineRank; return r },
-                                        trainingSteps: losses.count, trainingWindows: order.count, losses: losses,
+                                        trainingSteps: losses.count, trainingWindows: order.count, losses: losses.map(\.total),
+                                        lossTerms: settings.objective == .crossEntropy ? nil : losses,
                                         seconds: Date().timeIntervalSince(start)))
     }
 }

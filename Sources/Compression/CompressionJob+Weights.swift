@@ -15,6 +15,17 @@ extension CompressionJob {
         for (target, saved) in zip(targets, snapshot) { target.assign(saved) }
     }
 
+    /// The dense teacher's tensors: `tensors` themselves, except fresh copies of the seven projections of every layer.
+    static func teacherTensors(_ tensors: [TensorRole: Tensor], config: ModelConfig) -> [TensorRole: Tensor] {
+        var teacher = tensors
+        for l in 0..<config.layerCount {
+            for p in SparseLoRA.Projection.allCases {
+                if let tensor = tensors[.layer(l, p.layerTensor)] { teacher[.layer(l, p.layerTensor)] = tensor.copy() }
+            }
+        }
+        return teacher
+    }
+
     /// The seven projections of every layer by tensor role, for export.
     func projectionTensors(_ weights: DecoderWeights) -> [TensorRole: Tensor] {
         var tensors: [TensorRole: Tensor] = [:]

@@ -139,12 +139,22 @@ public final class CompressionJob {
         let settings = request.settings
         // Load: a private Float32 copy of every weight (pruning and merging write into them).
         report(.load, message: "loading \(request.input)")
-        let checkpoint: Checkpoint, weights: DecoderWeights
+        let checkpoint: Checkpoint, weights: DecoderWeights, teacherWeights: DecoderWeights?
         do {
             checkpoint = try Checkpoint.open(request.input)
-            weights = try DecoderWeights(config: checkpoint.config, tensors: checkpoint.loadWeights().mapValues { $0.copy() })
+            let tensors = try checkpoint.loadWeights().mapValues { $0.copy() }
+            weights = try DecoderWeights(config: checkpoint.config, tensors: tensors)
+            // The distillation teacher: the dense model, sharing every tensor the job never writes (embeddings,
+            // norms, head) and keeping its own copy of the projections, which pruning overwrites.
+            teacherWeights = try settings.objective.needsTeacher && settings.recovery != .none
+                ? DecoderWeights(config: checkpoint.config, tensors: Self.teacherTensors(tensors, config: checkpoint.config)) : nil
         } catch {
             throw .unsupportedModel(path: request.input, reason: "\(error)")
+        }
+        if teacherWeights != nil, let cap = checkpoint.config.block.finalLogitSoftcap {
+            // The fused CE + KL head computes plain logits; a capped head (gemma2) would be distilled wrongly.
+            throw .unsupportedModel(path: request.input, reason: "distillation objectives do not support a final logit cap yet "
+                                    + "(this \(checkpoint.config.architecture.rawValue) model caps at \(cap)); use objective ce")
         }
         let decoder = Decoder(weights: weights)
         let config = checkpoint.config
@@ -187,7 +197,7 @@ public final class CompressionJob {
             summary.prunedBaseline = try pruneOnce(calibration, sparsity: settings.sparsity, dense: nil, summary: &summary)
             try recordPrunedEvaluation(decoder, texts: texts, summary: &summary)
             if settings.recovery == .lora {
-                try trainBaselineLoRA(decoder, texts: texts, summary: &summary)
+                try trainBaselineLoRA(decoder, texts: texts, teacherWeights: teacherWeights, summary: &summary)
             }
         case .losa:
             if resumed == nil {
@@ -198,7 +208,7 @@ public final class CompressionJob {
                 restoreProjections(weights, from: dense)
             }
             try runLoSA(decoder, calibration: calibration, texts: texts, checkpoint: jobCheckpoint, identity: identity,
-                        resumed: resumed, summary: &summary)
+                        resumed: resumed, teacherWeights: teacherWeights, summary: &summary)
         }
 
         let zeros = projectionZeros(weights)
@@ -280,7 +290,7 @@ public final class CompressionJob {
 
     private func runLoSA(_ decoder: Decoder, calibration: LayerwiseCalibration, texts: JobTexts,
                          checkpoint: JobCheckpoint?, identity: String, resumed: JobCheckpoint.State?,
-                         summary: inout CompressionReport) throws(CompressionError) {
+                         teacherWeights: DecoderWeights?, summary: inout CompressionReport) throws(CompressionError) {
         let settings = request.settings, config = decoder.config, layers = config.layerCount
         let schedule = SparsitySchedule(target: settings.sparsity, iterations: settings.iterations)
         let adapters = SparseLoRA(config: config, settings: .init(maximumRank: settings.maximumRank, scaling: Float(settings.loraScaling),
@@ -299,7 +309,8 @@ public final class CompressionJob {
             adapters.ranks = [Int](repeating: 0, count: layers)
         }
         let scratch = Tensor(zeros: [adapters.largestDeltaCount])
-        let training = AdapterTraining(decoder: decoder, adapters: adapters, optimizer: optimizer, settings: settings)
+        let training = AdapterTraining(decoder: decoder, adapters: adapters, optimizer: optimizer, settings: settings,
+                                       teacherWeights: teacherWeights)
 
         for t in firstIteration...max(firstIteration, settings.iterations) where t <= settings.iterations {
             let iterationStart = Date()
@@ -342,7 +353,8 @@ public final class CompressionJob {
                           importance: allocation.importance?[l], reconstructionError: r.reconstructionError,
                           rank: adapters.ranks[l])
                 },
-                trainingSteps: losses.count, trainingWindows: count, losses: losses,
+                trainingSteps: losses.count, trainingWindows: count, losses: losses.map(\.total),
+                lossTerms: settings.objective == .crossEntropy ? nil : losses,
                 seconds: Date().timeIntervalSince(iterationStart)))
             summary.peakMemoryBytes = max(summary.peakMemoryBytes, ProcessMemory.peakResidentBytes)
             var saved: String? = nil

@@ -1,5 +1,6 @@
 import Foundation
 import ModelFormats
+import Transformer
 
 /// Everything a compression job measured: what `report.json` holds (next to the exported model) and what
 /// the ledger records. Perplexities of the final model are measured on the exported file, re-read from disk.
@@ -83,14 +84,14 @@ public struct CompressionReport: Sendable, Codable, Equatable {
             self.sparseTokensPerSecond = sparseTokensPerSecond
         }
 
-        public init(from decoder: any Decoder) throws {
+        public init(from decoder: any Swift.Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             self.init(threads: try c.decode(Int.self, forKey: .threads),
                       inputTokensPerSecond: try c.decode(Double.self, forKey: .inputTokensPerSecond),
                       sparseTokensPerSecond: try c.decode(Double.self, forKey: .sparseTokensPerSecond))
         }
 
-        public func encode(to encoder: any Encoder) throws {
+        public func encode(to encoder: any Swift.Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(threads, forKey: .threads)
             try c.encode(inputTokensPerSecond, forKey: .inputTokensPerSecond)
@@ -117,8 +118,10 @@ public struct CompressionReport: Sendable, Codable, Equatable {
         public var layers: [LayerRecord]
         public var trainingSteps: Int
         public var trainingWindows: Int
-        /// Mean loss of each optimiser step.
+        /// Mean loss of each optimiser step (the weighted total of the objective's terms).
         public var losses: [Double]
+        /// The same steps split by term, when the objective is more than cross-entropy (nil: `losses` is the cross-entropy).
+        public var lossTerms: [TrainingLoss]?
         public var seconds: Double
     }
 
@@ -145,7 +148,7 @@ public struct CompressionReport: Sendable, Codable, Equatable {
             self.verified = verified
         }
 
-        public init(from decoder: any Decoder) throws {
+        public init(from decoder: any Swift.Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             zeros = try c.decode(Int.self, forKey: .zeros)
             total = try c.decode(Int.self, forKey: .total)
@@ -154,7 +157,7 @@ public struct CompressionReport: Sendable, Codable, Equatable {
             verified = try c.decode(Bool.self, forKey: .verified)
         }
 
-        public func encode(to encoder: any Encoder) throws {
+        public func encode(to encoder: any Swift.Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(zeros, forKey: .zeros)
             try c.encode(total, forKey: .total)
@@ -214,6 +217,15 @@ public struct CompressionReport: Sendable, Codable, Equatable {
             lines.append(String(format: "decode on this machine (%d threads): input %.1f tokens/s, sparse file %.1f tokens/s (%.2fx)",
                                 d.threads, d.inputTokensPerSecond, d.sparseTokensPerSecond, d.speedup))
         }
+        if settings.recovery != .none {
+            lines.append("training objective: \(settings.objective.summary)")
+            if let terms = iterations.last?.lossTerms, !terms.isEmpty {
+                // The last iteration's last quarter of steps: where its training ended.
+                let tail = terms.suffix(max(1, terms.count / 4))
+                let mean = tail.dropFirst().reduce(tail.first!, +).divided(by: Double(tail.count))
+                lines.append("training loss of the last \(tail.count) steps by term: \(mean.summary)")
+            }
+        }
         lines.append(String(format: "wall time %.1f s, peak memory %.2f GiB", wallSeconds, Double(peakMemoryBytes) / 1073741824))
         return lines.joined(separator: "\n")
     }
@@ -225,7 +237,10 @@ extension CompressionReport {
     public var layerTable: String {
         var lines: [String] = []
         for record in iterations {
-            let loss = record.losses.isEmpty ? "—" : String(format: "%.4f", record.losses.reduce(0, +) / Double(record.losses.count))
+            var loss = record.losses.isEmpty ? "—" : String(format: "%.4f", record.losses.reduce(0, +) / Double(record.losses.count))
+            if let terms = record.lossTerms, let first = terms.first {
+                loss += " (" + terms.dropFirst().reduce(first, +).divided(by: Double(terms.count)).summary + ")"
+            }
             lines.append(String(format: "iteration %d: target %.4f, mean rank %.1f, %d steps on %d windows, mean loss %@, %.1f s",
                                 record.iteration, record.targetSparsity, record.meanRank, record.trainingSteps,
                                 record.trainingWindows, loss, record.seconds))
@@ -239,4 +254,31 @@ extension CompressionReport {
         }
         return lines.joined(separator: "\n")
     }
+}
+
+extension TrainingObjective {
+    /// The weighted terms, as the report names them: "1 × ce + 1 × kd (τ 2)".
+    public var summary: String {
+        var terms: [String] = []
+        func name(_ weight: Double, _ term: String) { if weight > 0 { terms.append("\(weight.formatted(significantDigits: 4)) × \(term)") } }
+        name(crossEntropyWeight, "ce")
+        name(distillationWeight, "kd (τ \(temperature.formatted(significantDigits: 4)))")
+        name(hiddenStateWeight, "hidden")
+        return terms.joined(separator: " + ")
+    }
+}
+
+extension TrainingLoss {
+    /// "total 2.91: ce 2.95, kd 0.41, hidden 0.12".
+    public var summary: String {
+        var parts = [String(format: "ce %.4f", crossEntropy)]
+        if let distillation { parts.append(String(format: "kd %.4f", distillation)) }
+        if let hiddenState { parts.append(String(format: "hidden %.4f", hiddenState)) }
+        return String(format: "total %.4f: ", total) + parts.joined(separator: ", ")
+    }
+}
+
+extension Double {
+    /// At most `significantDigits` significant digits, without trailing zeros ("2", "0.5").
+    fileprivate func formatted(significantDigits: Int) -> String { String(format: "%.\(significantDigits)g", self) }
 }

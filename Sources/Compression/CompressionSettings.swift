@@ -1,4 +1,5 @@
 import ModelFormats
+import Transformer
 
 /// How the layer sparsities of an iteration are chosen (LOSA.md step 3).
 public enum LayerAllocationMode: String, Sendable, Codable, CaseIterable {
@@ -16,6 +17,31 @@ public enum RecoveryMethod: String, Sendable, Codable, CaseIterable {
     case lora
     /// Pruning alone.
     case none
+}
+
+/// The terms adapter training minimises, by name (`TrainingObjective` holds their weights): next-token
+/// cross-entropy (ce), KL divergence from the dense model's next-token distribution at temperature τ (kd),
+/// and the dense model's block outputs (hidden, SquareHead's normalised squared error). Each named term has
+/// weight 1, hidden the job's `hidden_loss_weight`.
+public enum TrainingObjectiveName: String, Sendable, Codable, CaseIterable {
+    case ce
+    case kd
+    case ceKD = "ce+kd"
+    case ceHidden = "ce+hidden"
+    case kdHidden = "kd+hidden"
+    case ceKDHidden = "ce+kd+hidden"
+
+    /// The objective of a job that names none.
+    public static let `default` = TrainingObjectiveName.ce
+    public static let defaultTemperature = 1.0
+    public static let defaultHiddenWeight = 1.0
+
+    /// The weights this name gives, with distillation temperature τ and hidden-state weight `hiddenWeight`.
+    public func objective(temperature: Double, hiddenWeight: Double) -> TrainingObjective {
+        let terms = Set(rawValue.split(separator: "+").map(String.init))
+        return TrainingObjective(crossEntropyWeight: terms.contains("ce") ? 1 : 0, distillationWeight: terms.contains("kd") ? 1 : 0,
+                                 hiddenStateWeight: terms.contains("hidden") ? hiddenWeight : 0, temperature: temperature)
+    }
 }
 
 /// A named set of budgets (how much data and training a job spends); every field can be overridden.
@@ -63,6 +89,8 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
     public var loraDropout: Double
     /// The fixed rank of the `lora` baseline's adapters (LOSA.md's reference configures 8).
     public var baselineRank: Int
+    /// What adapter training minimises (LOSA.md: next-token cross-entropy).
+    public var objective: TrainingObjective
 
     /// Evaluation window length and the most windows scored per text (0: all of them).
     public var evaluationLength: Int
@@ -93,6 +121,7 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
         loraScaling = 2
         loraDropout = 0.1
         baselineRank = 8
+        objective = .crossEntropy
         exportType = .auto
         outputs = .all
         seed = 0
@@ -165,6 +194,11 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
         try check(loraScaling > 0 && loraScaling.isFinite, "lora_scaling", loraScaling, "a positive number")
         try check(loraDropout >= 0 && loraDropout < 1, "lora_dropout", loraDropout, "[0, 1)")
         try check((1...maximumRank).contains(baselineRank), "baseline_rank", baselineRank, "1 to maximum_rank (\(maximumRank))")
+        try check([objective.crossEntropyWeight, objective.distillationWeight, objective.hiddenStateWeight].allSatisfy { $0 >= 0 && $0.isFinite }
+                  && objective.crossEntropyWeight + objective.distillationWeight + objective.hiddenStateWeight > 0,
+                  "objective", objective, "weights ≥ 0, at least one of them positive")
+        try check(JobSettingKey.kdTemperatureRange.contains(objective.temperature), "kd_temperature", objective.temperature,
+                  JobSettingKey.kdTemperature.allowed)
         try check(.evaluationLength, evaluationLength, Self.windowLengthRange)
         try check((0...Self.evaluationWindowLimit).contains(evaluationWindows), "evaluation_windows", evaluationWindows,
                   "0 (every window) to \(Self.evaluationWindowLimit) windows")
@@ -188,18 +222,60 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
     }
 }
 
+extension CompressionSettings {
+    enum CodingKeys: String, CodingKey {
+        case profile, sparsity, method, pattern, allocation, recovery, iterations, calibrationWindows, calibrationLength
+        case trainingSamples, trainingLength, lastIterationShare, batchSize, gradientAccumulation, learningRate
+        case weightDecay, warmupFraction, gradientClip, maximumRank, loraScaling, loraDropout, baselineRank, objective
+        case evaluationLength, evaluationWindows, exportType, outputs, seed
+    }
+
+    /// Reports and checkpoints written before `objective` existed trained on cross-entropy alone.
+    public init(from decoder: any Swift.Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(profile: try c.decode(CompressionProfile.self, forKey: .profile))
+        sparsity = try c.decode(Double.self, forKey: .sparsity)
+        method = try c.decode(PruningMethod.self, forKey: .method)
+        pattern = try c.decode(SparsityPattern.self, forKey: .pattern)
+        allocation = try c.decode(LayerAllocationMode.self, forKey: .allocation)
+        recovery = try c.decode(RecoveryMethod.self, forKey: .recovery)
+        iterations = try c.decode(Int.self, forKey: .iterations)
+        calibrationWindows = try c.decode(Int.self, forKey: .calibrationWindows)
+        calibrationLength = try c.decode(Int.self, forKey: .calibrationLength)
+        trainingSamples = try c.decode(Int.self, forKey: .trainingSamples)
+        trainingLength = try c.decode(Int.self, forKey: .trainingLength)
+        lastIterationShare = try c.decode(Double.self, forKey: .lastIterationShare)
+        batchSize = try c.decode(Int.self, forKey: .batchSize)
+        gradientAccumulation = try c.decode(Int.self, forKey: .gradientAccumulation)
+        learningRate = try c.decode(Double.self, forKey: .learningRate)
+        weightDecay = try c.decode(Double.self, forKey: .weightDecay)
+        warmupFraction = try c.decode(Double.self, forKey: .warmupFraction)
+        gradientClip = try c.decode(Double.self, forKey: .gradientClip)
+        maximumRank = try c.decode(Int.self, forKey: .maximumRank)
+        loraScaling = try c.decode(Double.self, forKey: .loraScaling)
+        loraDropout = try c.decode(Double.self, forKey: .loraDropout)
+        baselineRank = try c.decode(Int.self, forKey: .baselineRank)
+        objective = try c.decodeIfPresent(TrainingObjective.self, forKey: .objective) ?? .crossEntropy
+        evaluationLength = try c.decode(Int.self, forKey: .evaluationLength)
+        evaluationWindows = try c.decode(Int.self, forKey: .evaluationWindows)
+        exportType = try c.decode(ExportTensorType.self, forKey: .exportType)
+        outputs = try c.decode(JobOutputs.self, forKey: .outputs)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+    }
+}
+
 extension PruningMethod: Codable {}
 
 /// Encoded as its text ("unstructured", "2:4").
 extension SparsityPattern: Codable {
-    public init(from decoder: any Decoder) throws {
+    public init(from decoder: any Swift.Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         do { self = try SparsityPattern(parsing: text) } catch {
             throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "\(error)"))
         }
     }
 
-    public func encode(to encoder: any Encoder) throws {
+    public func encode(to encoder: any Swift.Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(description)
     }

@@ -27,6 +27,12 @@ public struct JobSettings: Codable, Sendable, Equatable {
     public var outputs: JobOutputs
     /// Budgets that replace the profile's (nil when all are the profile's, and then absent from the stored JSON).
     public var budget: Budget?
+    /// The terms adapter training minimises (nil: `TrainingObjectiveName.default`, absent from the stored JSON).
+    public var objective: TrainingObjectiveName? = nil
+    /// τ of the distillation term (nil: `TrainingObjectiveName.defaultTemperature`).
+    public var kdTemperature: Double? = nil
+    /// Weight of the hidden-state term when the objective has it (nil: `TrainingObjectiveName.defaultHiddenWeight`).
+    public var hiddenLossWeight: Double? = nil
 
     /// The values of a key left out (the same as `Config/losad.toml`); every other value comes from these
     /// through `set(_:_:)` or `applying(_:)`.
@@ -95,6 +101,9 @@ public struct JobSettings: Codable, Sendable, Equatable {
         case calibrationCorpus = "calibration_corpus"
         case evaluationCorpus = "evaluation_corpus"
         case exportType = "export_type"
+        case objective
+        case kdTemperature = "kd_temperature"
+        case hiddenLossWeight = "hidden_loss_weight"
     }
 
     // MARK: - Setting one key
@@ -147,6 +156,17 @@ public struct JobSettings: Codable, Sendable, Equatable {
         case .outputs:
             guard case .list(let names) = value, let parsed = JobOutputs(names: names) else { throw refuse }
             outputs = parsed
+        // The default values are stored as nil, so that settings equal to the defaults have the same stored JSON
+        // whether they were named or left out.
+        case .objective:
+            let parsed = try word(TrainingObjectiveName.self)
+            objective = parsed == .default ? nil : parsed
+        case .kdTemperature:
+            guard let number = value.number, number.isFinite, JobSettingKey.kdTemperatureRange.contains(number) else { throw refuse }
+            kdTemperature = number == TrainingObjectiveName.defaultTemperature ? nil : number
+        case .hiddenLossWeight:
+            guard let number = value.number, number.isFinite, JobSettingKey.hiddenLossWeightRange.contains(number) else { throw refuse }
+            hiddenLossWeight = number == TrainingObjectiveName.defaultHiddenWeight ? nil : number
         case .iterations, .calibrationWindows, .trainingSamples, .evaluationWindows, .calibrationLength,
              .trainingLength, .evaluationLength:
             guard let number = value.number, number == number.rounded(), abs(number) < 1e15,
@@ -189,6 +209,8 @@ public struct JobSettings: Codable, Sendable, Equatable {
         s.recovery = recovery
         s.exportType = exportType
         s.outputs = outputs
+        s.objective = (objective ?? .default).objective(temperature: kdTemperature ?? TrainingObjectiveName.defaultTemperature,
+                                                        hiddenWeight: hiddenLossWeight ?? TrainingObjectiveName.defaultHiddenWeight)
         if let budget {
             if let v = budget.iterations { s.iterations = v }
             if let v = budget.calibrationWindows { s.calibrationWindows = v }
@@ -230,6 +252,9 @@ extension JobSettings {
         exportType = try c.decode(ExportTensorType.self, forKey: .exportType)
         outputs = try c.decodeIfPresent(JobOutputs.self, forKey: .outputs) ?? [.gguf]
         budget = try c.decodeIfPresent(Budget.self, forKey: .budget)
+        objective = try c.decodeIfPresent(TrainingObjectiveName.self, forKey: .objective)
+        kdTemperature = try c.decodeIfPresent(Double.self, forKey: .kdTemperature)
+        hiddenLossWeight = try c.decodeIfPresent(Double.self, forKey: .hiddenLossWeight)
     }
 }
 
@@ -259,9 +284,16 @@ public enum JobSettingKey: String, Sendable, CaseIterable, CodingKey {
     case calibrationLength = "calibration_length"
     case trainingLength = "training_length"
     case evaluationLength = "evaluation_length"
+    case objective
+    case kdTemperature = "kd_temperature"
+    case hiddenLossWeight = "hidden_loss_weight"
 
     /// The target sparsities a job may ask for.
     public static let sparsityRange = 0.01...0.95
+    /// The distillation temperatures a job may ask for.
+    public static let kdTemperatureRange = 0.25...16.0
+    /// The weights of the hidden-state term a job may ask for.
+    public static let hiddenLossWeightRange = 0.0...1000.0
 
     /// The values a budget key allows besides 0 (the profile's value).
     public var budgetRange: ClosedRange<Int>? {
@@ -292,6 +324,13 @@ public enum JobSettingKey: String, Sendable, CaseIterable, CodingKey {
             return "the absolute path of a readable text file, or \"\" for the built-in text"
         case .outputs:
             return "a list of one or more of " + JobOutput.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+        case .objective:
+            return words(TrainingObjectiveName.allCases.map(\.rawValue))
+                + " (ce: next-token cross-entropy; kd: KL divergence from the dense model's next-token distribution; hidden: the dense model's block outputs)"
+        case .kdTemperature:
+            return "a distillation temperature from \(Self.kdTemperatureRange.lowerBound) to \(Self.kdTemperatureRange.upperBound)"
+        case .hiddenLossWeight:
+            return "a weight of the hidden-state term from \(Self.hiddenLossWeightRange.lowerBound) to \(Self.hiddenLossWeightRange.upperBound)"
         case .iterations, .calibrationWindows, .trainingSamples, .evaluationWindows, .calibrationLength,
              .trainingLength, .evaluationLength:
             return budgetText! + ", or 0 for the profile's"

@@ -91,10 +91,24 @@ public struct SubmitParameters: Codable, Sendable, Equatable {
     public var evaluation: String?
     /// The files the job writes: "gguf", "sparse" or both.
     public var outputs: [String]?
+    /// The training objective ("ce", "ce+kd", …), the distillation temperature and the hidden-state term's weight.
+    public var objective: String?
+    public var kdTemperature: Double?
+    public var hiddenLossWeight: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case path, sparsity, method, pattern, allocation, recovery, profile, calibration, evaluation, outputs, objective
+        case kdTemperature = "kd_temperature"
+        case hiddenLossWeight = "hidden_loss_weight"
+    }
 
     public init(path: String, sparsity: Double? = nil, method: String? = nil, pattern: String? = nil,
                 allocation: String? = nil, recovery: String? = nil, profile: String? = nil,
-                calibration: String? = nil, evaluation: String? = nil, outputs: [String]? = nil) {
+                calibration: String? = nil, evaluation: String? = nil, outputs: [String]? = nil,
+                objective: String? = nil, kdTemperature: Double? = nil, hiddenLossWeight: Double? = nil) {
+        self.objective = objective
+        self.kdTemperature = kdTemperature
+        self.hiddenLossWeight = hiddenLossWeight
         self.path = path
         self.sparsity = sparsity
         self.method = method

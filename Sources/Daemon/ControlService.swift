@@ -160,10 +160,12 @@ public struct ControlService: ManagerService {
         var changes: [JobSettingKey: JobSettings.Value] = [:]
         if let sparsity = parameters.sparsity { changes[.sparsity] = .number(sparsity) }
         if let outputs = parameters.outputs { changes[.outputs] = .list(outputs) }
+        if let temperature = parameters.kdTemperature { changes[.kdTemperature] = .number(temperature) }
+        if let weight = parameters.hiddenLossWeight { changes[.hiddenLossWeight] = .number(weight) }
         let words: [(JobSettingKey, String?)] = [(.method, parameters.method), (.pattern, parameters.pattern),
                                                   (.allocation, parameters.allocation), (.recovery, parameters.recovery),
                                                   (.profile, parameters.profile), (.calibrationCorpus, parameters.calibration),
-                                                  (.evaluationCorpus, parameters.evaluation)]
+                                                  (.evaluationCorpus, parameters.evaluation), (.objective, parameters.objective)]
         for (key, value) in words { if let value { changes[key] = .text(value) } }
         return changes
     }

@@ -209,23 +209,26 @@ extension Decoder {
         return hidden
     }
 
-    /// Mean next-token cross-entropy of `targets` [B][T] (negative: not scored) after `tokens` [B][T],
-    /// accumulating its gradient with respect to every active adapter entry into `adapters`' gradients
-    /// (the caller zeroes them). Returns the loss. `stopIf` is asked before every layer of forward and
+    /// The `objective` (`TrainingObjective`: next-token cross-entropy of `targets` [B][T] (negative: not
+    /// scored) after `tokens` [B][T] by default; with a `teacher`, distillation terms too) and its gradient
+    /// with respect to every active adapter entry, accumulated into `adapters`' gradients (the caller zeroes
+    /// them). Returns the loss split by term. `stopIf` is asked before every layer of forward and
     /// backward (a step of a 135M model takes seconds); a yes abandons the step with
     /// `TransformerError.interrupted`, the gradients then partial.
     public func adapterGradients(tokens: [[Int32]], targets: [[Int32]], adapters: SparseLoRA,
                                  workspace w: LoRATrainingWorkspace,
-                                 stopIf: () -> Bool = { false }) throws(TransformerError) -> Double {
+                                 objective: TrainingObjective = .crossEntropy, teacher: DistillationTeacher? = nil,
+                                 stopIf: () -> Bool = { false }) throws(TransformerError) -> TrainingLoss {
         let batch = tokens.count, n = batch * w.tokens, c = config
         precondition(targets.count == batch && targets.allSatisfy { $0.count == w.tokens },
                      "decoder: targets must be [\(batch)][\(w.tokens)] like the tokens")
+        precondition(!objective.needsTeacher || teacher != nil, "decoder: the objective \(objective) needs a teacher")
+        let taught = try objective.needsTeacher ? teacher!.forward(tokens, stopIf: stopIf) : nil
         let hidden = try adaptedForward(tokens, adapters: adapters, workspace: w, stopIf: stopIf)
         let dHidden = w("dHidden", rows: n), dX = w("dX", rows: n)
         dHidden.zero()
-        let loss = chunkedCrossEntropy(hidden: hidden, weight: weights.output.tensor, targets: targets.flatMap { $0 },
-                                       chunkRows: w.chunkRows, dHidden: dHidden, scratch: w("logits"),
-                                       softcap: finalLogitSoftcap)
+        var loss = objectiveHead(hidden: hidden, targets: targets.flatMap { $0 }, objective: objective, teacher: teacher,
+                                 teacherHidden: taught?.hidden, dHidden: dHidden, workspace: w)
         // hidden = rmsNorm(x_L)
         dX.zero()
         let inputs = (0...c.layerCount).map { w.layerInputs[$0].slice(0..<n) }
@@ -239,6 +242,11 @@ extension Decoder {
             if w.policy == .recompute && l < c.layerCount - 1 {
                 residual.assign(inputs[l])
                 trainingLayerForward(l, residual: residual, batch: batch, adapters: adapters, workspace: w)
+            }
+            if let taught, objective.hiddenStateWeight > 0 {
+                // The hidden-state term of layer l's output x_{l+1} joins dX before layer l's backward.
+                addHiddenStateTerm(layer: l, student: inputs[l + 1], teacher: taught.blockOutputs[l], objective: objective,
+                                   dX: dX, loss: &loss)
             }
             trainingLayerBackward(l, input: inputs[l], dX: dX, batch: batch, adapters: adapters, workspace: w)
         }

@@ -42,6 +42,16 @@ struct SubmitCommand: AsyncParsableCommand {
                                             valueName: "outputs"))
     var outputs: String?
 
+    @Option(name: .long, help: ArgumentHelp("Training objective: ce, kd, ce+kd, ce+hidden, kd+hidden or ce+kd+hidden (ce: cross-entropy; kd, hidden: distillation from the dense model).",
+                                            valueName: "objective"))
+    var objective: String?
+
+    @Option(name: .long, help: ArgumentHelp("Distillation temperature, from 0.25 to 16.", valueName: "t"))
+    var kdTemperature: Double?
+
+    @Option(name: .long, help: ArgumentHelp("Weight of the hidden-state term.", valueName: "w"))
+    var hiddenLossWeight: Double?
+
     @OptionGroup var options: GlobalOptions
 
     /// `path` made absolute against the current directory: the daemon's differs.
@@ -55,7 +65,8 @@ struct SubmitCommand: AsyncParsableCommand {
             path: Self.absolute(path), sparsity: sparsity, method: method, pattern: pattern, allocation: allocation,
             recovery: recovery, profile: profile, calibration: calibration.map(Self.absolute),
             evaluation: evaluation.map(Self.absolute),
-            outputs: outputs.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) })
+            outputs: outputs.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) },
+            objective: objective, kdTemperature: kdTemperature, hiddenLossWeight: hiddenLossWeight)
         let reply = try await options.withDaemon("submit \(parameters.path)") { try await $0.submit(parameters) }
         if options.json { return try options.printJSON(reply) }
         print("job \(reply.job.id) \(reply.job.state.rawValue): \(reply.job.model) (\(Formatting.settings(reply.job.settings)))")

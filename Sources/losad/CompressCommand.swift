@@ -42,6 +42,12 @@ struct CompressCommand: ParsableCommand {
     var exportType: String?
     @Option(name: .long, help: "The files to write: gguf (the interoperable export), sparse (losad's sparse file), or both: gguf,sparse.")
     var outputs: String?
+    @Option(name: .long, help: "Training objective: ce (next-token cross-entropy), kd (distillation from the dense model's next-token distribution), hidden (the dense model's block outputs), combined with +: ce, kd, ce+kd, ce+hidden, kd+hidden or ce+kd+hidden.")
+    var objective: String?
+    @Option(name: .long, help: "Temperature of the distillation term, from 0.25 to 16.")
+    var kdTemperature: String?
+    @Option(name: .long, help: "Weight of the hidden-state term (when the objective has it).")
+    var hiddenLossWeight: String?
     @Option(name: .long, help: "LoSA iterations T.")
     var iterations: String?
     @Option(name: .long, help: "Training windows over the whole job.")
@@ -77,6 +83,7 @@ struct CompressCommand: ParsableCommand {
             (.profile, profile), (.exportType, exportType), (.iterations, iterations),
             (.calibrationWindows, calibrationWindows), (.trainingSamples, trainingSamples), (.evaluationWindows, evalWindows),
             (.calibrationLength, calibrationLength), (.trainingLength, trainingLength), (.evaluationLength, evalLength),
+            (.objective, objective), (.kdTemperature, kdTemperature), (.hiddenLossWeight, hiddenLossWeight),
         ]
         var changes = Dictionary(uniqueKeysWithValues: given.compactMap { key, text in text.map { (key, JobSettings.Value.text($0)) } })
         if let outputs { changes[.outputs] = .list(outputs.split(separator: ",", omittingEmptySubsequences: false).map(String.init)) }

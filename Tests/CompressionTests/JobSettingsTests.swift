@@ -85,4 +85,30 @@ import Testing
         let old = #"{"allocation":"rmi","export_type":"auto","method":"wanda","pattern":"unstructured","profile":"quick","recovery":"losa","sparsity":0.5}"#
         #expect(try JSONDecoder().decode(JobSettings.self, from: Data(old.utf8)).outputs == [.gguf])
     }
+
+    @Test func theObjectiveNamesItsTermsAndTheirKnobs() throws {
+        let plain = try JobSettings.defaults.compressionSettings()
+        #expect(plain.objective == .crossEntropy && !plain.objective.needsTeacher)
+        let kd = try JobSettings.defaults.applying([.objective: .text("ce+kd+hidden"), .kdTemperature: .text("2"),
+                                                    .hiddenLossWeight: .number(0.5)]).compressionSettings()
+        #expect(kd.objective == .init(crossEntropyWeight: 1, distillationWeight: 1, hiddenStateWeight: 0.5, temperature: 2))
+        #expect(try JobSettings.defaults.applying([.objective: .text("kd")]).compressionSettings().objective
+                == .init(crossEntropyWeight: 0, distillationWeight: 1, hiddenStateWeight: 0, temperature: 1))
+        #expect(refused(.objective, .text("mse"))?.description.hasPrefix(
+            #"objective = "mse" is not allowed; expected one of "ce", "kd", "ce+kd", "ce+hidden", "kd+hidden", "ce+kd+hidden""#) == true)
+        #expect(refused(.kdTemperature, .number(0))?.description
+                == #"kd_temperature = 0 is not allowed; expected a distillation temperature from 0.25 to 16.0"#)
+        #expect(refused(.hiddenLossWeight, .text("-1")) != nil && refused(.kdTemperature, .number(.infinity)) != nil)
+    }
+
+    @Test func theDefaultObjectiveLeavesTheStoredJSONAsItWas() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let json = String(decoding: try encoder.encode(JobSettings.defaults), as: UTF8.self)
+        #expect(!json.contains("objective") && !json.contains("kd_temperature"))
+        let chosen = try JobSettings.defaults.applying([.objective: .text("ce+kd"), .kdTemperature: .number(2)])
+        let text = String(decoding: try encoder.encode(chosen), as: UTF8.self)
+        #expect(text.contains(#""kd_temperature":2"#) && text.contains(#""objective":"ce+kd""#))
+        #expect(try JSONDecoder().decode(JobSettings.self, from: Data(text.utf8)) == chosen)
+    }
 }
