@@ -18,11 +18,16 @@ def run(command, **kwargs):
     return subprocess.run([str(c) for c in command], check=True, **kwargs)
 
 
+# docs/sparse-format.md's losa.sparse.version: in the cached files' names, so that files of an older
+# layout (which losad refuses) are written again rather than reused.
+SPARSE_FORMAT_VERSION = 2
+
+
 def sparse_files(losad, base_q8, folder, stem):
     files = {}
     for sparsity in (0.5, 0.7):
         for values in ("s8", "s4"):
-            path = folder / f"{stem}-sparse{int(sparsity * 100)}-{values}.gguf"
+            path = folder / f"{stem}-sparse{int(sparsity * 100)}-{values}-v{SPARSE_FORMAT_VERSION}.gguf"
             if not path.exists():
                 run([losad, "sparsify", base_q8, "--out", path, "--values", values, "--magnitude", sparsity],
                     stdout=subprocess.DEVNULL)

@@ -30,10 +30,12 @@ from gguf import GGUFReader, GGUFWriter, GGUFValueType
 from gguf.quants import dequantize
 
 ARCHITECTURE = "losa-sparse"
-VERSION = 1
+VERSION = 2
 GROUP = 64
 PADDING = 64
 KINDS = ("s8", "s4", "f16")
+# s4: the level each nibble stands for (weight = scale * level).
+S4_LEVELS = np.array([-64, -52, -42, -32, -24, -18, -11, -5, 0, 6, 12, 19, 26, 34, 44, 56], dtype=np.int8)
 PROJECTIONS = ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
                "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")
 
@@ -104,7 +106,7 @@ def decode_matrix(kind, cols, bits, counts, values, scales):
         k = np.arange(total, dtype=np.int64) - np.repeat(value_start, n)
         byte = stream[np.repeat(group_start, n) + k // 2]
         nibble = np.where(k % 2 == 0, byte & 0x0F, byte >> 4)
-        stored = (nibble.astype(np.int32) - 8).astype(np.float32)
+        stored = S4_LEVELS[nibble].astype(np.float32)
     if scales is not None:
         stored = np.repeat(scales.astype(np.float32).reshape(-1), n) * stored
     weights = np.zeros((rows, cols), dtype=np.float32)
@@ -114,6 +116,57 @@ def decode_matrix(kind, cols, bits, counts, values, scales):
 
 def round_half_away(x):
     return np.sign(x) * np.floor(np.abs(x) + np.float32(0.5))
+
+
+# s4 encoding (the doc's "Quantisation"): float32 arithmetic, the scale rounded to binary16.
+S4_MIDPOINTS = [(np.float32(S4_LEVELS[i]) + np.float32(S4_LEVELS[i + 1])) / np.float32(2) for i in range(15)]
+S4_STEPS = [np.float32(0.6) + np.float32(0.05) * np.float32(i) for i in range(17)]
+LARGEST_HALF = np.float32(65504)
+
+
+def s4_nibbles(r):
+    """The nearest level to each r (in scales): nibble i for the first midpoint r does not exceed
+    (15 if none; ties to the lower level); NaN gives nibble 8 (level 0)."""
+    r = np.asarray(r, dtype=np.float32)
+    i = np.searchsorted(np.array(S4_MIDPOINTS, dtype=np.float32), r, side="left")
+    return np.where(np.isnan(r), 8, i).astype(np.uint8)
+
+
+def s4_fit(v, scale):
+    """(squared error at scale, least-squares scale for the same nibbles): float32 sums in column order."""
+    inverse = np.float32(0) if scale == 0 else np.float32(1) / scale
+    level = S4_LEVELS[s4_nibbles(v * inverse)].astype(np.float32)
+    d = v - scale * level
+    error = np.cumsum(d * d, dtype=np.float32)[-1]
+    dot = np.cumsum(v * level, dtype=np.float32)[-1]
+    norm = np.cumsum(level * level, dtype=np.float32)[-1]
+    return error, (dot / norm if norm > 0 else np.float32(0))
+
+
+def s4_scale(v):
+    """binary16 scale of one group: of each candidate +-max|w| * step / 64 and its refinement, the first
+    with the smallest squared error."""
+    finite = v[~np.isnan(v)]
+    largest = np.float32(np.abs(finite).max()) if finite.size else np.float32(0)
+    if not largest > 0:
+        return np.float16(0)
+    rounded = lambda s: np.float16(max(-LARGEST_HALF, min(LARGEST_HALF, s)))
+    best, best_error = np.float16(0), np.float32(np.inf)
+    for sign in (np.float32(1), np.float32(-1)):
+        for step in S4_STEPS:
+            start = rounded(sign * largest * step / np.float32(64))
+            if start == 0:
+                continue
+            error, refined = s4_fit(v, np.float32(start))
+            if error < best_error:
+                best, best_error = start, error
+            refined = rounded(refined)
+            if refined == 0:
+                continue
+            error, _ = s4_fit(v, np.float32(refined))
+            if error < best_error:
+                best, best_error = refined, error
+    return rounded(largest / np.float32(64)) if best == 0 else best
 
 
 def encode_matrix(w, kind):
@@ -138,11 +191,9 @@ def encode_matrix(w, kind):
                 chunk = q.astype(np.int8).view(np.uint8)
                 scales[o, g] = scale
             else:
-                # An empty group's scale is +0 (0 / -8 would store -0).
-                scale = np.float16(v[np.argmax(np.abs(v))] / np.float32(-8)) if v.size else np.float16(0)
-                step = np.float32(scale)
-                q = np.full(v.size, 8) if step == 0 else np.clip(round_half_away(v / step) + 8, 0, 15)
-                q = q.astype(np.uint8)
+                scale = s4_scale(v)
+                inverse = np.float32(0) if scale == 0 else np.float32(1) / np.float32(scale)
+                q = s4_nibbles(v * inverse)
                 if q.size % 2:
                     q = np.append(q, np.uint8(0))
                 chunk = (q[0::2] | (q[1::2] << 4)).astype(np.uint8)

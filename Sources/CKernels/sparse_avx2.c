@@ -8,7 +8,8 @@
 // first byte (see low16). Two such 16-column halves, loaded at their own offsets, fill a 256-bit
 // register. The int8 dot then runs densely on 64 columns:
 // maddubs(|w|, sign(x, w)) → madd → int32, × (w_scale · x_scale) into float accumulators.
-// s4 values are first unpacked to bytes (nibble − 8) in a small buffer, then expanded the same way;
+// s4 values are first unpacked to bytes (their codebook levels, one pshufb) in a small buffer, then
+// expanded the same way;
 // f16 values are expanded as byte pairs 8 columns at a time and widened with vcvtph2ps.
 //
 // Cost: the expansion (mask bytes → patterns → shuffles, value offsets by popcount) is ~40 of the
@@ -100,11 +101,12 @@ CK_INLINE CK_AVX2 void expand_bytes(const uint64_t *mask, const uint8_t *v, __m2
 }
 
 /// Unpacks the s4 groups [g_begin, g_end) of a row, starting at value byte `v`, to one byte per
-/// value (nibble − 8), group g at out + 64·(g − g_begin). Returns the first byte after them.
+/// value (its level, ck_sparse_s4_levels[nibble], looked up with pshufb), group g at
+/// out + 64·(g − g_begin). Returns the first byte after them.
 CK_INLINE CK_AVX2 const uint8_t *unpack_s4(const uint64_t *masks, int g_begin, int g_end, const uint8_t *v,
                                            uint8_t *out) {
     const __m256i low = _mm256_set1_epi16(0x000f), high = _mm256_set1_epi16(0x00f0);
-    const __m256i eight = _mm256_set1_epi8(8);
+    const __m256i levels = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ck_sparse_s4_levels));
     for (int g = g_begin; g < g_end; g++) {
         // Byte i → 16-bit lane i; its low nibble (value 2i) to the low byte, high nibble (2i + 1) above.
         __m256i a = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)v));
@@ -112,8 +114,8 @@ CK_INLINE CK_AVX2 const uint8_t *unpack_s4(const uint64_t *masks, int g_begin, i
         a = _mm256_or_si256(_mm256_and_si256(a, low), _mm256_slli_epi16(_mm256_and_si256(a, high), 4));
         b = _mm256_or_si256(_mm256_and_si256(b, low), _mm256_slli_epi16(_mm256_and_si256(b, high), 4));
         uint8_t *group = out + (size_t)(g - g_begin) * CK_SPARSE_GROUP;
-        _mm256_store_si256((__m256i *)group, _mm256_sub_epi8(a, eight));
-        _mm256_store_si256((__m256i *)(group + 32), _mm256_sub_epi8(b, eight));
+        _mm256_store_si256((__m256i *)group, _mm256_shuffle_epi8(levels, a));
+        _mm256_store_si256((__m256i *)(group + 32), _mm256_shuffle_epi8(levels, b));
         v += (__builtin_popcountll(masks[g]) + 1) / 2;
     }
     return v;
@@ -227,7 +229,7 @@ CK_INLINE CK_AVX2 void row_int8(const ck_sparse_matrix *w, int o, int groups, co
                 __m256i x1 = _mm256_loadu_si256((const __m256i *)(x + 32));
                 __m256i p0 = _mm256_maddubs_epi16(a0, _mm256_sign_epi8(x0, w0));
                 __m256i p1 = _mm256_maddubs_epi16(a1, _mm256_sign_epi8(x1, w1));
-                // |s4| ≤ 8: the 16-bit pair sums cannot overflow when added; int8 products can.
+                // |s4 level| ≤ 64, |x| ≤ 127: p0 + p1 ≤ 4 · 64 · 127 < 2^15 cannot overflow; s8's can.
                 __m256i dot = s4 ? _mm256_madd_epi16(_mm256_add_epi16(p0, p1), ones)
                                  : _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones));
                 acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_broadcast_ss(&scale[t][i]), acc[t]);

@@ -26,6 +26,8 @@ void ck_sparse_dequantize_rows_avx2(const ck_sparse_matrix *w, int row_begin, in
 
 // MARK: - Shared helpers
 
+const int8_t ck_sparse_s4_levels[16] = {-64, -52, -42, -32, -24, -18, -11, -5, 0, 6, 12, 19, 26, 34, 44, 56};
+
 static int groups_of(int cols) { return (cols + CK_SPARSE_GROUP - 1) / CK_SPARSE_GROUP; }
 
 /// Bytes of the scale block that opens an S8/S4 activation row: G floats, whole cache lines.
@@ -142,7 +144,7 @@ static float row_dot_scalar(const ck_sparse_matrix *w, int o, const uint8_t *act
         int k = 0;
         for (int j = 0; j < CK_SPARSE_GROUP; j++) {
             if (!((m >> j) & 1)) continue;
-            int q = w->kind == CK_SPARSE_S8 ? (int8_t)v[k] : ((v[k >> 1] >> ((k & 1) * 4)) & 15) - 8;
+            int q = w->kind == CK_SPARSE_S8 ? (int8_t)v[k] : ck_sparse_s4_levels[(v[k >> 1] >> ((k & 1) * 4)) & 15];
             dot += q * xg[j];
             k++;
         }
@@ -191,7 +193,7 @@ static void dequantize_rows_scalar(const ck_sparse_matrix *w, int row_begin, int
                 if ((m >> j) & 1) {
                     switch (w->kind) {
                     case CK_SPARSE_S8: value = scale * (float)(int8_t)v[k]; break;
-                    case CK_SPARSE_S4: value = scale * (float)(((v[k >> 1] >> ((k & 1) * 4)) & 15) - 8); break;
+                    case CK_SPARSE_S4: value = scale * (float)ck_sparse_s4_levels[(v[k >> 1] >> ((k & 1) * 4)) & 15]; break;
                     default: value = ck_sparse_half_to_float((uint16_t)(v[2 * k] | (v[2 * k + 1] << 8))); break;
                     }
                     k++;

@@ -16,9 +16,10 @@ extension CompressionJob {
     }
 
     /// How a job's sparse file stores kept values: 8-bit. Measured on the demo model (Q4_1 source, LoSA 50%, quick;
-    /// perplexity at 512 on 200 kB of perldiag.pod): the Q8_0 export 32.145, its s8 sparse file 32.142, its s4
-    /// sparse file 42.013 (+31%), the export requantised to Q4_0 44.505 (+38%): 4-bit values with one symmetric
-    /// scale per ~32 merged weights lose too much, whatever the source's own bits. `losad sparsify --values s4`
+    /// perplexity at 512 on 200 kB of perldiag.pod): the Q8_0 export 32.145, its s8 sparse file 32.142, its
+    /// format-1 s4 sparse file 42.013 (+31%), the export requantised to Q4_0 44.505 (+38%); format 2's s4 (non-uniform
+    /// levels, scale search) +20% against format 1's +33% on 12 kB of the same text: still far from s8, because
+    /// the merged LoRA correction is ~0.5% of the weights and 4-bit rounding ~6%. `losad sparsify --values s4`
     /// still writes them.
     public static let sparseValueKind = SparseValueKind.s8
 

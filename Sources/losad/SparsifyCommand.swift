@@ -18,7 +18,7 @@ struct SparsifyCommand: ParsableCommand {
     @Option(name: .long, help: "The sparse file to write (a new .gguf path).")
     var out: String
 
-    @Option(name: .long, help: "How kept values are stored: s8 (int8 + scales), s4 (4-bit + scales) or f16.")
+    @Option(name: .long, help: "How kept values are stored: s8 (int8 + scales), s4 (4-bit codebook levels + scales) or f16.")
     var values: String = "s8"
 
     @Option(name: .long, help: "Prune each projection row by magnitude to this sparsity first, in [0, 1).")

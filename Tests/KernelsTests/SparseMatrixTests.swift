@@ -1,3 +1,4 @@
+import CKernels
 import Testing
 @testable import Kernels
 
@@ -29,11 +30,15 @@ import Testing
                 switch kind {
                 case .f16:
                     #expect(got == Float(Float16(w)), "f16 weight (\(o), \(i)): \(got) for \(w)")
-                case .s8, .s4:
+                case .s8:
                     let scale = Float(Float16(bitPattern: m.scales![o * m.groups + i / 64]))
-                    // Q4_0 clamps w / scale above 7.5 to 7 (−8…7 is asymmetric): up to one step there.
-                    let steps: Float = kind == .s4 && w / scale > 7.5 ? 1 : 0.5
-                    #expect(abs(got - w) <= steps * abs(scale) * 1.0001, "weight (\(o), \(i)): \(got) for \(w), scale \(scale)")
+                    #expect(abs(got - w) <= 0.5 * abs(scale) * 1.0001, "weight (\(o), \(i)): \(got) for \(w), scale \(scale)")
+                case .s4:
+                    // The nearest of the 16 levels at the group's scale: no other level is closer.
+                    let scale = Float(Float16(bitPattern: m.scales![o * m.groups + i / 64]))
+                    #expect(scale != 0)
+                    let nearest = SparseMatrix.s4Levels.map { abs(scale * Float($0) - w) }.min()!
+                    #expect(abs(got - w) <= nearest * 1.0001, "weight (\(o), \(i)): \(got) for \(w), scale \(scale)")
                 }
             }
         }
@@ -82,29 +87,67 @@ import Testing
         #expect(s.scales == [0x00, 0x3C, 0x00, 0x40, 0x00, 0x38, 0x00, 0x44])
     }
 
-    @Test func s4PacksTheFirstValueInTheLowNibbleWithTheQ4_0Scale() {
-        let m = SparseMatrix.encode(Self.example(), kind: .s4)
-        let s = SparseSections(m)
-        // Row 0: group 0 (127, −3): scale 127 / −8 = −15.875, nibbles 0 and 8 → 0x80; group 1 (254):
-        // scale −31.75, nibble 0, the unused high nibble 0 → 0x00. Row 1: (−63.5): scale 7.9375,
-        // nibble 0 → 0x00; (508, −8): scale −63.5, nibbles 0 and 8 → 0x80.
-        #expect(s.rowOffsets == [0, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0])
-        #expect(Array(s.values.prefix(4)) == [0x80, 0x00, 0x00, 0x80])
-        // f16 −15.875 = 0xCBF0, −31.75 = 0xCFF0, 7.9375 = 0x47F0, −63.5 = 0xD3F0
-        #expect(s.scales == [0xF0, 0xCB, 0xF0, 0xCF, 0xF0, 0x47, 0xF0, 0xD3])
-        let decoded = m.decode()
-        #expect(decoded.pointer[0] == 127 && decoded.pointer[2] == 0, "decoded \(decoded.pointer[0]), \(decoded.pointer[2])")
-    }
-
-    @Test func s4RoundsExactHalfStepsUpAsQ4_0Does() {
-        // One group: m = 16, scale 16 / −8 = −2 (exact), so w / scale is −8, −2.5, 1.5, −0.5 exactly;
-        // ⌊w / scale + 8.5⌋ gives nibbles 0, 6, 10, 8: the ties go up (round-half-away would give 5 for −2.5).
-        let t = Tensor(shape: [1, 4], values: [16, 5, -3, 1])
+    @Test func s4PacksTheFirstValueInTheLowNibbleAsCodebookIndices() {
+        // One group (28, −2.5, 9.5, −26) = 0.5 × (56, −5, 19, −52): four levels exactly. The positive
+        // candidates 0.6…1.0 × 28 / 64 leave an error (at 1.0, 0.4375, −26 is nearest −64); 1.05's
+        // (0.459375) nibbles are these, and their least-squares scale is 0.5 exactly, with no error.
+        // Nibbles: 56 → 15, −5 → 7, 19 → 11, −52 → 1: bytes 0x7F, 0x1B (first value low).
+        let t = Tensor(shape: [1, 4], values: [28, -2.5, 9.5, -26])
         let m = SparseMatrix.encode(t, kind: .s4)
         let s = SparseSections(m)
-        #expect(s.scales == [0x00, 0xC0])  // f16 −2
-        #expect(Array(s.values.prefix(2)) == [0x60, 0x8A])
-        #expect(m.decode().scalars == [16, 4, -4, 0])
+        #expect(s.scales == [0x00, 0x38])  // f16 0.5
+        #expect(Array(s.values.prefix(2)) == [0x7F, 0x1B])
+        #expect(m.decode().scalars == [28, -2.5, 9.5, -26])
+    }
+
+    @Test func s4LevelsAreSortedWithZeroAtNibble8AndWithinTheKernelsBound() {
+        let levels = SparseMatrix.s4Levels
+        #expect(levels.count == 16 && levels == levels.sorted() && Set(levels).count == 16)
+        #expect(levels[8] == 0 && levels.allSatisfy { abs(Int($0)) <= 64 })
+        // The C kernels' table is the same (their results are held to decode() in SparseKernelTests too).
+        let c = withUnsafeBytes(of: ck_sparse_s4_levels) { Array($0.bindMemory(to: Int8.self)) }
+        #expect(c == levels)
+    }
+
+    @Test func s4NibblesAreTheNearestLevelWithTiesToTheLowerOne() {
+        // Midpoints around 0: −8, −2.5 | 3, 9; at the top 39, 50.
+        #expect(SparseMatrix.s4Nibble(3) == 8 && SparseMatrix.s4Nibble(3.001) == 9)
+        #expect(SparseMatrix.s4Nibble(-2.5) == 7 && SparseMatrix.s4Nibble(-2.499) == 8)
+        #expect(SparseMatrix.s4Nibble(50) == 14 && SparseMatrix.s4Nibble(50.001) == 15)
+        #expect(SparseMatrix.s4Nibble(1000) == 15 && SparseMatrix.s4Nibble(-1000) == 0)
+        #expect(SparseMatrix.s4Nibble(0) == 8 && SparseMatrix.s4Nibble(-0.0) == 8 && SparseMatrix.s4Nibble(.nan) == 8)
+    }
+
+    @Test func s4ScaleSearchIsNeverWorseThanTheMaxOver64Scale() {
+        // Per group, the chosen scale's squared error (decoded against the weights, in Double) is at
+        // most that of the plain scale max|w| / 64, one of the candidates; on random groups it is
+        // usually smaller.
+        var random = TestRandom(seed: 5)
+        let rows = 40, cols = 128
+        let dense = sparseTestMatrix(rows: rows, cols: cols, density: 0.5, random: &random)
+        let m = SparseMatrix.encode(dense, kind: .s4)
+        let decoded = m.decode()
+        var better = 0
+        for o in 0..<rows {
+            for g in 0..<2 {
+                let columns = (64 * g)..<(64 * g + 64)
+                let w = columns.map { dense.pointer[o * cols + $0] }.filter { $0 != 0 }
+                guard let largest = w.map({ abs($0) }).max() else { continue }
+                let plain = Float(Float16(largest / 64))
+                let plainError = w.reduce(0.0) { sum, x in
+                    let level = SparseMatrix.s4Levels[Int(SparseMatrix.s4Nibble(x * (1 / plain)))]
+                    let d = Double(x) - Double(plain) * Double(level)
+                    return sum + d * d
+                }
+                let chosenError = columns.reduce(0.0) { sum, i in
+                    let d = Double(dense.pointer[o * cols + i]) - Double(decoded.pointer[o * cols + i])
+                    return sum + d * d
+                }
+                #expect(chosenError <= plainError * (1 + 1e-5), "row \(o) group \(g): \(chosenError) > \(plainError)")
+                if chosenError < plainError * 0.99 { better += 1 }
+            }
+        }
+        #expect(better > rows / 2, "the search improved only \(better) of \(2 * rows) groups")
     }
 
     @Test(arguments: [SparseValueKind.s8, .s4])

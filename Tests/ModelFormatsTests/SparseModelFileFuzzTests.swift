@@ -18,7 +18,7 @@ import Testing
         }
         var metadata = GGUFMetadata()
         metadata["general.architecture"] = .string(SparseModelFormat.architecture)
-        metadata[SparseModelFormat.Key.version] = .uint32(1)
+        metadata[SparseModelFormat.Key.version] = .uint32(SparseModelFormat.version)
         metadata[SparseModelFormat.Key.architecture] = .string("llama")
         metadata[SparseModelFormat.Key.sourceFormat] = .string("gguf")
         metadata[SparseModelFormat.Key.groupSize] = .uint32(64)

@@ -14,7 +14,7 @@ struct SparseModelFileInteropTests {
             let path = scratch.file("model.sparse.gguf")
             try SparseFileFixtures.writeSparse(source.checkpoint, kind: kind, to: path)
             let (index, reference) = try SparseFileFixtures.referenceDecode(path, scratch: scratch)
-            #expect(index["version"] as? Int == 1 && index["architecture"] as? String == "losa-sparse")
+            #expect(index["version"] as? Int == Int(SparseModelFormat.version) && index["architecture"] as? String == "losa-sparse")
             #expect(index["family"] as? String == "llama" && index["source_format"] as? String == source.label)
             #expect(index["alignment"] as? Int == 64)
 

@@ -252,13 +252,17 @@ import Testing
         #expect(error?.isUnsupported == true && error?.description.contains("'s2' (of '\(Self.matrix)')") == true)
     }
 
-    @Test func version2IsRefusedAsUnsupportedNamingTheKey() throws {
+    @Test func otherVersionsAreRefusedAsUnsupportedNamingTheKey() throws {
         let files = try Files()
-        try SparseFileFixtures.rewrite(files.good, to: files.bad, metadata: { $0["losa.sparse.version"] = .uint32(2) })
-        let error = files.refusal()
-        #expect(error?.isUnsupported == true && error?.field.hasSuffix("'losa.sparse.version'") == true)
-        #expect(error?.description.contains("version 2") == true)
-        try SparseFileFixtures.rewrite(files.good, to: files.bad, metadata: { $0["losa.sparse.version"] = .string("1") })
+        #expect(SparseModelFormat.version == 2)
+        for version: UInt32 in [1, 3] {
+            try SparseFileFixtures.rewrite(files.good, to: files.bad, metadata: { $0["losa.sparse.version"] = .uint32(version) })
+            let error = files.refusal()
+            #expect(error?.isUnsupported == true && error?.field.hasSuffix("'losa.sparse.version'") == true)
+            #expect(error?.description.contains("version \(version); this losad reads sparse model files of version 2 only") == true,
+                    "\(error.map { "\($0)" } ?? "accepted")")
+        }
+        try SparseFileFixtures.rewrite(files.good, to: files.bad, metadata: { $0["losa.sparse.version"] = .string("2") })
         #expect(files.refusal()?.description.contains("where a uint32 is expected") == true)
         try SparseFileFixtures.rewrite(files.good, to: files.bad, metadata: { $0["losa.sparse.version"] = nil })
         #expect(files.refusal()?.description.contains("missing") == true)

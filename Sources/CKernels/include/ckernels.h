@@ -65,9 +65,13 @@ void ck_quant_dequantize_rows(int ggml_type, const void *weights, size_t row_byt
 /// How the nonzeros of a sparse matrix are stored.
 typedef enum {
     CK_SPARSE_S8 = 0,   ///< int8 in [-127, 127] × one f16 scale per group
-    CK_SPARSE_S4 = 1,   ///< 4-bit (nibble − 8, in [-8, 7]) × one f16 scale per group, groups padded to whole bytes
+    CK_SPARSE_S4 = 1,   ///< 4-bit codebook index (ck_sparse_s4_levels[nibble]) × one f16 scale per group, groups padded to whole bytes
     CK_SPARSE_F16 = 2,  ///< IEEE half values, no scales
 } ck_sparse_kind;
+
+/// The 16 int8 levels an s4 nibble stands for (docs/sparse-format.md, version 2): non-uniform, denser
+/// near 0; |level| ≤ 64 so that the AVX2 dot may add two maddubs results in 16 bits.
+extern const int8_t ck_sparse_s4_levels[16];
 
 /// Columns per mask word and per scale.
 #define CK_SPARSE_GROUP 64

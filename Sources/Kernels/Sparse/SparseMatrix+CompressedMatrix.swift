@@ -46,7 +46,7 @@ extension SparseMatrix {
         WorkerPool.shared.parallelFor(rows, minimumChunk: Self.dequantizeChunkRows(cols: cols)) { range in
             dequantize(rows: range, into: base + range.lowerBound * cols, path: path)
             // The AVX2 kernel computes every lane of a group as scale × q, so an unstored weight of a
-            // group with a negative scale (most s4 groups) comes out −0; the reference and the format's
+            // group with a negative scale (losad writes none, another writer may) comes out −0; the reference and the format's
             // other readers give +0. Rewriting the unstored weights costs one store each.
             for o in range {
                 let row = base + o * cols

@@ -24,10 +24,9 @@ extension SparseMatrix {
     /// Encodes W [rows, cols] (a rank-2 tensor): its zeros are the unstored weights, every other
     /// value is stored and quantised per the format's rules — the scale rounded to f16 first and the
     /// values quantised against the rounded scale; s8: scale = max|w| / 127, q = round(w / scale);
-    /// s4: ggml's Q4_0 rule, scale = m / −8 (m the value of largest magnitude, sign kept),
-    /// nibble = max(0, min(15, ⌊w / scale + 8.5⌋)), so exact .5 ties round up. Empty groups store
-    /// scale +0. Non-finite weights do not trap: ±∞ saturates, NaN
-    /// becomes 0 (s8, s4); f16 stores them as they are.
+    /// s4: the scale that minimises the group's squared error over the codebook `s4Levels` (see
+    /// `s4Scale`), each value the nearest level. Empty groups store scale +0. Non-finite weights do
+    /// not trap: ±∞ saturates, NaN becomes 0 (s8) or nibble 8, level 0 (s4); f16 stores them as they are.
     public static func encode(_ dense: Tensor, kind: SparseValueKind) -> SparseMatrix {
         precondition(dense.rank == 2 && dense.shape[0] > 0 && dense.shape[1] > 0,
                      "sparse encode: W must be a non-empty matrix, not \(dense.shape)")
@@ -67,37 +66,41 @@ extension SparseMatrix {
         maskPointer.update(from: masks, count: rows * groups)
         offsetPointer.update(from: offsets, count: rows + 1)
 
-        // Pass 2: the values (the padding stays zero).
-        var stored = [Float](repeating: 0, count: groupSize)
-        var cursor = 0
-        for o in 0..<rows {
-            for g in 0..<groups {
-                let m = masks[o * groups + g]
-                var n = 0
-                for j in 0..<groupSize where m & (UInt64(1) << UInt64(j)) != 0 {
-                    stored[n] = w[o * cols + g * groupSize + j]
-                    n += 1
-                }
-                switch kind {
-                case .s8:
-                    let scale = s8Scale(stored[0..<n])
-                    scalePointer![o * groups + g] = scale.bitPattern
-                    for k in 0..<n { valuePointer[cursor + k] = UInt8(bitPattern: s8Quantize(stored[k], scale: Float(scale))) }
-                case .s4:
-                    let scale = s4Scale(stored[0..<n])
-                    scalePointer![o * groups + g] = scale.bitPattern
-                    for k in 0..<n {
-                        let nibble = s4Nibble(stored[k], scale: Float(scale))
-                        valuePointer[cursor + k / 2] |= k % 2 == 0 ? nibble : nibble << 4
+        // Pass 2: the values (the padding stays zero), rows split over the worker pool: each row writes
+        // its own scales and its own value bytes from its offset on (the s4 scale search is not cheap).
+        WorkerPool.shared.parallelFor(rows, minimumChunk: max(1, 4096 / cols)) { range in
+            var stored = [Float](repeating: 0, count: groupSize)
+            for o in range {
+                var cursor = Int(offsets[o])
+                for g in 0..<groups {
+                    let m = masks[o * groups + g]
+                    var n = 0
+                    for j in 0..<groupSize where m & (UInt64(1) << UInt64(j)) != 0 {
+                        stored[n] = w[o * cols + g * groupSize + j]
+                        n += 1
                     }
-                case .f16:
-                    for k in 0..<n {
-                        let bits = Float16(stored[k]).bitPattern
-                        valuePointer[cursor + 2 * k] = UInt8(truncatingIfNeeded: bits)
-                        valuePointer[cursor + 2 * k + 1] = UInt8(truncatingIfNeeded: bits >> 8)
+                    switch kind {
+                    case .s8:
+                        let scale = s8Scale(stored[0..<n])
+                        scalePointer![o * groups + g] = scale.bitPattern
+                        for k in 0..<n { valuePointer[cursor + k] = UInt8(bitPattern: s8Quantize(stored[k], scale: Float(scale))) }
+                    case .s4:
+                        let scale = s4Scale(stored[0..<n])
+                        scalePointer![o * groups + g] = scale.bitPattern
+                        let inverse = scale == 0 ? 0 : 1 / Float(scale)
+                        for k in 0..<n {
+                            let nibble = s4Nibble(stored[k] * inverse)
+                            valuePointer[cursor + k / 2] |= k % 2 == 0 ? nibble : nibble << 4
+                        }
+                    case .f16:
+                        for k in 0..<n {
+                            let bits = Float16(stored[k]).bitPattern
+                            valuePointer[cursor + 2 * k] = UInt8(truncatingIfNeeded: bits)
+                            valuePointer[cursor + 2 * k + 1] = UInt8(truncatingIfNeeded: bits >> 8)
+                        }
                     }
+                    cursor += kind.valueBytes(count: n)
                 }
-                cursor += kind.valueBytes(count: n)
             }
         }
         return SparseMatrix(rows: rows, cols: cols, kind: kind, masks: maskPointer, rowOffsets: offsetPointer,
@@ -123,24 +126,72 @@ extension SparseMatrix {
         return Int8(max(-127, min(127, (w / scale).rounded(.toNearestOrAwayFromZero))))
     }
 
-    /// s4: m / −8 with m the value of largest magnitude (the first of equals), rounded to f16; +0
-    /// when there is none (0 / −8 would store −0, 0x8000, where the format says 0).
-    static func s4Scale(_ values: ArraySlice<Float>) -> Float16 {
-        var m: Float = 0
-        for v in values where !v.isNaN && abs(v) > abs(m) { m = v }
-        guard m != 0 else { return 0 }
-        return Float16(max(-largestScale, min(largestScale, m / -8)))
+    /// s4: the 16 levels a nibble stands for (docs/sparse-format.md, version 2; the C kernels'
+    /// `ck_sparse_s4_levels`): llama.cpp's IQ4_NL levels halved and rounded, non-uniform and denser near
+    /// 0. Measured on the demo job's merged weights against a uniform grid and against levels without
+    /// a small one (docs/sparse-format.md, "Why these levels"). |level| ≤ 64 keeps the AVX2 dot's
+    /// 16-bit sums from overflowing.
+    public static let s4Levels: [Int8] = [-64, -52, -42, -32, -24, -18, -11, -5, 0, 6, 12, 19, 26, 34, 44, 56]
+    /// The midpoints between neighbouring levels, in units of the scale: r picks nibble i for the first
+    /// midpoint r ≤ midpoint[i] (15 if none; ties to the lower level).
+    static let s4Midpoints: [Float] = (0..<15).map { (Float(s4Levels[$0]) + Float(s4Levels[$0 + 1])) / 2 }
+    /// The candidate scales s4Scale starts from, as multiples of ± max|w| / 64.
+    static let s4ScaleSteps: [Float] = (0..<17).map { 0.6 + 0.05 * Float($0) }
+
+    /// s4: the nibble of r = w / scale: the nearest level (ties to the lower one); NaN gives nibble 8 (level 0).
+    @inline(__always)
+    static func s4Nibble(_ r: Float) -> UInt8 {
+        guard !r.isNaN else { return 8 }
+        var i: UInt8 = 0
+        while i < 15, !(r <= s4Midpoints[Int(i)]) { i += 1 }
+        return i
     }
 
-    /// s4: min(15, ⌊w / scale + 8.5⌋), also kept ≥ 0 (the f16-rounded scale can push a value just past −8).
-    static func s4Nibble(_ w: Float, scale: Float) -> UInt8 {
-        guard scale != 0, !w.isNaN else { return 8 }
-        return UInt8(max(0, min(15, (w / scale + 8.5).rounded(.down))))
+    /// s4: squared error Σ (w − scale · level)² of the group at `scale` (f16-rounded), and the
+    /// least-squares scale Σ w · level / Σ level² for the same nibbles.
+    static func s4Fit(_ values: ArraySlice<Float>, scale: Float) -> (error: Float, refined: Float) {
+        let inverse = scale == 0 ? 0 : 1 / scale
+        var error: Float = 0, dot: Float = 0, norm: Float = 0
+        for w in values {
+            let level = Float(s4Levels[Int(s4Nibble(w * inverse))])
+            let d = w - scale * level
+            error += d * d
+            dot += w * level
+            norm += level * level
+        }
+        return (error, norm > 0 ? dot / norm : 0)
+    }
+
+    /// s4: the group's scale, rounded to f16: for each sign (+ then −) and each candidate
+    /// s = ± max|w| · step / 64 (steps 0.6…1.4 by 0.05), the nibbles at s, then the least-squares scale
+    /// for those nibbles; of all 68 scales, the one whose nibbles give the smallest squared error (the
+    /// first of equals). +0 for an empty or all-zero group. Scales are clamped to ± the largest f16;
+    /// with no finite error (a non-finite weight) the scale is max|w| / 64.
+    static func s4Scale(_ values: ArraySlice<Float>) -> Float16 {
+        var largest: Float = 0
+        for v in values where !v.isNaN { largest = max(largest, abs(v)) }
+        guard largest > 0 else { return 0 }
+        func rounded(_ s: Float) -> Float16 { Float16(max(-largestScale, min(largestScale, s))) }
+        var best = Float16(0), bestError = Float.infinity
+        for sign: Float in [1, -1] {
+            for step in s4ScaleSteps {
+                let start = rounded(sign * largest * step / 64)
+                guard start != 0 else { continue }
+                let fit = s4Fit(values, scale: Float(start))
+                if fit.error < bestError { best = start; bestError = fit.error }
+                let refined = rounded(fit.refined)
+                guard refined != 0 else { continue }
+                let error = s4Fit(values, scale: Float(refined)).error
+                if error < bestError { best = refined; bestError = error }
+            }
+        }
+        // No finite error (an infinite or NaN weight): the plain max|w| / 64, so that ±∞ saturates.
+        return best == 0 ? rounded(largest / 64) : best
     }
 
     // MARK: - Reference decoding
 
-    /// W [rows, cols] as Float32: unstored weights 0, s8 scale · q, s4 scale · (nibble − 8), f16 widened.
+    /// W [rows, cols] as Float32: unstored weights 0, s8 scale · q, s4 scale · s4Levels[nibble], f16 widened.
     public func decode() -> Tensor {
         let out = Tensor(zeros: [rows, cols])
         let groups = self.groups
@@ -157,7 +208,7 @@ extension SparseMatrix {
                         value = scale * Float(Int8(bitPattern: values[cursor + k]))
                     case .s4:
                         let byte = values[cursor + k / 2]
-                        value = scale * Float(Int(k % 2 == 0 ? byte & 15 : byte >> 4) - 8)
+                        value = scale * Float(Self.s4Levels[Int(k % 2 == 0 ? byte & 15 : byte >> 4)])
                     case .f16:
                         let bits = UInt16(values[cursor + 2 * k]) | UInt16(values[cursor + 2 * k + 1]) << 8
                         value = Float(Float16(bitPattern: bits))

@@ -97,7 +97,7 @@ public final class SparseModelFile: @unchecked Sendable {
         version = try reader.uint32(SparseModelFormat.Key.version)
         guard version == SparseModelFormat.version else {
             throw ModelFormatError.unsupported(file: file.path, field: reader.field(SparseModelFormat.Key.version),
-                                               reason: "version \(version); this losad reads sparse model files of version \(SparseModelFormat.version)")
+                                               reason: "version \(version); this losad reads sparse model files of version \(SparseModelFormat.version) only (version 1 stored s4 values as nibble − 8: write the file again with this losad)")
         }
         family = try reader.string(SparseModelFormat.Key.architecture)
         guard !family.isEmpty, family != SparseModelFormat.architecture else {

@@ -11,7 +11,7 @@ public enum SparseModelFormat {
     /// not understand the file stops at the architecture instead of loading masks as weights.
     public static let architecture = "losa-sparse"
     /// The layout version this reader and writer implement.
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
     /// Columns per mask word and per scale: fixed by the encoding.
     public static let groupSize = SparseMatrix.groupSize
     /// Zero bytes after each value stream, so vector kernels may load a whole group past the last value.

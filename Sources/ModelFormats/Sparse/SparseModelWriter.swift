@@ -171,7 +171,7 @@ public struct SparseModelWriter: Sendable {
         let half = Float(Float16.greatestFiniteMagnitude)
         switch kind {
         case .s8: return half * 127
-        case .s4: return half * 8
+        case .s4: return half * 64
         case .f16: return half
         }
     }
