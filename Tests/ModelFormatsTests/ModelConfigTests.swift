@@ -38,7 +38,7 @@ import Testing
 
     @Test func anUnsupportedArchitectureIsRefusedByName() {
         #expect(throws: ModelFormatError.unsupported(file: "config.json", field: "key 'model_type'",
-                                                     reason: "'bert' is not an architecture losad runs (llama, mistral, qwen2)")) {
+                                                     reason: "'bert' is not an architecture losad runs (gemma2, gemma3_text, llama, mistral, qwen2, qwen3)")) {
             try config(replacing("model_type", with: "\"bert\""))
         }
     }
@@ -59,11 +59,13 @@ import Testing
         }
     }
 
-    @Test func mistralWithASlidingWindowIsRefusedAndWithoutOneIsRead() throws {
+    @Test func mistralSlidesOnEveryLayerWithAWindowAndNotWithout() throws {
         let windowed = replacing("model_type", with: "\"mistral\"").replacingOccurrences(of: "\"use_cache\"", with: "\"sliding_window\": 4096, \"use_cache\"")
-        #expect(throws: ModelFormatError.self) { try config(windowed) }
+        let slid = try config(windowed)
+        #expect(slid.block.slidingWindow == 4096 && (0..<slid.layerCount).allSatisfy { slid.span(ofLayer: $0) == .sliding })
         let plain = replacing("model_type", with: "\"mistral\"").replacingOccurrences(of: "\"use_cache\"", with: "\"sliding_window\": null, \"use_cache\"")
-        #expect(try config(plain).architecture == .mistral)
+        let full = try config(plain)
+        #expect(full.architecture == .mistral && full.block.slidingWindow == nil && !full.hasSlidingLayers)
     }
 
     @Test func qwen2HasAttentionBiases() throws {
@@ -99,7 +101,7 @@ import Testing
         #expect(scaled.ropeScaling == ModelConfig.Llama3RopeScaling(factor: 8, lowFrequencyFactor: 1, highFrequencyFactor: 4,
                                                                     originalContextLength: 8192))
         #expect(throws: ModelFormatError.unsupported(file: "config.json", field: "key 'rope_parameters.rope_type'",
-                                                     reason: "'yarn' (losad runs unscaled and llama3-style rope)")) {
+                                                     reason: "'yarn' (losad runs unscaled, linear and llama3-style rope)")) {
             try config(Self.smolLM2.replacingOccurrences(
                 of: "\"rope_scaling\": null", with: "\"rope_parameters\": {\"rope_theta\": 10000.0, \"rope_type\": \"yarn\"}"))
         }
@@ -110,9 +112,16 @@ import Testing
             for tensor in TensorRole.LayerTensor.allCases {
                 let role = TensorRole.layer(layer, tensor)
                 #expect(TensorRole(ggufName: role.ggufName) == role)
-                #expect(TensorRole(huggingFaceName: role.huggingFaceName!) == role)
+                // Gemma names its four norms its own way (its post_attention_layernorm is LLaMA's name of the MLP's input norm).
+                #expect(TensorRole(huggingFaceName: role.huggingFaceName(in: .gemma3)!, architecture: .gemma3) == role)
+                if ![.attentionPostNorm, .ffnPostNorm].contains(tensor) {
+                    #expect(TensorRole(huggingFaceName: role.huggingFaceName!) == role)
+                }
             }
         }
+        #expect(TensorRole.layer(2, .ffnNorm).huggingFaceName(in: .gemma2) == "model.layers.2.pre_feedforward_layernorm.weight")
+        #expect(TensorRole.layer(2, .attentionPostNorm).huggingFaceName(in: .gemma2) == "model.layers.2.post_attention_layernorm.weight")
+        #expect(TensorRole.layer(2, .ffnNorm).huggingFaceName == "model.layers.2.post_attention_layernorm.weight")
         #expect(TensorRole(ggufName: "blk.3.attn_q.weight")?.huggingFaceName == "model.layers.3.self_attn.q_proj.weight")
         #expect(TensorRole(huggingFaceName: "lm_head.weight")?.ggufName == "output.weight")
         #expect(TensorRole(ggufName: "blk.03.attn_q.weight") == nil)
@@ -160,7 +169,7 @@ import Testing
         var wrong = metadata
         wrong["general.architecture"] = .string("rwkv6")
         #expect(throws: ModelFormatError.unsupported(file: "m.gguf", field: "metadata key 'general.architecture'",
-                                                     reason: "'rwkv6' is not an architecture losad runs (llama, qwen2)")) {
+                                                     reason: "'rwkv6' is not an architecture losad runs (gemma2, gemma3, llama, qwen2, qwen3)")) {
             try ModelConfig(ggufMetadata: wrong, tensorShapes: [:], file: "m.gguf")
         }
         wrong = metadata
