@@ -73,6 +73,15 @@ typedef enum {
 /// near 0; |level| ≤ 64 so that the AVX2 dot may add two maddubs results in 16 bits.
 extern const int8_t ck_sparse_s4_levels[16];
 
+/// The s4 nibble of r = w / scale: the nearest level, ties to the lower one; NaN gives 8 (level 0).
+uint8_t ck_sparse_s4_nibble(float r);
+
+/// Encodes one group's `n` stored values as s4: returns the scale's f16 bits (the search of
+/// docs/sparse-format.md: for each sign and each start ± max|w| · (0.6 … 1.4 by 0.05) / 64, the nibbles at
+/// it and the least-squares scale for them; the f16 scale of smallest squared error, the first of equals;
+/// +0 for an empty or all-zero group) and ORs the nibbles into `nibbles` (low nibble first; zeroed by the caller).
+uint16_t ck_sparse_s4_encode_group(const float *values, int n, uint8_t *nibbles);
+
 /// Columns per mask word and per scale.
 #define CK_SPARSE_GROUP 64
 /// Bytes a kernel may read past the last value byte of a matrix: the value buffer must have them.

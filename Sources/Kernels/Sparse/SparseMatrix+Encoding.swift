@@ -1,3 +1,4 @@
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,8 +25,8 @@ extension SparseMatrix {
     /// Encodes W [rows, cols] (a rank-2 tensor): its zeros are the unstored weights, every other
     /// value is stored and quantised per the format's rules — the scale rounded to f16 first and the
     /// values quantised against the rounded scale; s8: scale = max|w| / 127, q = round(w / scale);
-    /// s4: the scale that minimises the group's squared error over the codebook `s4Levels` (see
-    /// `s4Scale`), each value the nearest level. Empty groups store scale +0. Non-finite weights do
+    /// s4: the scale that minimises the group's squared error over the codebook `s4Levels` (the search of
+    /// `ck_sparse_s4_encode_group`), each value the nearest level. Empty groups store scale +0. Non-finite weights do
     /// not trap: ±∞ saturates, NaN becomes 0 (s8) or nibble 8, level 0 (s4); f16 stores them as they are.
     public static func encode(_ dense: Tensor, kind: SparseValueKind) -> SparseMatrix {
         precondition(dense.rank == 2 && dense.shape[0] > 0 && dense.shape[1] > 0,
@@ -85,13 +86,7 @@ extension SparseMatrix {
                         scalePointer![o * groups + g] = scale.bitPattern
                         for k in 0..<n { valuePointer[cursor + k] = UInt8(bitPattern: s8Quantize(stored[k], scale: Float(scale))) }
                     case .s4:
-                        let scale = s4Scale(stored[0..<n])
-                        scalePointer![o * groups + g] = scale.bitPattern
-                        let inverse = scale == 0 ? 0 : 1 / Float(scale)
-                        for k in 0..<n {
-                            let nibble = s4Nibble(stored[k] * inverse)
-                            valuePointer[cursor + k / 2] |= k % 2 == 0 ? nibble : nibble << 4
-                        }
+                        scalePointer![o * groups + g] = ck_sparse_s4_encode_group(stored, Int32(n), valuePointer + cursor)
                     case .f16:
                         for k in 0..<n {
                             let bits = Float16(stored[k]).bitPattern
@@ -132,62 +127,9 @@ extension SparseMatrix {
     /// a small one (docs/sparse-format.md, "Why these levels"). |level| ≤ 64 keeps the AVX2 dot's
     /// 16-bit sums from overflowing.
     public static let s4Levels: [Int8] = [-64, -52, -42, -32, -24, -18, -11, -5, 0, 6, 12, 19, 26, 34, 44, 56]
-    /// The midpoints between neighbouring levels, in units of the scale: r picks nibble i for the first
-    /// midpoint r ≤ midpoint[i] (15 if none; ties to the lower level).
-    static let s4Midpoints: [Float] = (0..<15).map { (Float(s4Levels[$0]) + Float(s4Levels[$0 + 1])) / 2 }
-    /// The candidate scales s4Scale starts from, as multiples of ± max|w| / 64.
-    static let s4ScaleSteps: [Float] = (0..<17).map { 0.6 + 0.05 * Float($0) }
-
-    /// s4: the nibble of r = w / scale: the nearest level (ties to the lower one); NaN gives nibble 8 (level 0).
-    @inline(__always)
-    static func s4Nibble(_ r: Float) -> UInt8 {
-        guard !r.isNaN else { return 8 }
-        var i: UInt8 = 0
-        while i < 15, !(r <= s4Midpoints[Int(i)]) { i += 1 }
-        return i
-    }
-
-    /// s4: squared error Σ (w − scale · level)² of the group at `scale` (f16-rounded), and the
-    /// least-squares scale Σ w · level / Σ level² for the same nibbles.
-    static func s4Fit(_ values: ArraySlice<Float>, scale: Float) -> (error: Float, refined: Float) {
-        let inverse = scale == 0 ? 0 : 1 / scale
-        var error: Float = 0, dot: Float = 0, norm: Float = 0
-        for w in values {
-            let level = Float(s4Levels[Int(s4Nibble(w * inverse))])
-            let d = w - scale * level
-            error += d * d
-            dot += w * level
-            norm += level * level
-        }
-        return (error, norm > 0 ? dot / norm : 0)
-    }
-
-    /// s4: the group's scale, rounded to f16: for each sign (+ then −) and each candidate
-    /// s = ± max|w| · step / 64 (steps 0.6…1.4 by 0.05), the nibbles at s, then the least-squares scale
-    /// for those nibbles; of all 68 scales, the one whose nibbles give the smallest squared error (the
-    /// first of equals). +0 for an empty or all-zero group. Scales are clamped to ± the largest f16;
-    /// with no finite error (a non-finite weight) the scale is max|w| / 64.
-    static func s4Scale(_ values: ArraySlice<Float>) -> Float16 {
-        var largest: Float = 0
-        for v in values where !v.isNaN { largest = max(largest, abs(v)) }
-        guard largest > 0 else { return 0 }
-        func rounded(_ s: Float) -> Float16 { Float16(max(-largestScale, min(largestScale, s))) }
-        var best = Float16(0), bestError = Float.infinity
-        for sign: Float in [1, -1] {
-            for step in s4ScaleSteps {
-                let start = rounded(sign * largest * step / 64)
-                guard start != 0 else { continue }
-                let fit = s4Fit(values, scale: Float(start))
-                if fit.error < bestError { best = start; bestError = fit.error }
-                let refined = rounded(fit.refined)
-                guard refined != 0 else { continue }
-                let error = s4Fit(values, scale: Float(refined)).error
-                if error < bestError { best = refined; bestError = error }
-            }
-        }
-        // No finite error (an infinite or NaN weight): the plain max|w| / 64, so that ±∞ saturates.
-        return best == 0 ? rounded(largest / 64) : best
-    }
+    /// s4: the nibble of r = w / scale — the nearest level, ties to the lower one; NaN gives nibble 8
+    /// (level 0). The rule is the C encoder's (`ck_sparse_s4_encode_group`, which also searches the scale).
+    static func s4Nibble(_ r: Float) -> UInt8 { ck_sparse_s4_nibble(r) }
 
     // MARK: - Reference decoding
 
