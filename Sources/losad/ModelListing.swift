@@ -16,7 +16,7 @@ struct ModelListing: Encodable {
     var metadata: [String: String]
     var tensors: [TensorRow]
 
-    /// The listing of `path`, or nil when not even the container can be parsed (the caller says why).
+    /// The listing of `path`; throws when not even the container can be parsed (the caller says why).
     static func read(_ path: String) throws -> ModelListing {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {

@@ -65,7 +65,8 @@ import Testing
         #expect(slid.block.slidingWindow == 4096 && (0..<slid.layerCount).allSatisfy { slid.span(ofLayer: $0) == .sliding })
         let plain = replacing("model_type", with: "\"mistral\"").replacingOccurrences(of: "\"use_cache\"", with: "\"sliding_window\": null, \"use_cache\"")
         let full = try config(plain)
-        #expect(full.architecture == .mistral && full.block.slidingWindow == nil && !full.hasSlidingLayers)
+        #expect(full.architecture == .mistral && full.block.slidingWindow == nil
+                && (0..<full.layerCount).allSatisfy { full.span(ofLayer: $0) == .full })
     }
 
     @Test func qwen2HasAttentionBiases() throws {

@@ -26,11 +26,13 @@ import Testing
     /// transformers in float64 (the bar: relative error ≤ 1e-5). A GGUF drops what llama.cpp's
     /// converter does not carry (mistral's window; gemma's `query_pre_attn_scalar`), so it is held to
     /// the transformers logits of the model as the GGUF describes it (`logits_gguf`).
-    @Test(arguments: ["tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3"])
+    @Test(.enabled(if: TransformerFixtures.familyGGUFDirectory != nil,
+                   "set LOSAD_REFERENCE_DIR (scripts/prepare-test-references.sh makes the GGUF twins and prints it)"),
+          arguments: ["tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3"])
     func logitsOfEveryFamilyEqualTransformersFromBothFormats(name: String) throws {
         let expected = try TransformerFixtures.expected(name)
         for format in ["safetensors", "gguf"] {
-            let path = try TransformerFixtures.modelPath(format == "gguf" ? "\(name).gguf" : name)
+            let path = try format == "gguf" ? TransformerFixtures.familyGGUF(name) : TransformerFixtures.modelPath(name)
             let decoder = try Decoder(checkpoint: Checkpoint.open(path))
             let reference = format == "gguf" ? try TransformerFixtures.expectedGGUFLogits(name) ?? expected.logits : expected.logits
             let logits = decoder.logits(tokens: expected.tokens)

@@ -124,32 +124,12 @@ struct DistillationFixture {
             if hidden > 0 { #expect(abs(returned.hiddenState! - forward.hiddenState!) <= 1e-5 * forward.hiddenState! + 1e-7) }
             var worstAbsolute = 0.0, largest = 0.0, checked = 0
             let epsilon: Float = 3e-2
-            for l in 0..<2 {
-                for projection in SparseLoRA.Projection.allCases {
-                    for isB in [false, true] {
-                        let parameter = isB ? adapters.b(l, projection) : adapters.a(l, projection)
-                        let (out, input) = SparseLoRA.shape(of: projection, config: adapters.config)
-                        let r = adapters.ranks[l]
-                        for k in 0..<3 {
-                            let index = isB ? ((k * 7 + l) % out) * 16 + (k * 5 + projection.rawValue) % r
-                                            : ((k * 5 + projection.rawValue) % r) * input + (k * 11 + l) % input
-                            let offset = parameter.offset + index
-                            let saved = adapters.parameters.base[offset]
-                            adapters.parameters.base[offset] = saved + epsilon
-                            let plus = fixture.loss(objective).total
-                            adapters.parameters.base[offset] = saved - epsilon
-                            let minus = fixture.loss(objective).total
-                            adapters.parameters.base[offset] = saved
-                            let fd = (plus - minus) / (2 * Double(epsilon))
-                            let g = Double(gradients[offset])
-                            largest = max(largest, abs(g))
-                            worstAbsolute = max(worstAbsolute, abs(fd - g))
-                            #expect(abs(fd - g) <= 1e-2 * abs(g) + 1e-4,
-                                    "\(model) layer \(l) \(projection) \(isB ? "B" : "A")[\(index)]: fd \(fd), backward \(g)")
-                            checked += 1
-                        }
-                    }
-                }
+            forEachAdapterFiniteDifference(adapters, gradients: gradients, epsilon: epsilon,
+                                           loss: { fixture.loss(objective).total }) { entry, fd, g in
+                largest = max(largest, abs(g))
+                worstAbsolute = max(worstAbsolute, abs(fd - g))
+                #expect(abs(fd - g) <= 1e-2 * abs(g) + 1e-4, "\(model) \(entry): fd \(fd), backward \(g)")
+                checked += 1
             }
             #expect(largest > 1e-3, "the objective moves the adapters")
             print("distillation FD (\(model), \(objective)): \(checked) entries, max |fd − g| \(worstAbsolute), largest |g| \(largest)")

@@ -86,34 +86,13 @@ struct SparseLoRAFixture {
         // Gemma's deeper stacks with caps, GeGLU and q/k norms curve more: at ε = 3e-2 the truncation error
         // reached 9.9e-4 on tiny-gemma3 (|g| 0.07), at 1e-2 it is 1.3e-4 (÷8 for ε ÷3: truncation, not a wrong gradient).
         let epsilon: Float = model.hasPrefix("tiny-gemma") ? 1e-2 : 3e-2
-        for l in 0..<layers {
-            for projection in SparseLoRA.Projection.allCases {
-                for isB in [false, true] {
-                    let parameter = isB ? adapters.b(l, projection) : adapters.a(l, projection)
-                    let (out, input) = SparseLoRA.shape(of: projection, config: adapters.config)
-                    // Entries within the active rank only: rank 0…r−1 rows of A, columns of B.
-                    let r = adapters.ranks[l]
-                    for k in 0..<3 {
-                        let index = isB ? ((k * 7 + l) % out) * 16 + (k * 5 + projection.rawValue) % r
-                                        : ((k * 5 + projection.rawValue) % r) * input + (k * 11 + l) % input
-                        let offset = parameter.offset + index
-                        let saved = adapters.parameters.base[offset]
-                        adapters.parameters.base[offset] = saved + epsilon
-                        let plus = fixture.loss()
-                        adapters.parameters.base[offset] = saved - epsilon
-                        let minus = fixture.loss()
-                        adapters.parameters.base[offset] = saved
-                        let fd = (plus - minus) / (2 * Double(epsilon))
-                        let g = Double(gradients[offset])
-                        let error = abs(fd - g)
-                        largest = max(largest, abs(g))
-                        worstAbsolute = max(worstAbsolute, error)
-                        if abs(g) > 1e-3 { worstRelative = max(worstRelative, error / abs(g)) }
-                        #expect(error <= 1e-2 * abs(g) + 1e-4, "layer \(l) \(projection) \(isB ? "B" : "A")[\(index)]: fd \(fd), backward \(g)")
-                        checked += 1
-                    }
-                }
-            }
+        forEachAdapterFiniteDifference(adapters, gradients: gradients, epsilon: epsilon, loss: fixture.loss) { entry, fd, g in
+            let error = abs(fd - g)
+            largest = max(largest, abs(g))
+            worstAbsolute = max(worstAbsolute, error)
+            if abs(g) > 1e-3 { worstRelative = max(worstRelative, error / abs(g)) }
+            #expect(error <= 1e-2 * abs(g) + 1e-4, "\(entry): fd \(fd), backward \(g)")
+            checked += 1
         }
         print("sparse LoRA FD (\(model), dropout \(dropout), masked \(masked)): \(checked) entries, max |fd − g| \(worstAbsolute), max relative (|g| > 1e-3) \(worstRelative), largest |g| \(largest)")
     }
@@ -271,6 +250,35 @@ struct SparseLoRAFixture {
         #expect(asked == 4)
         #expect(throws: TransformerError.interrupted) {
             _ = try fixture.decoder.perplexity(of: fixture.tokens.flatMap { $0 }, windowLength: 5, stopIf: { true })
+        }
+    }
+}
+
+/// The adapter entries the finite-difference checks probe — three of A and three of B per layer and projection,
+/// inside the active ranks (rank 0…r−1 rows of A, columns of B) — with the central difference of `loss` at ±ε
+/// and the backward's gradient: `check(entry, fd, g)`.
+func forEachAdapterFiniteDifference(_ adapters: SparseLoRA, gradients: [Float], epsilon: Float, loss: () -> Double,
+                                    check: (_ entry: String, _ fd: Double, _ g: Double) -> Void) {
+    for l in 0..<adapters.config.layerCount {
+        for projection in SparseLoRA.Projection.allCases {
+            for isB in [false, true] {
+                let parameter = isB ? adapters.b(l, projection) : adapters.a(l, projection)
+                let (out, input) = SparseLoRA.shape(of: projection, config: adapters.config)
+                let r = adapters.ranks[l], maximumRank = adapters.settings.maximumRank
+                for k in 0..<3 {
+                    let index = isB ? ((k * 7 + l) % out) * maximumRank + (k * 5 + projection.rawValue) % r
+                                    : ((k * 5 + projection.rawValue) % r) * input + (k * 11 + l) % input
+                    let offset = parameter.offset + index
+                    let saved = adapters.parameters.base[offset]
+                    adapters.parameters.base[offset] = saved + epsilon
+                    let plus = loss()
+                    adapters.parameters.base[offset] = saved - epsilon
+                    let minus = loss()
+                    adapters.parameters.base[offset] = saved
+                    check("layer \(l) \(projection) \(isB ? "B" : "A")[\(index)]", (plus - minus) / (2 * Double(epsilon)),
+                          Double(gradients[offset]))
+                }
+            }
         }
     }
 }

@@ -15,6 +15,14 @@ enum TransformerFixtures {
     /// A fixture model folder (config.json, model.safetensors, tokenizer.json).
     static func modelPath(_ name: String) throws -> String { try directory.appendingPathComponent(name).path }
 
+    /// Where scripts/prepare-test-references.sh puts the tiny families' GGUF twins (llama.cpp's converter's
+    /// files, rebuilt by scripts/fixtures/family_gguf_twins.py; GGUF files are not committed); nil without it.
+    static let familyGGUFDirectory: String? = ProcessInfo.processInfo.environment["LOSAD_REFERENCE_DIR"]
+        .flatMap { $0.isEmpty ? nil : $0 + "/families" }
+
+    /// The GGUF twin of fixture `name` ("tiny-gemma3").
+    static func familyGGUF(_ name: String) throws -> String { try #require(familyGGUFDirectory) + "/\(name).gguf" }
+
     /// What transformers computed for a fixture model.
     struct Expected {
         /// [B][T]

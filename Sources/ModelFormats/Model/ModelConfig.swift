@@ -133,9 +133,6 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         block.layerSpans.isEmpty ? .full : block.layerSpans[l]
     }
 
-    /// Whether any layer slides.
-    public var hasSlidingLayers: Bool { block.slidingWindow != nil && block.layerSpans.contains(.sliding) }
-
     /// Checks the cross-field rules every source must satisfy; `field` names
     /// are the source's own keys so the error points into the user's file.
     func validated(file: String, keys: (String) -> String) throws -> ModelConfig {
