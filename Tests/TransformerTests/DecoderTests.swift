@@ -28,7 +28,7 @@ import Testing
     /// the transformers logits of the model as the GGUF describes it (`logits_gguf`).
     @Test(.enabled(if: TransformerFixtures.familyGGUFDirectory != nil,
                    "set LOSAD_REFERENCE_DIR (scripts/prepare-test-references.sh makes the GGUF twins and prints it)"),
-          arguments: ["tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3"])
+          arguments: ["tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"])
     func logitsOfEveryFamilyEqualTransformersFromBothFormats(name: String) throws {
         let expected = try TransformerFixtures.expected(name)
         for format in ["safetensors", "gguf"] {
