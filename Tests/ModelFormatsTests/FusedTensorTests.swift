@@ -150,9 +150,11 @@ import Testing
         }
 
         // A fused tensor is one matrix: its roles are sparse together or not at all.
-        #expect(throws: ModelFormatError.self) {
+        #expect(throws: ModelFormatError.invalid(file: out.file("mixed.gguf"), field: "sparse tensor 'model.layers.0.self_attn.qkv_proj.weight'",
+                                                 reason: "it holds query, key, value fused: all of them are stored sparse or none")) {
             try SparseModelWriter(source: source).write(weights: weights, sparse: [.layer(0, .query), .layer(0, .down)],
                                                         to: out.file("mixed.gguf"))
         }
+        #expect(!FileManager.default.fileExists(atPath: out.file("mixed.gguf")))
     }
 }

@@ -141,9 +141,9 @@ public struct SparseModelWriter: Sendable {
             // A fused tensor (phi3) is one matrix of the file: sparse when its roles are, its rows stacked.
             let roles = source.tensors.first { $0.name == tensor.name }.map { $0.parts.map(\.role) } ?? []
             let isSparse = role.map { sparseRoles.contains($0) } ?? (!roles.isEmpty && roles.allSatisfy { sparseRoles.contains($0) })
-            if role == nil, !isSparse, roles.contains(where: { sparseRoles.contains($0) }) {
+            if case .fused(_, let fused) = tensor.placement, !isSparse, roles.contains(where: { sparseRoles.contains($0) }) {
                 throw ModelFormatError.invalid(file: file, field: "sparse tensor '\(tensor.name)'",
-                                               reason: "its rows hold \(roles.map { "\($0)" }.joined(separator: ", ")), fused: all of them are stored sparse or none")
+                                               reason: "it holds \(fused.members.map(\.rawValue).joined(separator: ", ")) fused: all of them are stored sparse or none")
             }
             let replaced = try source.replacedValues(of: tensor.name, placement: tensor.placement, replacements: weights)
             if isSparse, let values = replaced {
