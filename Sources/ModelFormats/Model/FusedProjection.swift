@@ -19,10 +19,13 @@ public enum FusedProjection: String, CaseIterable, Hashable, Sendable {
 
     /// Each member's rows in a model of `config`, in stored order.
     public func rowRanges(in config: ModelConfig) -> [Range<Int>] {
-        let shapes = Checkpoint.expectedShapes(for: config)
+        let kv = config.kvHeadCount * config.headDim
+        let sizes = switch self {
+        case .queryKeyValue: [config.headCount * config.headDim, kv, kv]
+        case .gateUp: [config.ffnSize, config.ffnSize]
+        }
         var start = 0
-        return members.map { member in
-            let rows = shapes[.layer(0, member)]![0]
+        return sizes.map { rows in
             defer { start += rows }
             return start..<(start + rows)
         }
