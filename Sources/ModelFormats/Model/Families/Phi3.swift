@@ -1,6 +1,7 @@
-/// Phi-3 (mini, small, medium): LLaMA's block with q/k/v stored as one tensor and gate/up as
-/// another (`FusedProjection`: split when the checkpoint is opened, fused again when it is written),
-/// C/H head size (no `head_dim` key), NEOX rope (llama.cpp's converter keeps Hugging Face's rows).
+/// Phi-3 (mini and medium; Phi-3-small is another architecture, `phi3small`): LLaMA's block with
+/// q/k/v stored as one tensor and gate/up as another (`FusedProjection`: split when the checkpoint
+/// is opened, fused again when it is written), C/H head size (no `head_dim` key), NEOX rope
+/// (llama.cpp's converter keeps Hugging Face's rows).
 ///
 /// The window: transformers 5.24 masks every layer to `sliding_window` keys when the config sets
 /// one (Phi-3-mini-4k: 2047), as for Mistral; llama.cpp disables Phi-3's window ("Phi SWA is
