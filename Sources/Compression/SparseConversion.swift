@@ -11,7 +11,7 @@ public enum SparseConversion {
                              magnitudeSparsity: Double? = nil) throws -> SparseModelWriteResult {
         var weights: [TensorRole: Tensor] = [:]
         var sparse: Set<TensorRole> = []
-        for entry in checkpoint.tensors {
+        for entry in checkpoint.roleEntries {
             guard let role = entry.role, role.isMatrix, case .layer = role else { continue }
             let weight = try checkpoint.tensor(role)
             if let magnitudeSparsity { try pruneMagnitude(weight, sparsity: magnitudeSparsity, pattern: .unstructured) }

@@ -23,11 +23,16 @@ extension Checkpoint {
     /// load them as Float32 (`tensor(_:)`).
     public func inPlaceMatrices() throws -> [TensorRole: any CompressedMatrix] {
         var matrices: [TensorRole: any CompressedMatrix] = sparseMatrices()
-        for entry in tensors {
+        for entry in roleEntries {
             guard let role = entry.role, role.isMatrix, matrices[role] == nil, entry.shape.count == 2,
                   let stored = storedTensor(for: role),
                   let type = QuantizedBlockType(ggmlTypeID: Int32(stored.info.type.rawValue)) else { continue }
-            let bytes = stored.bytes
+            var bytes = stored.bytes
+            if let rows = entry.rows {
+                // Blocks run along rows, so a fused tensor's rows are a byte range of whole rows.
+                let rowBytes = bytes.count / stored.info.shape[0]
+                bytes = UnsafeRawBufferPointer(rebasing: bytes[(rows.lowerBound * rowBytes)..<(rows.upperBound * rowBytes)])
+            }
             guard let base = bytes.baseAddress else { continue }
             matrices[role] = try QuantizedMatrix(type: type, rows: entry.shape[0], cols: entry.shape[1], base: base,
                                                  byteCount: bytes.count, owner: stored.file, name: entry.name)

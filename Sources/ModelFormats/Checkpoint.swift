@@ -20,10 +20,12 @@ public final class Checkpoint: @unchecked Sendable {
         case sparse = "losa-sparse"
     }
 
-    /// One stored tensor as the file has it.
+    /// One stored tensor as the file has it (in `tensors`), or one role's share of it (`entry(for:)`,
+    /// `roleEntries`): the same entry for an unfused tensor, its rows of a fused one (phi3).
     public struct TensorEntry: Sendable {
         public let name: String
-        /// What the decoder uses it for; nil for tensors losad ignores (e.g. rotary caches).
+        /// What the decoder uses it for; nil for tensors losad ignores (e.g. rotary caches) and for a
+        /// fused tensor, whose roles are its `parts`.
         public let role: TensorRole?
         /// Storage type as the format names it (GGUF "Q4_1", safetensors "BF16").
         public let type: String
@@ -34,6 +36,48 @@ public final class Checkpoint: @unchecked Sendable {
         public let byteCount: Int
         /// How a sparse matrix stores its values; nil for a dense tensor.
         public var sparseKind: SparseValueKind? = nil
+        /// A fused tensor's roles, each with its rows, in stored order (phi3's q/k/v and gate/up); empty otherwise.
+        public var parts: [(role: TensorRole, rows: Range<Int>)] = []
+        /// A role's share of a fused tensor: the rows of the stored tensor `name` that are the role's;
+        /// nil when the role is the whole stored tensor.
+        public var rows: Range<Int>? = nil
+
+        /// Whether the decoder reads it (as one role or as the parts of a fused tensor).
+        public var isUsed: Bool { role != nil || !parts.isEmpty }
+
+        /// The entry of a stored tensor `name` of the decoder: its role, or, fused, its parts' rows
+        /// (the stored shape checked against the one `config` implies, which the split depends on).
+        static func placed(_ placement: TensorPlacement, name: String, type: String, shape: [Int], elementCount: Int,
+                           byteCount: Int, sparseKind: SparseValueKind? = nil, config: ModelConfig, file: String) throws -> TensorEntry {
+            switch placement {
+            case .role(let role):
+                return TensorEntry(name: name, role: role, type: type, shape: shape, elementCount: elementCount,
+                                   byteCount: byteCount, sparseKind: sparseKind)
+            case .fused(let layer, let fused):
+                guard layer < config.layerCount else {
+                    throw ModelFormatError.invalid(file: file, field: "tensor '\(name)'",
+                                                   reason: "left over: the config has \(config.layerCount) layers")
+                }
+                let expected = fused.shape(in: config)
+                guard shape == expected else {
+                    throw ModelFormatError.invalid(file: file, field: "tensor '\(name)'",
+                                                   reason: "shape \(shape) where the config implies \(expected) (\(fused.members.map(\.rawValue).joined(separator: ", ")) stacked)")
+                }
+                let parts = zip(fused.members, fused.rowRanges(in: config)).map { (role: TensorRole.layer(layer, $0), rows: $1) }
+                return TensorEntry(name: name, role: nil, type: type, shape: shape, elementCount: elementCount,
+                                   byteCount: byteCount, sparseKind: sparseKind, parts: parts)
+            }
+        }
+
+        /// Each part's own entry: this tensor's name and type, the part's rows, shape and share of the bytes.
+        var partEntries: [TensorEntry] {
+            parts.map { part in
+                let rowLength = shape.dropFirst().reduce(1, *)
+                return TensorEntry(name: name, role: part.role, type: type, shape: [part.rows.count] + shape.dropFirst(),
+                                   elementCount: part.rows.count * rowLength, byteCount: byteCount * part.rows.count / shape[0],
+                                   sparseKind: sparseKind, rows: part.rows)
+            }
+        }
     }
 
     enum Storage {
@@ -51,6 +95,8 @@ public final class Checkpoint: @unchecked Sendable {
     public let fileSize: Int
     let storage: Storage
     private let entryByRole: [TensorRole: TensorEntry]
+    /// Every role's entry, in stored order (a fused tensor's parts in its row order).
+    public let roleEntries: [TensorEntry]
 
     /// Names Hugging Face checkpoints may carry that hold no weights losad needs.
     static let ignoredHuggingFaceSuffixes = [".rotary_emb.inv_freq"]
@@ -74,15 +120,17 @@ public final class Checkpoint: @unchecked Sendable {
         self.tensors = tensors
         self.fileSize = fileSize
         self.storage = storage
-        var byRole: [TensorRole: TensorEntry] = [:]
-        for entry in tensors {
-            guard let role = entry.role else { continue }
-            if byRole[role] != nil {
-                throw ModelFormatError.invalid(file: path, field: "tensor '\(entry.name)'", reason: "a second tensor for the same role")
+        var byRole: [TensorRole: TensorEntry] = [:], roleEntries: [TensorEntry] = []
+        for entry in tensors.flatMap({ $0.role != nil ? [$0] : $0.partEntries }) {
+            if let other = byRole[entry.role!] {
+                throw ModelFormatError.invalid(file: path, field: "tensor '\(entry.name)'",
+                                               reason: "a second tensor for the same role (\(other.name) holds it)")
             }
-            byRole[role] = entry
+            byRole[entry.role!] = entry
+            roleEntries.append(entry)
         }
         self.entryByRole = byRole
+        self.roleEntries = roleEntries
         try validateShapes()
     }
 
@@ -98,12 +146,12 @@ public final class Checkpoint: @unchecked Sendable {
         let config = try ModelConfig(ggufMetadata: metadata, tensorShapes: file.tensorShapes, file: path)
         let tokenizer = try Tokenizer(ggufMetadata: metadata, file: path)
         let entries = try file.tensors.map { info -> TensorEntry in
-            guard let role = TensorRole(ggufName: info.name) else {
+            guard let placement = TensorPlacement(ggufName: info.name, architecture: config.architecture) else {
                 throw ModelFormatError.unsupported(file: path, field: "tensor '\(info.name)'",
                                                    reason: "not a tensor of a \(config.architecture.rawValue) decoder")
             }
-            return TensorEntry(name: info.name, role: role, type: info.type.description, shape: info.shape,
-                               elementCount: info.elementCount, byteCount: info.byteCount)
+            return try .placed(placement, name: info.name, type: info.type.description, shape: info.shape,
+                               elementCount: info.elementCount, byteCount: info.byteCount, config: config, file: path)
         }
         return try Checkpoint(path: path, format: .gguf, config: config, tokenizer: tokenizer, tensors: entries,
                               fileSize: file.fileSize, storage: .gguf(file))
@@ -127,13 +175,18 @@ public final class Checkpoint: @unchecked Sendable {
         for file in weights.files {
             size += fileSize(file.path)
             for info in file.tensors {
-                let role = TensorRole(huggingFaceName: info.name, architecture: config.architecture)
-                if role == nil && !ignoredHuggingFaceSuffixes.contains(where: info.name.hasSuffix) {
-                    throw ModelFormatError.unsupported(file: file.path, field: "tensor '\(info.name)'",
-                                                       reason: "not a tensor of a \(config.architecture.rawValue) decoder")
+                guard let placement = TensorPlacement(huggingFaceName: info.name, architecture: config.architecture) else {
+                    guard ignoredHuggingFaceSuffixes.contains(where: info.name.hasSuffix) else {
+                        throw ModelFormatError.unsupported(file: file.path, field: "tensor '\(info.name)'",
+                                                           reason: "not a tensor of a \(config.architecture.rawValue) decoder")
+                    }
+                    entries.append(TensorEntry(name: info.name, role: nil, type: info.dtype.description, shape: info.shape,
+                                               elementCount: info.elementCount, byteCount: info.byteRange.count))
+                    continue
                 }
-                entries.append(TensorEntry(name: info.name, role: role, type: info.dtype.description, shape: info.shape,
-                                           elementCount: info.elementCount, byteCount: info.byteRange.count))
+                entries.append(try .placed(placement, name: info.name, type: info.dtype.description, shape: info.shape,
+                                           elementCount: info.elementCount, byteCount: info.byteRange.count,
+                                           config: config, file: file.path))
             }
         }
         return try Checkpoint(path: folder, format: .huggingFace, config: config, tokenizer: tokenizer,
@@ -212,11 +265,14 @@ public final class Checkpoint: @unchecked Sendable {
         }
     }
 
-    /// The name `role` has in this checkpoint's naming (a sparse file keeps its source's).
+    /// The name of the tensor that holds `role` in this checkpoint's naming (a sparse file keeps its
+    /// source's; a fused role is held by its fused tensor).
     func tensorName(of role: TensorRole) -> String {
+        if let entry = entryByRole[role] { return entry.name }
         let naming: Format
         if case .sparse(let file) = storage { naming = file.sourceFormat } else { naming = format }
-        return naming == .huggingFace ? (role.huggingFaceName(in: config.architecture) ?? role.ggufName) : role.ggufName
+        let placement = TensorPlacement.storing(role, in: config.architecture)
+        return naming == .huggingFace ? (placement.huggingFaceName(in: config.architecture) ?? placement.ggufName) : placement.ggufName
     }
 
     /// The stored entry for `role`, if the checkpoint has one.
@@ -224,23 +280,26 @@ public final class Checkpoint: @unchecked Sendable {
 
     // MARK: - Loading
 
-    /// The tensor for `role` converted to Float32 (row-major, the checkpoint's own q/k layout).
+    /// The tensor for `role` converted to Float32 (row-major, the checkpoint's own q/k layout; a
+    /// fused role's rows copied out of its stored tensor).
     public func tensor(_ role: TensorRole) throws -> Tensor {
         guard let entry = entryByRole[role] else {
             throw ModelFormatError.invalid(file: path, field: "tensor for \(role)", reason: "not in this checkpoint")
         }
+        let stored = try storedValues(named: entry.name)
+        if let rows = entry.rows { return stored.slice(rows).copy() }
+        let naming: Format
+        if case .sparse(let file) = storage { naming = file.sourceFormat } else { naming = format }
+        if naming == .huggingFace && config.block.huggingFaceNormOffset && role.isNormWeight { Checkpoint.addOne(to: stored) }
+        return stored
+    }
+
+    /// The stored tensor `name` converted to Float32, as the file holds it (a fused tensor whole).
+    func storedValues(named name: String) throws -> Tensor {
         switch storage {
-        case .gguf(let file): return try file.tensor(named: entry.name)
-        case .huggingFace(let weights):
-            let tensor = try weights.tensor(named: entry.name)
-            if config.block.huggingFaceNormOffset && role.isNormWeight { Checkpoint.addOne(to: tensor) }
-            return tensor
-        case .sparse(let file):
-            let tensor = try file.tensor(named: entry.name)
-            if file.sourceFormat == .huggingFace && config.block.huggingFaceNormOffset && role.isNormWeight {
-                Checkpoint.addOne(to: tensor)
-            }
-            return tensor
+        case .gguf(let file): return try file.tensor(named: name)
+        case .huggingFace(let weights): return try weights.tensor(named: name)
+        case .sparse(let file): return try file.tensor(named: name)
         }
     }
 
@@ -253,8 +312,13 @@ public final class Checkpoint: @unchecked Sendable {
     public func loadWeights() throws -> [TensorRole: Tensor] {
         var weights: [TensorRole: Tensor] = [:]
         for entry in tensors {
-            guard let role = entry.role else { continue }
-            weights[role] = try tensor(role)
+            if let role = entry.role {
+                weights[role] = try tensor(role)
+            } else if !entry.parts.isEmpty {
+                // A fused tensor is converted once and each part's rows copied out.
+                let stored = try storedValues(named: entry.name)
+                for part in entry.parts { weights[part.role] = stored.slice(part.rows).copy() }
+            }
         }
         return weights
     }

@@ -8,7 +8,7 @@ extension DecoderWeights {
     public init(readingInPlace checkpoint: Checkpoint) throws {
         let matrices = try checkpoint.inPlaceMatrices()
         var tensors: [TensorRole: Tensor] = [:]
-        for entry in checkpoint.tensors {
+        for entry in checkpoint.roleEntries {
             guard let role = entry.role, matrices[role] == nil else { continue }
             tensors[role] = try checkpoint.tensor(role)
         }

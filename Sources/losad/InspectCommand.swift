@@ -108,7 +108,7 @@ struct InspectCommand: ParsableCommand {
             fileSize: checkpoint.fileSize,
             architecture: checkpoint.config.architecture.rawValue,
             config: checkpoint.config,
-            parameterCount: checkpoint.tensors.filter { $0.role != nil }.reduce(0) { $0 + $1.elementCount },
+            parameterCount: checkpoint.tensors.filter(\.isUsed).reduce(0) { $0 + $1.elementCount },
             tensorCount: checkpoint.tensors.count,
             tensorTypes: byType.values.sorted { ($0.elements, $0.type) > ($1.elements, $1.type) },
             tokenizer: .init(algorithm: tokenizer.algorithm.rawValue, vocabularySize: tokenizer.vocabularySize,
@@ -144,6 +144,7 @@ struct InspectCommand: ParsableCommand {
     static func blockDescription(_ c: ModelConfig) -> String {
         let b = c.block
         var parts = [b.gateActivation == .silu ? "SwiGLU" : "GeGLU (tanh)"]
+        if !FusedProjection.stored(in: c.architecture).isEmpty { parts.append("fused q/k/v and gate/up (split on load)") }
         if b.queryKeyNorm { parts.append("q/k norms") }
         if b.postSublayerNorms { parts.append("post-sublayer norms") }
         if let scale = b.attentionScale { parts.append(String(format: "attention scale %.4g", scale)) }

@@ -89,7 +89,7 @@ import Transformer
     /// Every family, from its Hugging Face folder and from its GGUF: prune, LoSA, export in the family's
     /// own tensor names (gemma's pre/post norms, qwen3's q/k norms), the sparse file beside it, and the
     /// exported model read back as the same family with exactly the reported zeros.
-    @Test(arguments: ["tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3"])
+    @Test(arguments: ["tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"])
     func aJobOnEveryFamilyExportsItInItsOwnNames(model: String) throws {
         try Self.runFamilyJob(input: Self.repository.appendingPathComponent("Tests/TransformerTests/Fixtures/\(model)").path)
     }
@@ -98,7 +98,7 @@ import Transformer
     /// rebuilds them into LOSAD_REFERENCE_DIR/families).
     @Test(.enabled(if: ProcessInfo.processInfo.environment["LOSAD_REFERENCE_DIR"].map { !$0.isEmpty } == true,
                    "set LOSAD_REFERENCE_DIR (scripts/prepare-test-references.sh prints it)"),
-          arguments: ["tiny-qwen3", "tiny-gemma2", "tiny-gemma3"])
+          arguments: ["tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"])
     func aJobOnAFamilyGGUFExportsItInItsOwnNames(model: String) throws {
         try Self.runFamilyJob(input: ProcessInfo.processInfo.environment["LOSAD_REFERENCE_DIR"]! + "/families/\(model).gguf")
     }
@@ -118,6 +118,14 @@ import Transformer
         let source = try Checkpoint.open(input), exported = try Checkpoint.open(output)
         #expect(exported.config == source.config, "\(model): the export reads back as the same model")
         #expect(exported.tensors.map(\.name).sorted() == source.tensors.map(\.name).sorted())
+        if source.config.architecture == .phi3 {
+            // Phi-3's own fused tensors, each of them replaced: not the seven projections losad split them into.
+            let fused = model.hasSuffix(".gguf") ? ["blk.1.attn_qkv.weight", "blk.1.ffn_up.weight"]
+                : ["model.layers.1.self_attn.qkv_proj.weight", "model.layers.1.mlp.gate_up_proj.weight"]
+            #expect(fused.allSatisfy { name in exported.tensors.contains { $0.name == name && $0.parts.count >= 2 } })
+            #expect(!exported.tensors.contains { ["q_proj", "gate_proj", "attn_q.", "ffn_gate"].contains(where: $0.name.contains) })
+            #expect(exported.entry(for: .layer(1, .value))?.name == fused[0] && exported.entry(for: .layer(1, .gate))?.name == fused[1])
+        }
         let zeros = try Self.projectionZeros(output).joined().reduce(0, +)
         let sparsity = try #require(report.finalSparsity)
         #expect(sparsity.verified && sparsity.zeros == zeros && abs(sparsity.fraction - 0.5) < 0.01)
@@ -126,6 +134,9 @@ import Transformer
         let sparse = try #require(report.sparseOutput)
         let sparseModel = try Checkpoint.open(sparse.path)
         #expect(sparseModel.config == source.config && sparseModel.format == .sparse)
+        // The sparse file keeps the source's names (phi3: its fused tensors, each one sparse matrix).
+        #expect(Set(sparseModel.tensors.map(\.name)) == Set(source.tensors.filter(\.isUsed).map(\.name)))
+        #expect(sparseModel.sparseMatrices().count == 7 * source.config.layerCount)
         // The sparse file holds the same model: its logits are the export's (s8 values, so not bit-exact).
         let tokens = [(0..<12).map { Int32(($0 * 37 + 5) % source.config.vocabSize) }]
         let fromExport = try Decoder(checkpoint: exported).logits(tokens: tokens)

@@ -81,22 +81,45 @@ import Transformer
         #expect(text.status == 0 && text.output.contains("134,515,008") && text.output.contains("Q4_1 ×210"))
     }
 
-    /// A model losad does not run is still listed, with the key that stops it (tiny phi3: fused q/k/v).
-    @Test func inspectListsAModelLosadCannotRunAndSaysWhy() throws {
-        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    static var tinyPhi3: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("TransformerTests/Fixtures/tiny-phi3").path
-        let result = try Self.run(["inspect", folder, "--json"])
+    }
+
+    /// A model losad does not run is still listed, with the key that stops it (tiny phi3 asking for the
+    /// 128k models' longrope).
+    @Test func inspectListsAModelLosadCannotRunAndSaysWhy() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("longrope-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: Self.tinyPhi3), to: folder)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let config = folder.appendingPathComponent("config.json")
+        let text = try String(contentsOf: config, encoding: .utf8)
+        try Data(text.replacingOccurrences(of: "\"rope_type\": \"default\"", with: "\"rope_type\": \"longrope\"").utf8).write(to: config)
+        let result = try Self.run(["inspect", folder.path, "--json"])
         #expect(result.status == 0, "\(result.error)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any])
         #expect(report["runnable"] as? Bool == false)
-        #expect((report["reason"] as? String)?.contains("key 'model_type'") == true, "\(report["reason"] ?? "")")
+        #expect((report["reason"] as? String)?.contains("key 'rope_parameters.rope_type'") == true, "\(report["reason"] ?? "")")
         let listing = try #require(report["listing"] as? [String: Any])
         let tensors = try #require(listing["tensors"] as? [[String: Any]])
         #expect(tensors.contains { $0["name"] as? String == "model.layers.0.self_attn.qkv_proj.weight" && $0["shape"] as? [Int] == [64, 32] })
         #expect((listing["metadata"] as? [String: String])?["model_type"] == "phi3")
 
-        let text = try Self.run(["inspect", folder])
-        #expect(text.status == 0 && text.output.contains("runs in losad: no") && text.output.contains("qkv_proj"))
+        let plain = try Self.run(["inspect", folder.path])
+        #expect(plain.status == 0 && plain.output.contains("runs in losad: no") && plain.output.contains("longrope"))
+    }
+
+    /// Phi-3 runs: its fused tensors are listed as stored, and the block line says they are split.
+    @Test func inspectSaysPhi3RunsWithItsFusedTensorsSplit() throws {
+        let result = try Self.run(["inspect", Self.tinyPhi3, "--tensors"])
+        #expect(result.status == 0, "\(result.error)")
+        #expect(result.output.contains("runs in losad: yes") && result.output.contains("architecture:  phi3")
+                && result.output.contains("fused q/k/v and gate/up (split on load)"), "\(result.output)")
+        #expect(result.output.contains("model.layers.1.mlp.gate_up_proj.weight"))
+        let json = try Self.run(["inspect", Self.tinyPhi3, "--json"])
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any])
+        // 2 · (qkv 64·32 + o 32·32 + gate_up 96·32 + down 32·48 + 2 norms 32) + embeddings and head 2 · 288·32 + final norm 32.
+        #expect(report["tensorCount"] as? Int == 15 && report["parameterCount"] as? Int == 2 * (2048 + 1024 + 3072 + 1536 + 64) + 18_432 + 32)
     }
 
     /// The GGUF twin of the tiny gemma2 fixture (scripts/prepare-test-references.sh rebuilds it; GGUF files are not committed).

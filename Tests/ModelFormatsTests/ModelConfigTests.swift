@@ -38,7 +38,7 @@ import Testing
 
     @Test func anUnsupportedArchitectureIsRefusedByName() {
         #expect(throws: ModelFormatError.unsupported(file: "config.json", field: "key 'model_type'",
-                                                     reason: "'bert' is not an architecture losad runs (gemma2, gemma3_text, llama, mistral, qwen2, qwen3)")) {
+                                                     reason: "'bert' is not an architecture losad runs (gemma2, gemma3_text, llama, mistral, phi3, qwen2, qwen3)")) {
             try config(replacing("model_type", with: "\"bert\""))
         }
     }
@@ -130,6 +130,118 @@ import Testing
         #expect(TensorRole(huggingFaceName: "model.layers.1.mlp.experts.0.weight") == nil)
     }
 
+    /// Phi-3's fused tensors: one stored name for q/k/v and one for gate/up, in either format; in
+    /// other families `ffn_up` is up alone and the fused names are no tensor of theirs.
+    @Test func phi3FusedTensorNamesMapToTheirLayerAndRows() throws {
+        #expect(TensorPlacement(ggufName: "blk.3.attn_qkv.weight", architecture: .phi3) == .fused(layer: 3, .queryKeyValue))
+        #expect(TensorPlacement(ggufName: "blk.3.ffn_up.weight", architecture: .phi3) == .fused(layer: 3, .gateUp))
+        #expect(TensorPlacement(ggufName: "blk.3.ffn_up.weight", architecture: .llama) == .role(.layer(3, .up)))
+        #expect(TensorPlacement(ggufName: "blk.3.attn_qkv.weight", architecture: .llama) == nil)
+        // llama.cpp's phi3 loader also takes separate q/k/v; they read as any family's.
+        #expect(TensorPlacement(ggufName: "blk.3.attn_q.weight", architecture: .phi3) == .role(.layer(3, .query)))
+        #expect(TensorPlacement(huggingFaceName: "model.layers.12.self_attn.qkv_proj.weight", architecture: .phi3)
+                == .fused(layer: 12, .queryKeyValue))
+        #expect(TensorPlacement(huggingFaceName: "model.layers.12.mlp.gate_up_proj.weight", architecture: .phi3) == .fused(layer: 12, .gateUp))
+        #expect(TensorPlacement(huggingFaceName: "model.layers.12.mlp.gate_up_proj.weight", architecture: .qwen3) == nil)
+        #expect(TensorPlacement(huggingFaceName: "model.layers.01.self_attn.qkv_proj.weight", architecture: .phi3) == nil)
+        for layer in [0, 5] {
+            for fused in FusedProjection.allCases {
+                let placement = TensorPlacement.fused(layer: layer, fused)
+                #expect(TensorPlacement(ggufName: placement.ggufName, architecture: .phi3) == placement)
+                #expect(TensorPlacement(huggingFaceName: placement.huggingFaceName(in: .phi3)!, architecture: .phi3) == placement)
+                for member in fused.members {
+                    #expect(TensorPlacement.storing(.layer(layer, member), in: .phi3) == placement)
+                    #expect(TensorPlacement.storing(.layer(layer, member), in: .llama) == .role(.layer(layer, member)))
+                }
+            }
+        }
+        // Phi-3-mini's shapes: 32 heads of 96 (no GQA), F 8192.
+        let c = try config(Self.phi3Mini)
+        #expect(FusedProjection.queryKeyValue.rowRanges(in: c) == [0..<3072, 3072..<6144, 6144..<9216])
+        #expect(FusedProjection.gateUp.rowRanges(in: c) == [0..<8192, 8192..<16384])
+        #expect(FusedProjection.gateUp.shape(in: c) == [16384, 3072])
+    }
+
+    /// Shaped as Phi-3-mini-4k-instruct's config.json (its sizes, window and rope keys).
+    static let phi3Mini = """
+    {"architectures": ["Phi3ForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1, "embd_pdrop": 0.0,
+     "eos_token_id": 32000, "hidden_act": "silu", "hidden_size": 3072, "initializer_range": 0.02,
+     "intermediate_size": 8192, "max_position_embeddings": 4096, "model_type": "phi3", "num_attention_heads": 32,
+     "num_hidden_layers": 32, "num_key_value_heads": 32, "original_max_position_embeddings": 4096,
+     "pad_token_id": 32000, "resid_pdrop": 0.0, "rms_norm_eps": 1e-05, "rope_scaling": null, "rope_theta": 10000.0,
+     "sliding_window": 2047, "tie_word_embeddings": false, "torch_dtype": "bfloat16", "vocab_size": 32064}
+    """
+
+    /// transformers 5.24 masks every Phi-3 layer to `sliding_window` keys (create_sliding_window_causal_mask
+    /// when the config has one); the 128k models' longrope and Phi-4-mini's partial rotary are refused by key.
+    @Test func phi3SlidesEveryLayerAndRefusesLongropeAndPartialRotary() throws {
+        let c = try config(Self.phi3Mini)
+        #expect(c.architecture == .phi3 && c.headDim == 96 && c.ropeLayout == .halfSplit && !c.attentionBias)
+        #expect(c.block.slidingWindow == 2047 && c.block.layerSpans == Array(repeating: .sliding, count: 32))
+        let full = try config(Self.phi3Mini.replacingOccurrences(of: "\"sliding_window\": 2047", with: "\"sliding_window\": null"))
+        #expect(full.block.slidingWindow == nil && full.block.layerSpans.isEmpty)
+        for kind in ["longrope", "su"] {
+            #expect(throws: ModelFormatError.unsupported(file: "config.json", field: "key 'rope_scaling.rope_type'",
+                                                         reason: "'\(kind)' (losad runs unscaled, linear and llama3-style rope)")) {
+                try config(Self.phi3Mini.replacingOccurrences(
+                    of: "\"rope_scaling\": null",
+                    with: "\"rope_scaling\": {\"type\": \"\(kind)\", \"long_factor\": [1.0], \"short_factor\": [1.0]}"))
+            }
+        }
+        #expect(throws: ModelFormatError.unsupported(file: "config.json", field: "key 'rope_parameters.rope_type'",
+                                                     reason: "'longrope' (losad runs unscaled, linear and llama3-style rope)")) {
+            try config(Self.phi3Mini.replacingOccurrences(
+                of: "\"rope_scaling\": null", with: "\"rope_parameters\": {\"rope_theta\": 10000.0, \"rope_type\": \"longrope\"}"))
+        }
+        #expect(throws: ModelFormatError.unsupported(file: "config.json", field: "key 'rope_parameters.partial_rotary_factor'",
+                                                     reason: "0.75: partial rotary embedding; losad rotates whole heads")) {
+            try config(Self.phi3Mini.replacingOccurrences(
+                of: "\"rope_scaling\": null",
+                with: "\"rope_parameters\": {\"rope_theta\": 10000.0, \"rope_type\": \"default\", \"partial_rotary_factor\": 0.75}"))
+        }
+        #expect(throws: ModelFormatError.unsupported(file: "config.json", field: "key 'partial_rotary_factor'",
+                                                     reason: "0.75: partial rotary embedding; losad rotates whole heads")) {
+            try config(Self.phi3Mini.replacingOccurrences(of: "\"rope_scaling\": null", with: "\"partial_rotary_factor\": 0.75"))
+        }
+        #expect(try config(Self.phi3Mini.replacingOccurrences(of: "\"rope_scaling\": null", with: "\"partial_rotary_factor\": 1.0"))
+                == c)
+    }
+
+    /// llama.cpp's converter writes Phi-3-mini-4k so (its window included, which llama.cpp then ignores:
+    /// "Phi SWA is currently disabled"); the 128k models add rope.scaling.attn_factor and rope_factors_long/short.
+    @Test func phi3GGUFReadsFullAttentionAndRefusesLongropeAndPartialRotary() throws {
+        let metadata: [String: GGUFValue] = [
+            "general.architecture": .string("phi3"), "phi3.context_length": .uint32(4096),
+            "phi3.rope.scaling.original_context_length": .uint32(4096), "phi3.embedding_length": .uint32(3072),
+            "phi3.feed_forward_length": .uint32(8192), "phi3.block_count": .uint32(32),
+            "phi3.attention.head_count": .uint32(32), "phi3.attention.head_count_kv": .uint32(32),
+            "phi3.attention.layer_norm_rms_epsilon": .float32(1e-5), "phi3.rope.dimension_count": .uint32(96),
+            "phi3.rope.freq_base": .float32(10_000), "phi3.attention.sliding_window": .uint32(2047),
+        ]
+        let shapes = ["token_embd.weight": [32064, 3072], "output.weight": [32064, 3072]]
+        let fromGGUF = try ModelConfig(ggufMetadata: metadata, tensorShapes: shapes, file: "m.gguf")
+        #expect(fromGGUF.ropeLayout == .halfSplit && fromGGUF.block.slidingWindow == nil && fromGGUF.block.layerSpans.isEmpty)
+        var fromJSON = try config(Self.phi3Mini)
+        fromJSON.rmsNormEpsilon = Double(Float(1e-5))
+        fromJSON.block = ModelConfig.BlockOptions()
+        #expect(fromGGUF == fromJSON)
+
+        var long = metadata
+        long["phi3.rope.scaling.attn_factor"] = .float32(1.1902381)
+        #expect(throws: ModelFormatError.self) { try ModelConfig(ggufMetadata: long, tensorShapes: shapes, file: "m.gguf") }
+        do {
+            _ = try ModelConfig(ggufMetadata: long, tensorShapes: shapes, file: "m.gguf")
+        } catch ModelFormatError.unsupported(_, let field, let reason) {
+            #expect(field == "metadata key 'phi3.rope.scaling.attn_factor'" && reason.contains("longrope"))
+        }
+        var partial = metadata
+        partial["phi3.rope.dimension_count"] = .uint32(72)
+        #expect(throws: ModelFormatError.unsupported(file: "m.gguf", field: "metadata key 'phi3.rope.dimension_count'",
+                                                     reason: "72 of the head's 96 dimensions rotate; losad rotates whole heads")) {
+            try ModelConfig(ggufMetadata: partial, tensorShapes: shapes, file: "m.gguf")
+        }
+    }
+
     /// llama.cpp's converter: w.reshape(heads, 2, D/2, in).swapaxes(1, 2).reshape(w.shape).
     @Test func qkPermutationMatchesTheConverterFormulaAndInvertsExactly() {
         let heads = 3, headDim = 8, columns = 5
@@ -170,7 +282,7 @@ import Testing
         var wrong = metadata
         wrong["general.architecture"] = .string("rwkv6")
         #expect(throws: ModelFormatError.unsupported(file: "m.gguf", field: "metadata key 'general.architecture'",
-                                                     reason: "'rwkv6' is not an architecture losad runs (gemma2, gemma3, llama, qwen2, qwen3)")) {
+                                                     reason: "'rwkv6' is not an architecture losad runs (gemma2, gemma3, llama, phi3, qwen2, qwen3)")) {
             try ModelConfig(ggufMetadata: wrong, tensorShapes: [:], file: "m.gguf")
         }
         wrong = metadata

@@ -38,7 +38,7 @@ import Testing
 
     /// The cache holds every position; sliding layers mask the old ones (mistral, gemma: windows of 4
     /// over 14 tokens), q/k norms and per-layer rope (gemma3) apply to the cached rows as to the full pass.
-    @Test(arguments: ["tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3"])
+    @Test(arguments: ["tiny-llama3", "tiny-mistral", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3"])
     func incrementalDecodingOfEveryFamilyEqualsTheFullForward(name: String) throws {
         let decoder = try Decoder(checkpoint: Checkpoint.open(try TransformerFixtures.modelPath(name)))
         let tokens = Array(Self.stream.prefix(14))

@@ -50,6 +50,22 @@ enum TransformerFixtures {
         return try SafetensorsFile(path: directory.appendingPathComponent("\(name).expected.safetensors").path).tensor(named: key)
     }
 
+    /// Another logits tensor of a fixture's expected file (a variant: the same weights under a changed config).
+    static func expectedLogits(_ name: String, key: String) throws -> Tensor {
+        try SafetensorsFile(path: directory.appendingPathComponent("\(name).expected.safetensors").path).tensor(named: key)
+    }
+
+    /// A copy of fixture `name` in a temporary folder with `changes` made to its config.json (the caller removes it).
+    static func modelCopy(_ name: String, configChanges changes: [String: Any]) throws -> URL {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID().uuidString)")
+        try FileManager.default.copyItem(at: directory.appendingPathComponent(name), to: folder)
+        let configURL = folder.appendingPathComponent("config.json")
+        var config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as? [String: Any])
+        for (key, value) in changes { config[key] = value }
+        try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+        return folder
+    }
+
     /// The demo model (SmolLM2-135M-Instruct, GGUF): `LOSAD_DEMO_MODEL`, else where scripts/fetch-demo-model.sh puts it.
     static let demoModelPath: String = ProcessInfo.processInfo.environment["LOSAD_DEMO_MODEL"].flatMap { $0.isEmpty ? nil : $0 }
         ?? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -8,8 +8,10 @@ extension CheckpointExporter {
         let fileName = splitPath(path).name
         var plan: [(info: GGUFTensorInfo, values: Tensor?, type: GGMLType, fallback: String?)] = []
         var elementsByType: [GGMLType: Int] = [:]
+        let architecture = source.config.architecture
         for info in file.tensors {
-            guard let role = TensorRole(ggufName: info.name), let values = replacements[role] else {
+            let placement = TensorPlacement(ggufName: info.name, architecture: architecture)
+            guard let values = try source.replacedValues(of: info.name, placement: placement, replacements: replacements) else {
                 plan.append((info, nil, info.type, nil))
                 continue
             }
@@ -36,7 +38,7 @@ extension CheckpointExporter {
             } else {
                 writer.addTensor(copying: step.info, from: file)
             }
-            tensors.append(ExportedTensor(name: step.info.name, role: TensorRole(ggufName: step.info.name), shape: step.info.shape,
+            tensors.append(ExportedTensor(name: step.info.name, role: TensorPlacement(ggufName: step.info.name, architecture: architecture)?.role, shape: step.info.shape,
                                           sourceType: step.info.type.description, type: step.type.description,
                                           replaced: step.values != nil, fallback: step.fallback, file: fileName))
         }

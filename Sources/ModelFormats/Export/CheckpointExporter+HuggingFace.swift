@@ -30,8 +30,9 @@ extension CheckpointExporter {
             let name = splitPath(file.path).name
             var entries: [SafetensorsWriter.Entry] = []
             for info in file.tensors {
-                let role = TensorRole(huggingFaceName: info.name, architecture: source.config.architecture)
-                let replacement = role.flatMap { replacements[$0] }
+                let placement = TensorPlacement(huggingFaceName: info.name, architecture: source.config.architecture)
+                let role = placement?.role
+                let replacement = try source.replacedValues(of: info.name, placement: placement, replacements: replacements)
                 var stored = info.dtype
                 if let replacement {
                     // Non-nil: the block types were refused above.

@@ -58,6 +58,29 @@ extension Checkpoint {
     }
 }
 
+extension Checkpoint {
+    /// The values a writer stores for the stored tensor `name`: the replacement of its role, or, for a
+    /// fused tensor (phi3), its parts' replacements stacked in its rows (a part not replaced keeps the
+    /// source's rows); nil when nothing of it is replaced, so it is copied as stored.
+    func replacedValues(of name: String, placement: TensorPlacement?, replacements: [TensorRole: Tensor]) throws -> Tensor? {
+        switch placement {
+        case .role(let role)?:
+            return replacements[role]
+        case .fused?:
+            guard let entry = tensors.first(where: { $0.name == name }),
+                  entry.parts.contains(where: { replacements[$0.role] != nil }) else { return nil }
+            let values = entry.parts.allSatisfy({ replacements[$0.role] != nil }) ? Tensor(zeros: entry.shape)
+                : try storedValues(named: name)
+            for part in entry.parts {
+                if let replacement = replacements[part.role] { values.slice(part.rows).assign(replacement) }
+            }
+            return values
+        case nil:
+            return nil
+        }
+    }
+}
+
 /// The checks and the two writers behind `Checkpoint.export`.
 enum CheckpointExporter {
     /// The prefix of every key an export adds; the rest is the source's.
@@ -110,7 +133,7 @@ enum CheckpointExporter {
     static func checkReplacements(_ replacements: [TensorRole: Tensor], source: Checkpoint, file: String) throws {
         for (role, tensor) in replacements {
             guard let entry = source.entry(for: role) else {
-                let name = source.format == .gguf ? role.ggufName : (role.huggingFaceName(in: source.config.architecture) ?? role.ggufName)
+                let name = source.tensorName(of: role)
                 throw ModelFormatError.invalid(file: file, field: "replacement tensor '\(name)'",
                                                reason: "the source \(source.path) has no such tensor")
             }

@@ -30,7 +30,8 @@ public struct ExportResult: Sendable, Equatable {
 public struct ExportedTensor: Sendable, Equatable {
     /// The tensor's name in the file (the source's name).
     public let name: String
-    /// Its role, nil for tensors losad does not use (copied unchanged).
+    /// Its role, nil for tensors losad does not use (copied unchanged) and for a fused tensor (phi3's
+    /// q/k/v, gate/up: replaced when any of its roles is).
     public let role: TensorRole?
     /// Row-major shape.
     public let shape: [Int]

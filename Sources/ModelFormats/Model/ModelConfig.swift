@@ -9,7 +9,7 @@ import Foundation
 public struct ModelConfig: Sendable, Equatable, Codable {
     /// Architecture families losad can run.
     public enum Architecture: String, Sendable, Codable, CaseIterable {
-        case llama, mistral, qwen2, qwen3, gemma2, gemma3
+        case llama, mistral, qwen2, qwen3, gemma2, gemma3, phi3
     }
 
     /// The activation of the MLP's gate: silu(gate) ⊙ up (SwiGLU) or gelu_tanh(gate) ⊙ up (GeGLU).

@@ -34,19 +34,22 @@ extension Checkpoint {
         }
         let entries = try sparse.entries.compactMap { entry -> TensorEntry? in
             let name = entry.name
-            let role = sparse.sourceFormat == .huggingFace ? TensorRole(huggingFaceName: name, architecture: config.architecture) : TensorRole(ggufName: name)
-            if role == nil {
+            let placement = sparse.sourceFormat == .huggingFace
+                ? TensorPlacement(huggingFaceName: name, architecture: config.architecture)
+                : TensorPlacement(ggufName: name, architecture: config.architecture)
+            guard let placement else {
                 if sparse.sourceFormat == .huggingFace, ignoredHuggingFaceSuffixes.contains(where: name.hasSuffix) { return nil }
                 throw ModelFormatError.unsupported(file: path, field: "tensor '\(name)'",
                                                    reason: "not a tensor of a \(config.architecture.rawValue) decoder")
             }
             switch entry {
             case .sparse(let tensor):
-                return TensorEntry(name: name, role: role, type: SparseModelFormat.entryType(tensor.kind), shape: tensor.shape,
-                                   elementCount: tensor.rows * tensor.cols, byteCount: tensor.storedByteCount, sparseKind: tensor.kind)
+                return try .placed(placement, name: name, type: SparseModelFormat.entryType(tensor.kind), shape: tensor.shape,
+                                   elementCount: tensor.rows * tensor.cols, byteCount: tensor.storedByteCount,
+                                   sparseKind: tensor.kind, config: config, file: path)
             case .dense(let info):
-                return TensorEntry(name: name, role: role, type: info.type.description, shape: info.shape,
-                                   elementCount: info.elementCount, byteCount: info.byteCount)
+                return try .placed(placement, name: name, type: info.type.description, shape: info.shape,
+                                   elementCount: info.elementCount, byteCount: info.byteCount, config: config, file: path)
             }
         }
         return try Checkpoint(path: path, format: .sparse, config: config, tokenizer: tokenizer, tensors: entries,
@@ -61,24 +64,26 @@ extension Checkpoint {
         return nil
     }
 
-    /// The sparse matrix stored for `role`, borrowed from the mapped file (no copy); nil when the
-    /// role is dense or this is not a sparse model file.
+    /// The sparse matrix stored for `role`, borrowed from the mapped file (no copy; a fused role's
+    /// rows of its stored matrix); nil when the role is dense or this is not a sparse model file.
     public func sparseMatrix(for role: TensorRole) -> SparseMatrix? {
         guard let file = sparseFile, let entry = entry(for: role), let tensor = file.sparseTensor(named: entry.name) else { return nil }
-        return file.matrix(tensor)
+        let matrix = file.matrix(tensor)
+        return entry.rows.map { matrix.rows($0) } ?? matrix
     }
 
     /// Every sparse role's matrix, borrowed from the mapped file.
     public func sparseMatrices() -> [TensorRole: SparseMatrix] {
         var matrices: [TensorRole: SparseMatrix] = [:]
-        for entry in tensors where entry.sparseKind != nil {
+        for entry in roleEntries where entry.sparseKind != nil {
             if let role = entry.role, let matrix = sparseMatrix(for: role) { matrices[role] = matrix }
         }
         return matrices
     }
 
     /// A dense tensor's bytes as stored in a GGUF or sparse model file, in place (for runtimes that
-    /// read Q8_0, Q4_K … blocks directly); nil for a sparse matrix, a missing role or a Hugging Face folder.
+    /// read Q8_0, Q4_K … blocks directly; for a fused role, its whole stored tensor: the role's rows are
+    /// `entry(for:).rows`); nil for a sparse matrix, a missing role or a Hugging Face folder.
     public func storedTensor(for role: TensorRole) -> StoredGGUFTensor? {
         guard let entry = entry(for: role), entry.sparseKind == nil else { return nil }
         let file: GGUFFile

@@ -105,19 +105,20 @@ public struct SparseModelWriter: Sendable {
     /// The source's tensors in its order, each sparse, re-encoded or copied; sparse ones encoded now
     /// so that a value the kind cannot store fails before the file exists.
     private func planTensors(weights: [TensorRole: Tensor], sparseRoles: Set<TensorRole>, file: String) throws -> [PlannedTensor] {
-        // (name, role, shape, source type as ggml names it, how to copy it unchanged)
-        var sourceTensors: [(name: String, role: TensorRole, shape: [Int], type: GGMLType, copy: PlannedTensor.Data)] = []
+        // (name, placement, shape, source type as ggml names it, how to copy it unchanged)
+        var sourceTensors: [(name: String, placement: TensorPlacement, shape: [Int], type: GGMLType, copy: PlannedTensor.Data)] = []
+        let architecture = source.config.architecture
         switch source.storage {
         case .gguf(let gguf):
             for info in gguf.tensors {
-                guard let role = TensorRole(ggufName: info.name) else { continue }
-                sourceTensors.append((info.name, role, info.shape, info.type, .copyGGUF(info, gguf)))
+                guard let placement = TensorPlacement(ggufName: info.name, architecture: architecture) else { continue }
+                sourceTensors.append((info.name, placement, info.shape, info.type, .copyGGUF(info, gguf)))
             }
         case .huggingFace(let checkpoint):
             for shard in checkpoint.files {
                 for info in shard.tensors {
                     // Tensors without a role (rotary caches) hold nothing losad reads; they are left out.
-                    guard let role = TensorRole(huggingFaceName: info.name, architecture: source.config.architecture) else { continue }
+                    guard let placement = TensorPlacement(huggingFaceName: info.name, architecture: architecture) else { continue }
                     let copy: PlannedTensor.Data
                     switch info.dtype {
                     case .f32: copy = .bytes(.f32, try shard.rawBytes(named: info.name))
@@ -126,7 +127,7 @@ public struct SparseModelWriter: Sendable {
                     default: copy = .encode(try shard.tensor(named: info.name), .f32)
                     }
                     let type: GGMLType = switch copy { case .bytes(let type, _): type; default: .f32 }
-                    sourceTensors.append((info.name, role, info.shape, type, copy))
+                    sourceTensors.append((info.name, placement, info.shape, type, copy))
                 }
             }
         case .sparse:
@@ -136,27 +137,36 @@ public struct SparseModelWriter: Sendable {
         var plan: [PlannedTensor] = []
         for tensor in sourceTensors {
             let sourceType = tensor.type.description
-            if sparseRoles.contains(tensor.role), let values = weights[tensor.role] {
+            let role = tensor.placement.role
+            // A fused tensor (phi3) is one matrix of the file: sparse when its roles are, its rows stacked.
+            let roles = source.tensors.first { $0.name == tensor.name }.map { $0.parts.map(\.role) } ?? []
+            let isSparse = role.map { sparseRoles.contains($0) } ?? (!roles.isEmpty && roles.allSatisfy { sparseRoles.contains($0) })
+            if case .fused(_, let fused) = tensor.placement, !isSparse, roles.contains(where: { sparseRoles.contains($0) }) {
+                throw ModelFormatError.invalid(file: file, field: "sparse tensor '\(tensor.name)'",
+                                               reason: "it holds \(fused.members.map(\.rawValue).joined(separator: ", ")) fused: all of them are stored sparse or none")
+            }
+            let replaced = try source.replacedValues(of: tensor.name, placement: tensor.placement, replacements: weights)
+            if isSparse, let values = replaced {
                 try Self.checkEncodable(values, kind: valueKind, name: tensor.name, file: file)
                 let encoded = SparseMatrix.encode(values, kind: valueKind)
                 let bytes = encoded.storedByteCount
                 let density = encoded.density
                 plan.append(PlannedTensor(name: tensor.name, shape: tensor.shape, data: .sparse(encoded),
-                                          written: SparseWrittenTensor(name: tensor.name, role: tensor.role, shape: tensor.shape, sourceType: sourceType,
+                                          written: SparseWrittenTensor(name: tensor.name, role: role, shape: tensor.shape, sourceType: sourceType,
                                                                        type: SparseModelFormat.entryType(valueKind), replaced: true,
                                                                        byteCount: bytes, density: density, fallback: nil)))
-            } else if let values = weights[tensor.role] {
+            } else if let values = replaced {
                 let (type, fallback) = denseType.ggufType(source: tensor.type, rowLength: tensor.shape.last ?? 1)
                 try CheckpointExporter.checkValues(values, name: tensor.name, storedAs: type, file: file)
                 plan.append(PlannedTensor(name: tensor.name, shape: tensor.shape, data: .encode(values, type),
-                                          written: SparseWrittenTensor(name: tensor.name, role: tensor.role, shape: tensor.shape, sourceType: sourceType,
+                                          written: SparseWrittenTensor(name: tensor.name, role: role, shape: tensor.shape, sourceType: sourceType,
                                                                        type: type.description, replaced: true,
                                                                        byteCount: type.byteCount(elements: values.count) ?? 0, density: nil, fallback: fallback)))
             } else {
                 let count = tensor.shape.reduce(1, *)
                 let type: GGMLType = switch tensor.copy { case .encode(_, let type): type; default: tensor.type }
                 plan.append(PlannedTensor(name: tensor.name, shape: tensor.shape, data: tensor.copy,
-                                          written: SparseWrittenTensor(name: tensor.name, role: tensor.role, shape: tensor.shape, sourceType: sourceType,
+                                          written: SparseWrittenTensor(name: tensor.name, role: role, shape: tensor.shape, sourceType: sourceType,
                                                                        type: type.description, replaced: false,
                                                                        byteCount: type.byteCount(elements: count) ?? 0, density: nil, fallback: nil)))
             }
@@ -306,7 +316,8 @@ public struct SparseModelWriteResult: Sendable, Equatable {
 public struct SparseWrittenTensor: Sendable, Equatable {
     /// The source's name for it.
     public let name: String
-    public let role: TensorRole
+    /// Its role; nil for a fused tensor (phi3's q/k/v, gate/up), one matrix holding several roles' rows.
+    public let role: TensorRole?
     /// Row-major logical shape.
     public let shape: [Int]
     /// The source's storage type ("Q4_1", "F32", "BF16").

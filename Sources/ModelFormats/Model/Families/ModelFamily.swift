@@ -17,7 +17,7 @@ protocol ModelFamily {
 }
 
 enum ModelFamilies {
-    static var all: [any ModelFamily.Type] { [Llama.self, Mistral.self, Qwen2.self, Qwen3.self, Gemma2.self, Gemma3.self] }
+    static var all: [any ModelFamily.Type] { [Llama.self, Mistral.self, Qwen2.self, Qwen3.self, Gemma2.self, Gemma3.self, Phi3.self] }
 
     /// The family whose GGUF files say `name`.
     static func family(ggufName name: String) -> (any ModelFamily.Type)? {
