@@ -20,7 +20,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 INSTALL_LAYOUT = PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" BINDIR="$(BINDIR)" DATADIR="$(DATADIR)" \
 	SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)" SYSUSERSDIR="$(SYSUSERSDIR)" TMPFILESDIR="$(TMPFILESDIR)"
 
-.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress bench-sparse check-families llama-cpp random-models clean \
+.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress bench-sparse check-families llama-cpp random-models bench-kit clean \
 	install install-built uninstall check-systemd
 
 all: build
@@ -87,6 +87,12 @@ random-models: demo-model
 	@python=$$(bash scripts/python-env.sh) && for type in Q8_0 Q4_0; do \
 		[ -s .cache/models/random/tinyllama-1b-$$type.gguf ] || "$$python" scripts/make_random_llama.py tinyllama-1b --type $$type || exit 1; \
 	done
+
+## bench-kit: packs bench-sparse for a machine without Swift or network (an AVX-512 server lent for minutes) into
+##   .cache/bench-kit (stripped static-runtime losad with its libraries, ckernels-check, llama.cpp's sources);
+##   there, `bash scripts/bench-kit-run.sh` checks the kernels and prints the table for a 1B-shaped random model
+bench-kit: deps demo-model
+	@bash scripts/bench-kit.sh
 
 ## install: binaries (release build), systemd units, sysusers/tmpfiles snippets, configuration,
 ##   completions and the varlink interface under PREFIX (default /usr/local); DESTDIR stages.

@@ -50,7 +50,7 @@ def llama_bench(binary, models, threads, prompt, tokens, repetitions):
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--losad", required=True)
-    parser.add_argument("--llama-bench", required=True)
+    parser.add_argument("--llama-bench", help="llama.cpp's llama-bench (without it the table has no peer columns)")
     parser.add_argument("--folder", type=pathlib.Path, required=True)
     parser.add_argument("--model", action="append", nargs=3, metavar=("NAME", "Q8_0", "Q4_0"), required=True)
     parser.add_argument("--threads", type=int, default=2)
@@ -68,20 +68,26 @@ def main() -> int:
         sparse = sparse_files(args.losad, q8, args.folder, name)
         ordered = [("dense Q8_0", q8), ("dense Q4_0", q4)] + [
             (f"sparse {v} {int(s * 100)}%", p) for (v, s), p in sorted(sparse.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
-        peer = llama_bench(args.llama_bench, [q8, q4], args.threads, args.prompt, args.tokens, args.repetitions)
+        peer = llama_bench(args.llama_bench, [q8, q4], args.threads, args.prompt, args.tokens, args.repetitions) \
+            if args.llama_bench else None
         ours = json.loads(run([args.losad, "bench", *[p for _, p in ordered], "--threads", args.threads,
                                "--prompt-tokens", args.prompt, "--decode-tokens", args.tokens,
                                "--repetitions", args.repetitions, "--json"], stdout=subprocess.PIPE).stdout)
-        peer_after = llama_bench(args.llama_bench, [q8, q4], args.threads, args.prompt, args.tokens, args.repetitions)
+        peer_after = llama_bench(args.llama_bench, [q8, q4], args.threads, args.prompt, args.tokens, args.repetitions) \
+            if args.llama_bench else None
         figures = {label: m for (label, _), m in zip(ordered, ours["models"])}
-        llama = {kind: {phase: (peer[(str(path), phase)] + peer_after[(str(path), phase)]) / 2 for phase in ("pp", "tg")}
+        nan = float("nan")
+        llama = {kind: {phase: (peer[(str(path), phase)] + peer_after[(str(path), phase)]) / 2 if peer else nan
+                        for phase in ("pp", "tg")}
                  for kind, path in (("Q8_0", q8), ("Q4_0", q4))}
-        report["models"][name] = {"losad": ours, "llama.cpp": llama,
-                                  "llama.cpp runs": [{f"{k[0]}|{k[1]}": v for k, v in run_.items()} for run_ in (peer, peer_after)]}
-        lines.append(f"{name}: memory read bandwidth {ours['readBandwidthBytesPerSecond'] / 1e9:.1f} GB/s, "
-                     f"{ours['threads']} threads, {ours['kernelPath']} kernels; llama.cpp pp{args.prompt}/tg{args.tokens} "
+        report["models"][name] = {"losad": ours, "llama.cpp": llama if peer else None,
+                                  "llama.cpp runs": [{f"{k[0]}|{k[1]}": v for k, v in run_.items()} for run_ in (peer, peer_after)]
+                                  if peer else []}
+        peer_line = (f"llama.cpp pp{args.prompt}/tg{args.tokens} "
                      f"Q8_0 {llama['Q8_0']['pp']:.1f}/{llama['Q8_0']['tg']:.2f}, Q4_0 {llama['Q4_0']['pp']:.1f}/{llama['Q4_0']['tg']:.2f} tok/s "
-                     f"(mean of a run before and after losad's)")
+                     f"(mean of a run before and after losad's)") if peer else "no llama.cpp here (no peer columns)"
+        lines.append(f"{name}: memory read bandwidth {ours['readBandwidthBytesPerSecond'] / 1e9:.1f} GB/s, "
+                     f"{ours['threads']} threads, {ours['kernelPath']} kernels; {peer_line}")
         lines.append(f"{'file':<16} {'MB':>8} {'MB/token':>9} {'decode tok/s':>13} {'vs llama.cpp':>13} "
                      f"{'of limit':>9} {'prefill tok/s':>14} {'vs own dense':>13}")
         dense_prefill = {"8": figures["dense Q8_0"]["prefillTokensPerSecond"], "4": figures["dense Q4_0"]["prefillTokensPerSecond"]}

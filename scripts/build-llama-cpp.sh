@@ -9,7 +9,11 @@
 # Into .cache/llama.cpp/: bin/ (the binaries) and VERSION (package version, llama.cpp commit, build number).
 # Idempotent: does nothing when bin/ already holds this pin's build. Prints the bin folder on stdout;
 # progress goes to stderr. LLAMA_CPP_JOBS (default 2) sets the build's parallel jobs.
+# With --sources-only: only fetches and extracts the sources, and prints the llama.cpp source folder
+# (scripts/bench-kit.sh packs them for a machine that builds them itself).
 set -euo pipefail
+sources_only=0
+[ "${1:-}" = "--sources-only" ] && sources_only=1
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 package_version="0.3.36"
@@ -28,7 +32,7 @@ already_built() {
     [ -f "$home/VERSION" ] && grep -qx "llama-cpp-python $package_version" "$home/VERSION" || return 1
     for tool in "${tools[@]}"; do [ -x "$bin/$tool" ] || return 1; done
 }
-if already_built; then
+if [ "$sources_only" = 0 ] && already_built; then
     (cd "$bin" && pwd -P)
     exit 0
 fi
@@ -39,6 +43,7 @@ command -v cmake >/dev/null 2>&1 || needed+=(cmake)
 command -v g++ >/dev/null 2>&1 || command -v c++ >/dev/null 2>&1 || needed+=(g++)
 command -v make >/dev/null 2>&1 || needed+=(make)
 command -v git >/dev/null 2>&1 || needed+=(git)   # only for the commit in VERSION and llama.cpp's build info
+[ "$sources_only" = 1 ] && needed=()
 if [ ${#needed[@]} -gt 0 ]; then
     if ! command -v apt-get >/dev/null 2>&1; then
         echo "build-llama-cpp: missing ${needed[*]}, and this system has no apt-get; install them with your package manager." >&2
@@ -71,6 +76,10 @@ if [ ! -f "$llama_source/CMakeLists.txt" ]; then
     tar -xzf "$sdist" -C "$source_parent"
 fi
 [ -f "$llama_source/CMakeLists.txt" ] || { echo "build-llama-cpp: $sdist has no vendor/llama.cpp/CMakeLists.txt" >&2; exit 1; }
+if [ "$sources_only" = 1 ]; then
+    echo "$llama_source"
+    exit 0
+fi
 
 # MARK: - Configure and build only the tools above
 echo "build-llama-cpp: building ${tools[*]} with $jobs jobs in $build (takes a while on 2 cores)" >&2
