@@ -23,8 +23,15 @@ typedef enum {
     CK_PATH_AVX512 = 2,   ///< AVX-512 F/BW/VL + VNNI + VBMI2 (vpexpandb / vpexpandw)
 } ck_path;
 
-/// The best path this CPU supports (cpuid through the compiler's builtins).
+/// The best path this CPU supports (cpuid through the compiler's builtins: AVX-512 needs
+/// avx512f, avx512bw, avx512vl, avx512vnni and avx512vbmi2 besides AVX2's), capped by the
+/// environment variable LOSAD_KERNEL_PATH = scalar | avx2 | avx512 when set (read once, on the
+/// first call; a path the CPU lacks is never returned, another value means no cap), so that a
+/// benchmark can run the AVX2 path on an AVX-512 CPU.
 int ck_best_path(void);
+
+/// The best path this CPU supports, ignoring LOSAD_KERNEL_PATH.
+int ck_cpu_path(void);
 
 // MARK: - Quantised dense products (GGML block formats, ggml-common.h layouts)
 
