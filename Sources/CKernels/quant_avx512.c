@@ -17,7 +17,11 @@
 
 #include "quant_internal.h"
 
+#ifdef CK_EMULATED_AVX512
+#define CK_AVX512  // make ckernels-check-emulated: plain-C stand-ins for the intrinsics, no target
+#else
 #define CK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#endif
 #define CK_INLINE static inline __attribute__((always_inline))
 
 /// Tokens per pass over a weight row.

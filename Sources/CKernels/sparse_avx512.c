@@ -31,7 +31,11 @@
 
 #include <immintrin.h>
 
+#ifdef CK_EMULATED_AVX512
+#define CK_AVX512  // make ckernels-check-emulated: plain-C stand-ins for the intrinsics, no target
+#else
 #define CK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi2,avx2,fma,f16c,popcnt")))
+#endif
 #define CK_INLINE static inline __attribute__((always_inline))
 
 size_t ck_sparse_activation_scale_bytes(int cols);
