@@ -6,14 +6,17 @@
 // Expansion: one 64-column group in one instruction. Mask bit j (column 64·g + j) is vector byte j,
 // so vpexpandb with the group's mask word puts the k-th stored value at the k-th set bit's column
 // and zeroes the rest (docs/sparse-format.md: values in column order, bit j ⇔ column 64·g + j).
-//   s8:  _mm512_maskz_expandloadu_epi8(m, v) reads exactly popcount(m) bytes.
+//   s8:  a 64-byte load at the group's first value, then the register form of vpexpandb (the
+//        memory form, vpexpandb zmm{k}, m512, is microcoded and slow on Zen 4; the register form
+//        is not, and the padding makes the plain load safe).
 //   s4:  the nibbles are unpacked to one byte each first (value k is the low nibble of byte k/2 for
 //        even k, the high one for odd k: byte i → 16-bit lane i, low nibble to its low byte, high
 //        nibble to its high byte, so value k lands in byte k), looked up as codebook levels with
 //        vpshufb, and then expanded (expanding packed nibble bytes first would spread byte pairs, not
 //        values). The 32-byte load may cover the next group's bytes or the padding nibble of an odd
 //        group; vpexpandb uses only the first popcount(m) bytes of its source, so they are ignored.
-//   f16: vpexpandw on each 32-column half (its own offset: popcount of the low half), vcvtph2ps.
+//   f16: vpexpandw (register form) on each 32-column half, loaded at its own offset (popcount of
+//        the low half), then vcvtph2ps.
 // Integer dot: vpdpbusd multiplies unsigned bytes by signed bytes, so the sign trick: |w| (u8; an
 // s8 weight is −127…127 and an s4 level −64…56) times x with its sign flipped where w < 0 (x is
 // −127…127, never −128, so the negation is exact). Sixteen int32 lanes, each the sum of four
@@ -21,8 +24,9 @@
 // forms) into float accumulators; the order of the float sums differs from the reference's, within
 // the tests' tolerance.
 //
-// Over-reads: only the s4 group load (32 bytes at the group's first value byte) reads past the
-// values it needs, at most 32 bytes past the last value byte: within CK_SPARSE_VALUE_PADDING.
+// Over-reads: every load is 64 bytes (s8, f16 halves) or 32 bytes (s4) at a first value byte,
+// which is at most the end of the value stream: at most 64 bytes past the last value byte, within
+// CK_SPARSE_VALUE_PADDING. vpexpand uses only the first popcount bytes/words of its source.
 #include "ckernels.h"
 
 #include <string.h>
@@ -49,7 +53,7 @@ static int groups_of(int cols) { return (cols + CK_SPARSE_GROUP - 1) / CK_SPARSE
 
 /// The 64 int8 weights of an s8 group (unstored columns 0); `*v` moves past its values.
 CK_INLINE CK_AVX512 __m512i expand_s8(uint64_t m, const uint8_t **v) {
-    __m512i w = _mm512_maskz_expandloadu_epi8((__mmask64)m, *v);
+    __m512i w = _mm512_maskz_expand_epi8((__mmask64)m, _mm512_loadu_si512((const void *)*v));
     *v += __builtin_popcountll(m);
     return w;
 }
@@ -66,9 +70,9 @@ CK_INLINE CK_AVX512 __m512i expand_s4(uint64_t m, const uint8_t **v, __m512i lev
 /// The 64 float weights of an f16 group (unstored columns +0) as four vectors of 16 columns.
 CK_INLINE CK_AVX512 void expand_f16(uint64_t m, const uint8_t **v, __m512 f[4]) {
     uint32_t lo = (uint32_t)m, hi = (uint32_t)(m >> 32);
-    __m512i h0 = _mm512_maskz_expandloadu_epi16((__mmask32)lo, *v);
+    __m512i h0 = _mm512_maskz_expand_epi16((__mmask32)lo, _mm512_loadu_si512((const void *)*v));
     *v += 2 * __builtin_popcount(lo);
-    __m512i h1 = _mm512_maskz_expandloadu_epi16((__mmask32)hi, *v);
+    __m512i h1 = _mm512_maskz_expand_epi16((__mmask32)hi, _mm512_loadu_si512((const void *)*v));
     *v += 2 * __builtin_popcount(hi);
     f[0] = _mm512_cvtph_ps(_mm512_castsi512_si256(h0));
     f[1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h0, 1));

@@ -77,6 +77,12 @@ EMU __m512i _mm512_maskz_expand_epi8(__mmask64 k, __m512i a) {
     for (int j = 0; j < 64; j++) if (k >> j & 1) r.u8[j] = a.u8[m++];
     return r;
 }
+EMU __m512i _mm512_maskz_expand_epi16(__mmask32 k, __m512i a) {
+    __m512i r = _mm512_setzero_si512();
+    int m = 0;
+    for (int j = 0; j < 32; j++) if (k >> j & 1) r.u16[j] = a.u16[m++];
+    return r;
+}
 EMU __m512i _mm512_maskz_expandloadu_epi16(__mmask32 k, const void *p) {
     __m512i r = _mm512_setzero_si512();
     int m = 0;
