@@ -23,6 +23,8 @@
 #define _GNU_SOURCE
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,23 @@
 size_t ck_sparse_activation_scale_bytes(int cols);  // sparse_dot.c (not in ckernels.h)
 
 static const char *path_names[] = {"scalar", "avx2", "avx512"};
+
+// MARK: - What is running (named if it crashes: SIGILL from an instruction the CPU lacks, SIGSEGV)
+
+static char current_step[320] = "startup";
+
+static void crash_handler(int signal_number) {
+    static const char prefix[] = "\nCRASH (signal ";
+    char number[4] = {(char)('0' + signal_number / 10 % 10), (char)('0' + signal_number % 10), ')', ' '};
+    (void)!write(2, prefix, sizeof prefix - 1);
+    (void)!write(2, number, 4);
+    (void)!write(2, "while running: ", 15);
+    (void)!write(2, current_step, strlen(current_step));
+    (void)!write(2, "\n", 1);
+    _exit(3);
+}
+
+#define STEP(...) snprintf(current_step, sizeof current_step, __VA_ARGS__)
 
 // MARK: - Random numbers and values
 
@@ -231,6 +250,8 @@ static void check_quant_matmul(int type, int best, int cases) {
         char what[256], detail[160];
         for (int path = 0; path <= best; path++) {
             memcpy(y, y0, sizeof(float) * ny);
+            STEP("quant matmul %s %s rows %d cols %d tokens %d range [%d, %d)", quant_name(type), path_names[path], rows,
+                 cols, tokens, lo, hi);
             ck_quant_matmul(type, w, row_bytes, cols, act, tokens, y, (size_t)rows, lo, hi, accumulate, path);
             double worst;
             int ok;
@@ -264,6 +285,7 @@ static void check_quant_dequantize(int type, int best, int cases) {
         ck_quant_dequantize_rows(type, w, row_bytes, cols, lo, hi, ref, CK_PATH_SCALAR);
         for (int path = 1; path <= best; path++) {
             memset(out, 0xAB, sizeof(float) * n);
+            STEP("quant dequantize %s %s rows [%d, %d) cols %d", quant_name(type), path_names[path], lo, hi, cols);
             ck_quant_dequantize_rows(type, w, row_bytes, cols, lo, hi, out, path);
             size_t bad = n;
             for (size_t i = 0; i < n && bad == n; i++) if (memcmp(&out[i], &ref[i], 4) != 0) bad = i;
@@ -309,6 +331,7 @@ static void check_quant_activations(int type, int best, int cases) {
         record(result_for("quant activations", quant_name(type), CK_PATH_SCALAR), ok, worst, what);
         for (int path = 1; path <= best; path++) {
             memset(out, 0x5A, bytes);
+            STEP("quant activations %s %s cols %d tokens %d", quant_name(type), path_names[path], cols, tokens);
             ck_quant_quantize_activations(type, x, tokens, cols, ldx, out, path);
             size_t bad = bytes;
             for (size_t i = 0; i < bytes && bad == bytes; i++) if (out[i] != ref[i]) bad = i;
@@ -461,6 +484,8 @@ static void check_sparse_matmul(int kind, int best, int cases) {
         char what[256], detail[160];
         for (int path = 0; path <= best; path++) {
             memcpy(y, y0, sizeof(float) * ny);
+            STEP("sparse matmul %s %s rows %d cols %d density %.1f tokens %d range [%d, %d)", sparse_name(kind),
+                 path_names[path], rows, cols, density, tokens, lo, hi);
             ck_sparse_matmul(&s.view, act, tokens, y, (size_t)rows, lo, hi, accumulate, path);
             double worst;
             int ok;
@@ -494,6 +519,8 @@ static void check_sparse_dequantize(int kind, int best, int cases) {
         double *wrow = xmalloc(sizeof(double) * (cols + 64));
         for (int path = 0; path <= best; path++) {
             memset(out, 0xAB, sizeof(float) * n);
+            STEP("sparse dequantize %s %s rows [%d, %d) cols %d density %.1f", sparse_name(kind), path_names[path], lo, hi,
+                 cols, density);
             ck_sparse_dequantize_rows(&s.view, lo, hi, out, path);
             // Every path exactly the format's values (scale · q is one rounding in float, as here
             // in double then to float: the product of an f16 and a small int is exact in float).
@@ -550,6 +577,7 @@ static void check_sparse_activations(int kind, int best, int cases) {
         record(result_for("sparse activations", sparse_name(kind), CK_PATH_SCALAR), ok, worst, what);
         for (int path = 1; path <= best; path++) {
             memset(out, 0x5A, bytes);
+            STEP("sparse activations %s %s cols %d tokens %d", sparse_name(kind), path_names[path], cols, tokens);
             ck_sparse_quantize_activations(kind, x, tokens, cols, ldx, out, path);
             size_t bad = bytes;
             for (size_t i = 0; i < bytes && bad == bytes; i++) if (out[i] != ref[i]) bad = i;
@@ -696,6 +724,7 @@ static void benchmark(int best, int threads, int reps, size_t min_bytes) {
                 base.y = xmalloc(sizeof(float) * (size_t)base.tokens * rows * (threads > 0 ? threads : 1));
                 for (int path = CK_PATH_AVX2 <= best ? CK_PATH_AVX2 : CK_PATH_SCALAR; path <= best; path++) {
                     base.path = path;
+                    STEP("benchmark %s %s %dx%d tokens %d", kernels[kk].name, path_names[path], rows, cols, base.tokens);
                     for (int ti = 0; ti < (threads > 1 ? 2 : 1); ti++) {
                         double seconds = time_passes(base, thread_counts[ti], reps);
                         double per_call = seconds / base.copies;
@@ -738,6 +767,11 @@ int main(int argc, char **argv) {
     if (threads < 1 || threads > 256) threads = 1;
     if (reps < 1) reps = 1;
 
+    setvbuf(stdout, NULL, _IOLBF, 0);  // lines out as they come, even into a pipe, should a kernel crash
+    signal(SIGILL, crash_handler);
+    signal(SIGSEGV, crash_handler);
+    signal(SIGBUS, crash_handler);
+    signal(SIGFPE, crash_handler);
     printf("== CPU ==\n");
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
