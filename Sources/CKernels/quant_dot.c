@@ -15,7 +15,7 @@
 
 // MARK: - Public entry points
 //
-// The AVX-512 path has its own products for Q8_0 and Q4_0 (quant_avx512.c); for the other types,
+// The AVX-512 path has its own products for Q8_0, Q4_0 and Q4_1 (quant_avx512.c); for Q4_K and Q6_K,
 // the decoders and the activation quantiser it runs the AVX2 kernels, which every AVX-512 CPU can run.
 
 int ck_quant_supported(int ggml_type) { return ck_act_kind(ggml_type) != CK_ACT_NONE; }

@@ -21,8 +21,8 @@ typedef enum {
     CK_PATH_SCALAR = 0,   ///< plain C: the reference every other path must match
     CK_PATH_AVX2 = 1,     ///< AVX2 + FMA + F16C
     CK_PATH_AVX512 = 2,   ///< AVX-512 F/BW/VL + VNNI + VBMI2 (vpexpandb / vpexpandw): its own sparse
-                          ///< products and decoders (sparse_avx512.c) and Q8_0 / Q4_0 products
-                          ///< (quant_avx512.c); the other quantised products, the quantised decoders
+                          ///< products and decoders (sparse_avx512.c) and Q8_0 / Q4_0 / Q4_1 products
+                          ///< (quant_avx512.c); the Q4_K / Q6_K products, the quantised decoders
                           ///< and both activation quantisers run the AVX2 kernels on this path
 } ck_path;
 
