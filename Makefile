@@ -20,7 +20,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 INSTALL_LAYOUT = PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" BINDIR="$(BINDIR)" DATADIR="$(DATADIR)" \
 	SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)" SYSUSERSDIR="$(SYSUSERSDIR)" TMPFILESDIR="$(TMPFILESDIR)"
 
-.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress bench-sparse check-families llama-cpp random-models bench-kit clean \
+.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress bench-sparse check-families ckernels-check ckernels-check-emulated llama-cpp random-models bench-kit clean \
 	install install-built uninstall check-systemd
 
 all: build
@@ -59,6 +59,26 @@ demo: release demo-model
 ## bench-kernels: sgemm and element-wise throughput, side by side with numpy
 bench-kernels: release
 	@bash scripts/bench-kernels.sh
+
+## ckernels-check: a static C program (no Swift needed) that checks every C kernel on every path the CPU has
+## against the scalar reference and prints a decode throughput table: .build/ckernels-check [--threads N]
+## (-ffp-contract=off: what the sources' clang pragmas ask for, which gcc ignores)
+ckernels-check:
+	@mkdir -p .build
+	$(CC) -O2 -static -std=gnu11 -ffp-contract=off -Wall -Wno-unknown-pragmas -ISources/CKernels/include -o .build/ckernels-check \
+		scripts/ckernels_check.c Sources/CKernels/*.c -lm -lpthread
+
+## ckernels-check-emulated: the same checks with the AVX-512 files compiled against plain-C stand-ins of their
+## intrinsics (scripts/ckernels_emulated), for machines without AVX-512: checks the code's logic, not the CPU
+ckernels-check-emulated:
+	@mkdir -p .build/ckernels-emulated
+	$(CC) -O1 -std=gnu11 -ffp-contract=off -Wall -DCK_EMULATED_AVX512 -Iscripts/ckernels_emulated -ISources/CKernels/include \
+		-c Sources/CKernels/sparse_avx512.c -o .build/ckernels-emulated/sparse_avx512.o
+	$(CC) -O1 -std=gnu11 -ffp-contract=off -Wall -DCK_EMULATED_AVX512 -Iscripts/ckernels_emulated -ISources/CKernels/include \
+		-c Sources/CKernels/quant_avx512.c -o .build/ckernels-emulated/quant_avx512.o
+	$(CC) -O2 -std=gnu11 -ffp-contract=off -Wall -Wno-unknown-pragmas -DCK_EMULATED_AVX512 -ISources/CKernels/include \
+		-o .build/ckernels-check-emulated scripts/ckernels_check.c \
+		$$(ls Sources/CKernels/*.c | grep -v _avx512) .build/ckernels-emulated/*.o -lm -lpthread
 
 ## check-families: real models of the other families (Gemma 3 270M from PyPI): losad's perplexity against transformers', within 0.5%
 check-families:

@@ -15,8 +15,8 @@
 
 // MARK: - Public entry points
 //
-// There is no AVX-512 quantised kernel yet: a path of CK_PATH_AVX512 runs the AVX2 kernels, which
-// every AVX-512 CPU can run.
+// The AVX-512 path has its own products for Q8_0, Q4_0 and Q4_1 (quant_avx512.c); for Q4_K and Q6_K,
+// the decoders and the activation quantiser it runs the AVX2 kernels, which every AVX-512 CPU can run.
 
 int ck_quant_supported(int ggml_type) { return ck_act_kind(ggml_type) != CK_ACT_NONE; }
 
@@ -42,7 +42,9 @@ void ck_quant_matmul(int ggml_type, const void *weights, size_t row_bytes, int c
                      int row_begin, int row_end, int accumulate, int path) {
     if (!ck_quant_supported(ggml_type) || tokens <= 0 || row_end <= row_begin || cols <= 0) return;
     const uint8_t *w = (const uint8_t *)weights;
-    if (path >= CK_PATH_AVX2) {
+    if (path >= CK_PATH_AVX512 && ck_quant_matmul_avx512_supports(ggml_type)) {
+        ck_quant_matmul_avx512(ggml_type, w, row_bytes, cols, act, tokens, y, ldy, row_begin, row_end, accumulate);
+    } else if (path >= CK_PATH_AVX2) {
         if (ggml_type == CK_GGML_Q4_K || ggml_type == CK_GGML_Q6_K) {
             ck_quant_matmul_k_avx2(ggml_type, w, row_bytes, cols, act, tokens, y, ldy, row_begin, row_end, accumulate);
         } else {

@@ -24,6 +24,11 @@ void ck_sparse_matmul_avx2(const ck_sparse_matrix *w, const void *act, int token
                            int row_begin, int row_end, int accumulate);
 void ck_sparse_dequantize_rows_avx2(const ck_sparse_matrix *w, int row_begin, int row_end, float *out);
 
+// The AVX-512 paths (sparse_avx512.c); its activations are the AVX2 quantiser's.
+void ck_sparse_matmul_avx512(const ck_sparse_matrix *w, const void *act, int tokens, float *y, size_t ldy,
+                             int row_begin, int row_end, int accumulate);
+void ck_sparse_dequantize_rows_avx512(const ck_sparse_matrix *w, int row_begin, int row_end, float *out);
+
 // MARK: - Shared helpers
 
 const int8_t ck_sparse_s4_levels[16] = {-64, -52, -42, -32, -24, -18, -11, -5, 0, 6, 12, 19, 26, 34, 44, 56};
@@ -59,7 +64,7 @@ float ck_sparse_half_to_float(uint16_t h) {
     return result;
 }
 
-/// The path to run: AVX-512 has no sparse kernels of its own yet, so it runs the AVX2 one.
+/// The path of the activation quantiser: AVX-512 uses the AVX2 one (same bytes, not the bottleneck).
 static int effective_path(int path) {
     return path >= CK_PATH_AVX2 ? CK_PATH_AVX2 : CK_PATH_SCALAR;
 }
@@ -169,7 +174,9 @@ static void matmul_scalar(const ck_sparse_matrix *w, const void *act, int tokens
 void ck_sparse_matmul(const ck_sparse_matrix *w, const void *act, int tokens, float *y, size_t ldy,
                       int row_begin, int row_end, int accumulate, int path) {
     if (row_begin >= row_end || tokens <= 0) return;
-    if (effective_path(path) == CK_PATH_AVX2) {
+    if (path >= CK_PATH_AVX512) {
+        ck_sparse_matmul_avx512(w, act, tokens, y, ldy, row_begin, row_end, accumulate);
+    } else if (path == CK_PATH_AVX2) {
         ck_sparse_matmul_avx2(w, act, tokens, y, ldy, row_begin, row_end, accumulate);
     } else {
         matmul_scalar(w, act, tokens, y, ldy, row_begin, row_end, accumulate);
@@ -207,7 +214,9 @@ static void dequantize_rows_scalar(const ck_sparse_matrix *w, int row_begin, int
 
 void ck_sparse_dequantize_rows(const ck_sparse_matrix *w, int row_begin, int row_end, float *out, int path) {
     if (row_begin >= row_end) return;
-    if (effective_path(path) == CK_PATH_AVX2) {
+    if (path >= CK_PATH_AVX512) {
+        ck_sparse_dequantize_rows_avx512(w, row_begin, row_end, out);
+    } else if (path == CK_PATH_AVX2) {
         ck_sparse_dequantize_rows_avx2(w, row_begin, row_end, out);
     } else {
         dequantize_rows_scalar(w, row_begin, row_end, out);

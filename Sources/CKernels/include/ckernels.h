@@ -20,11 +20,21 @@ extern "C" {
 typedef enum {
     CK_PATH_SCALAR = 0,   ///< plain C: the reference every other path must match
     CK_PATH_AVX2 = 1,     ///< AVX2 + FMA + F16C
-    CK_PATH_AVX512 = 2,   ///< AVX-512 F/BW/VL + VNNI + VBMI2 (vpexpandb / vpexpandw)
+    CK_PATH_AVX512 = 2,   ///< AVX-512 F/BW/VL + VNNI + VBMI2 (vpexpandb / vpexpandw): its own sparse
+                          ///< products and decoders (sparse_avx512.c) and Q8_0 / Q4_0 / Q4_1 products
+                          ///< (quant_avx512.c); the Q4_K / Q6_K products, the quantised decoders
+                          ///< and both activation quantisers run the AVX2 kernels on this path
 } ck_path;
 
-/// The best path this CPU supports (cpuid through the compiler's builtins).
+/// The best path this CPU supports (cpuid through the compiler's builtins: AVX-512 needs
+/// avx512f, avx512bw, avx512vl, avx512vnni and avx512vbmi2 besides AVX2's), capped by the
+/// environment variable LOSAD_KERNEL_PATH = scalar | avx2 | avx512 when set (read once, on the
+/// first call; a path the CPU lacks is never returned, another value means no cap), so that a
+/// benchmark can run the AVX2 path on an AVX-512 CPU.
 int ck_best_path(void);
+
+/// The best path this CPU supports, ignoring LOSAD_KERNEL_PATH.
+int ck_cpu_path(void);
 
 // MARK: - Quantised dense products (GGML block formats, ggml-common.h layouts)
 
