@@ -53,7 +53,7 @@ grep -E "MemTotal|MemAvailable" /proc/meminfo
 "$losad" version || { echo "bench-kit-run: losad does not start here"; exit 1; }
 
 stage "ckernels-check"
-"$kit/ckernels-check" --threads "$threads" | tee "$out/ckernels-check.txt"
+"$kit/ckernels-check" --threads "$threads" --bench-mb "${BENCH_CHECK_MB:-128}" | tee "$out/ckernels-check.txt"
 check=${PIPESTATUS[0]}
 if [ "$check" != 0 ]; then
     echo "bench-kit-run: ckernels-check failed (exit $check): the table below would measure wrong kernels"
