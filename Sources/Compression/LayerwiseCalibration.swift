@@ -9,7 +9,8 @@ import Transformer
 /// block before produced — the dense, the merged or the freshly pruned output (sequential calibration).
 ///
 /// Shapes: n calibration windows of T tokens; hidden [n·T, C]; dense features per layer [n·T, C] as
-/// Float16 (reconstruction errors are relative to per-channel norms: half precision is ample);
+/// Float16 of each value over its channel's norm (reconstruction errors are relative to those norms, so half
+/// precision is ample, and normalised values are at most 1 whatever the model's activation range);
 /// Gram matrices [n, n].
 public final class LayerwiseCalibration {
     public let decoder: Decoder
@@ -76,18 +77,13 @@ public final class LayerwiseCalibration {
     /// Runs the (dense) decoder and keeps every block's output Y_l and its per-channel L2 norms over all
     /// calibration tokens: the targets of the reconstruction errors.
     public func denseFeatures(cancellation: Cancellation = .never) throws(CompressionError) -> DenseFeatures {
-        let c = decoder.config.hiddenSize, count = hidden.count
-        var outputs: [[UInt16]] = []
-        var norms: [[Double]] = []
+        var features = DenseFeatures(hiddenSize: decoder.config.hiddenSize)
         embedAll()
         for l in 0..<decoder.config.layerCount {
             try runBlock(l, cancellation: cancellation)
-            var bits = [UInt16](repeating: 0, count: count)
-            bits.withUnsafeMutableBufferPointer { convertFloat32ToFloat16(hidden.pointer, $0.baseAddress!, count: count) }
-            outputs.append(bits)
-            norms.append(columnNorms(hidden, columns: c))
+            features.append(output: hidden)
         }
-        return DenseFeatures(outputs: outputs, columnNorms: norms, hiddenSize: c)
+        return features
     }
 
     // MARK: - RMI
@@ -172,6 +168,10 @@ public final class LayerwiseCalibration {
             }
             try runBlock(l, cancellation: cancellation)
             let error = dense.map { $0.reconstructionError(layer: l, output: hidden) }
+            // Said here, not at the report: JSON has no infinity, and the job would otherwise fail at its very end.
+            if let error, !error.isFinite {
+                throw .pruning(layer: l, reason: "the pruned block's output is not finite (reconstruction error \(error))")
+            }
             results.append(LayerPruning(target: sparsities[l], sparsity: Double(zeros) / Double(total), reconstructionError: error))
             progress(l)
         }
@@ -179,16 +179,39 @@ public final class LayerwiseCalibration {
     }
 }
 
-/// Every block's dense output Y_l [n·T, C] (Float16) and its per-channel norms ‖Y_l‖_col [C].
+/// Every block's dense output Y_l [n·T, C], kept as Float16 of Y_l / ‖Y_l‖_col, and its per-channel norms
+/// ‖Y_l‖_col [C]. Normalised, every stored value lies in [−1, 1]: Gemma's residual stream passes Float16's
+/// 65504, which stored as is made its reconstruction errors infinite.
 public struct DenseFeatures: Sendable {
-    let outputs: [[UInt16]]
-    let columnNorms: [[Double]]
+    private(set) var outputs: [[UInt16]] = []
+    private(set) var channelNorms: [[Double]] = []
     let hiddenSize: Int
+
+    init(hiddenSize: Int) {
+        self.hiddenSize = hiddenSize
+    }
+
+    /// Keeps the next block's dense output y [N, C].
+    mutating func append(output y: Tensor) {
+        let c = hiddenSize, rows = y.count / c
+        let norms = columnNorms(y, columns: c)
+        let inverse = norms.map { $0 > 0 ? Float(1 / $0) : 0 }
+        var bits = [UInt16](repeating: 0, count: y.count)
+        var scaled = [Float](repeating: 0, count: c)
+        bits.withUnsafeMutableBufferPointer { out in
+            for row in 0..<rows {
+                for j in 0..<c { scaled[j] = y.pointer[row * c + j] * inverse[j] }
+                scaled.withUnsafeBufferPointer { convertFloat32ToFloat16($0.baseAddress!, out.baseAddress! + row * c, count: c) }
+            }
+        }
+        outputs.append(bits)
+        channelNorms.append(norms)
+    }
 
     /// e_l = Σ ((Y_l − Ŷ_l) / ‖Y_l‖_col)² / C over every calibration token and channel (LOSA.md step 4).
     public func reconstructionError(layer l: Int, output: Tensor) -> Double {
         precondition(output.count == outputs[l].count, "reconstruction error: \(output.shape) against \(outputs[l].count) values")
-        let c = hiddenSize, norms = columnNorms[l], rows = output.count / c
+        let c = hiddenSize, norms = channelNorms[l], rows = output.count / c
         var dense = [Float](repeating: 0, count: c)
         var sum = 0.0
         outputs[l].withUnsafeBufferPointer { bits in
@@ -196,7 +219,7 @@ public struct DenseFeatures: Sendable {
                 dense.withUnsafeMutableBufferPointer { convertFloat16ToFloat32(bits.baseAddress! + row * c, $0.baseAddress!, count: c) }
                 let y = output.pointer + row * c
                 for j in 0..<c where norms[j] > 0 {
-                    let d = Double(dense[j] - y[j]) / norms[j]
+                    let d = Double(dense[j]) - Double(y[j]) / norms[j]
                     sum += d * d
                 }
             }

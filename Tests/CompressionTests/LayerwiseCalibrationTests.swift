@@ -59,4 +59,29 @@ import Transformer
         }
         for l in 0..<2 { #expect(strong[l].reconstructionError! > mild[l].reconstructionError!) }
     }
+
+    /// Dense features far past Float16's range (Gemma's residual stream reaches ~1e5) give finite reconstruction
+    /// errors equal to the Double computation: zero for the same output, e for a perturbed one.
+    @Test func reconstructionErrorsStayFiniteAndExactPastTheFloat16Range() throws {
+        let rows = 40, c = 8
+        var generator = RandomGenerator(seed: 21)
+        func uniform() -> Float { Float(generator.next() % 2_000_001) / 1_000_000 - 1 }
+        // Channel j has magnitudes around 10^(j − 2): from 0.01 to 1e5, and channel 3 is all zero.
+        let dense = (0..<(rows * c)).map { i -> Float in i % c == 3 ? 0 : uniform() * Float(pow(10, Double(i % c) - 2)) }
+        var features = DenseFeatures(hiddenSize: c)
+        features.append(output: Tensor(shape: [rows, c], values: dense))
+        #expect(features.reconstructionError(layer: 0, output: Tensor(shape: [rows, c], values: dense)) < 1e-7)
+
+        let pruned = dense.enumerated().map { i, y in y * (1 + 0.05 * uniform()) + (i % c == 3 ? 1 : 0) }
+        var norms = [Double](repeating: 0, count: c)
+        for (i, y) in dense.enumerated() { norms[i % c] += Double(y) * Double(y) }
+        var expected = 0.0
+        for (i, (y, p)) in zip(dense, pruned).enumerated() where norms[i % c] > 0 {
+            let d = (Double(y) - Double(p)) / norms[i % c].squareRoot()
+            expected += d * d
+        }
+        expected /= Double(c)
+        let error = features.reconstructionError(layer: 0, output: Tensor(shape: [rows, c], values: pruned))
+        #expect(error.isFinite && abs(error - expected) <= 1e-3 * expected, "e = \(error), Double: \(expected)")
+    }
 }
