@@ -10,7 +10,8 @@
 #   4. random models of the BENCH_SHAPE shape (default tinyllama-1b), Q8_0 and Q4_0
 #      (scripts/make_random_llama.py), and losad's sparse files of them (s8/s4 at 50%/70%);
 #   5. scripts/bench_sparse.py: the decode/prefill table, losad against llama.cpp, BENCH_THREADS threads
-#      (default 2), and the same losad files again with the kernels capped at AVX2 (LOSAD_KERNEL_PATH).
+#      (default 2), and the same losad files again with the kernels capped at AVX2 (LOSAD_KERNEL_PATH;
+#      BENCH_AVX2_AB=0 leaves that out).
 # Each stage prints its wall time. BENCH_PROMPT / BENCH_TOKENS / BENCH_REPETITIONS shorten the table.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -127,6 +128,10 @@ python3 scripts/bench_sparse.py --losad "$losad" ${peer[@]+"${peer[@]}"} --folde
     --threads "$threads" --prompt "$prompt" --tokens "$tokens" --repetitions "$repetitions" \
     --json "$out/bench-sparse.json" | tee "$out/bench-sparse.txt"
 
+if [ "${BENCH_AVX2_AB:-1}" = 0 ]; then
+    stage "done (BENCH_AVX2_AB=0: no AVX2-capped run)"
+    exit 0
+fi
 stage "the same losad files with the kernels capped at AVX2 (LOSAD_KERNEL_PATH=avx2)"
 LOSAD_KERNEL_PATH=avx2 "$losad" bench "$work/models/$shape-Q8_0.gguf" "$work/models/$shape-Q4_0.gguf" \
     "$work"/sparse/$shape-sparse*-v"$version".gguf --threads "$threads" \
