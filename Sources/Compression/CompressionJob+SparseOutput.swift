@@ -24,14 +24,23 @@ extension CompressionJob {
     public static let sparseValueKind = SparseValueKind.s8
 
     /// Writes the sparse file of the merged weights; its summary for the report.
-    func writeSparseOutput(_ weights: DecoderWeights, source: Checkpoint) throws(CompressionError) -> CompressionReport.OutputSummary {
+    ///
+    /// s4 values are rounded for the error of each projection's outputs on the job's calibration windows, block
+    /// after block (`LayerwiseCalibration.roundS4Sequentially`: GPTQ with the mask fixed, scales weighted by the
+    /// inputs' second moments) — one more pass over the merged model, on a copy of its projections that are put back
+    /// afterwards; only for s4 (s8 and f16 store each weight as it is).
+    func writeSparseOutput(_ weights: DecoderWeights, source: Checkpoint,
+                           calibration: LayerwiseCalibration) throws(CompressionError) -> CompressionReport.OutputSummary {
         let path = Self.sparseOutputPath(for: request.output)
         let kind = Self.sparseValueKind
         report(.export, message: "writing \(path) (sparse, \(kind.rawValue) values)")
+        let merged = kind == .s4 ? snapshotProjections(weights) : []
+        defer { if !merged.isEmpty { restoreProjections(weights, from: merged) } }
+        let scales = kind == .s4 ? try calibration.roundS4Sequentially(cancellation: cancellation) : [:]
         let projections = projectionTensors(weights)
         let written: SparseModelWriteResult
         do {
-            written = try SparseModelWriter(source: source, valueKind: kind, metadata: exportMetadata())
+            written = try SparseModelWriter(source: source, valueKind: kind, metadata: exportMetadata(), s4Scales: scales)
                 .write(weights: projections, sparse: Set(projections.keys), to: path)
         } catch {
             throw .unsupportedModel(path: path, reason: "writing the sparse file failed: \(error)")
