@@ -19,8 +19,10 @@ extension CompressionJob {
     /// perplexity at 512 on 200 kB of perldiag.pod): the Q8_0 export 32.145, its s8 sparse file 32.142, its
     /// format-1 s4 sparse file 42.013 (+31%), the export requantised to Q4_0 44.505 (+38%); format 2's s4 (non-uniform
     /// levels, scale search) +20% against format 1's +33% on 12 kB of the same text: still far from s8, because
-    /// the merged LoRA correction is ~0.5% of the weights and 4-bit rounding ~6%. `losad sparsify --values s4`
-    /// still writes them.
+    /// the merged LoRA correction is ~0.5% of the weights and 4-bit rounding ~6%. Calibrated s4 (12 kB of perldiag /
+    /// the held-out Python documentation, against s8): weighted scales +7.1% / +11.2%, GPTQ rounding +7.0% / +5.6%
+    /// (docs/sparse-format.md, "Calibrated rounding") — closer, not within 3%. `losad sparsify --values s4` still
+    /// writes them.
     public static let sparseValueKind = SparseValueKind.s8
 
     /// Writes the sparse file of the merged weights; its summary for the report.
