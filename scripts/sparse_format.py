@@ -145,7 +145,9 @@ def s4_fit(v, scale):
 
 def s4_scale(v):
     """binary16 scale of one group: of each candidate +-max|w| * step / 64 and its refinement, the first
-    with the smallest squared error."""
+    with the smallest squared error. This is losad's unweighted search only; losad also chooses scales for an
+    error weighted by calibration statistics (ck_sparse_s4_encode_group_weighted), which this script does not
+    re-implement: readers need only the scale that is stored, however it was chosen."""
     finite = v[~np.isnan(v)]
     largest = np.float32(np.abs(finite).max()) if finite.size else np.float32(0)
     if not largest > 0:

@@ -19,19 +19,30 @@ extension CompressionJob {
     /// perplexity at 512 on 200 kB of perldiag.pod): the Q8_0 export 32.145, its s8 sparse file 32.142, its
     /// format-1 s4 sparse file 42.013 (+31%), the export requantised to Q4_0 44.505 (+38%); format 2's s4 (non-uniform
     /// levels, scale search) +20% against format 1's +33% on 12 kB of the same text: still far from s8, because
-    /// the merged LoRA correction is ~0.5% of the weights and 4-bit rounding ~6%. `losad sparsify --values s4`
-    /// still writes them.
+    /// the merged LoRA correction is ~0.5% of the weights and 4-bit rounding ~6%. Calibrated s4 (12 kB of perldiag /
+    /// the held-out Python documentation, against s8): weighted scales +7.1% / +11.2%, GPTQ rounding +7.0% / +5.6%
+    /// (docs/sparse-format.md, "Calibrated rounding") — closer, not within 3%. `losad sparsify --values s4` still
+    /// writes them.
     public static let sparseValueKind = SparseValueKind.s8
 
     /// Writes the sparse file of the merged weights; its summary for the report.
-    func writeSparseOutput(_ weights: DecoderWeights, source: Checkpoint) throws(CompressionError) -> CompressionReport.OutputSummary {
+    ///
+    /// s4 values are rounded for the error of each projection's outputs on the job's calibration windows, block
+    /// after block (`LayerwiseCalibration.roundS4Sequentially`: GPTQ with the mask fixed, scales weighted by the
+    /// inputs' second moments) — one more pass over the merged model, on a copy of its projections that are put back
+    /// afterwards; only for s4 (s8 and f16 store each weight as it is).
+    func writeSparseOutput(_ weights: DecoderWeights, source: Checkpoint,
+                           calibration: LayerwiseCalibration) throws(CompressionError) -> CompressionReport.OutputSummary {
         let path = Self.sparseOutputPath(for: request.output)
         let kind = Self.sparseValueKind
         report(.export, message: "writing \(path) (sparse, \(kind.rawValue) values)")
+        let merged = kind == .s4 ? snapshotProjections(weights) : []
+        defer { if !merged.isEmpty { restoreProjections(weights, from: merged) } }
+        let scales = kind == .s4 ? try calibration.roundS4Sequentially(cancellation: cancellation) : [:]
         let projections = projectionTensors(weights)
         let written: SparseModelWriteResult
         do {
-            written = try SparseModelWriter(source: source, valueKind: kind, metadata: exportMetadata())
+            written = try SparseModelWriter(source: source, valueKind: kind, metadata: exportMetadata(), s4Scales: scales)
                 .write(weights: projections, sparse: Set(projections.keys), to: path)
         } catch {
             throw .unsupportedModel(path: path, reason: "writing the sparse file failed: \(error)")

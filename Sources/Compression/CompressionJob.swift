@@ -228,7 +228,7 @@ public final class CompressionJob {
             written.interop = exported.path
         }
         if settings.outputs.contains(.sparse) {
-            summary.sparseOutput = try writeSparseOutput(weights, source: checkpoint)
+            summary.sparseOutput = try writeSparseOutput(weights, source: checkpoint, calibration: calibration)
             written.sparse = Self.sparseOutputPath(for: request.output)
         }
         summary.peakMemoryBytes = max(summary.peakMemoryBytes, ProcessMemory.peakResidentBytes)

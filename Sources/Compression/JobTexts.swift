@@ -95,18 +95,8 @@ struct JobTexts {
         }
         self.evaluation = evaluation
 
-        // Calibration: n of the stream's non-overlapping windows, drawn from the seed; each window
-        // starts as the model's do (`WindowLayout`: a BOS where the tokenizer adds one).
-        let calibration = WindowLayout(length: settings.calibrationLength, tokenizer: tokenizer)
-        let available = calibration.windowCount(streamLength: calibrationStream.count)
-        guard available >= settings.calibrationWindows else {
-            throw .notEnoughText(what: "calibration (\(sources.calibration.name))", tokens: calibrationStream.count,
-                                 needed: settings.calibrationWindows * calibration.textTokens)
-        }
-        var generator = RandomGenerator(seed: settings.seed, stream: 0x6361_6C69_62)
-        var order = Array(0..<available)
-        for i in stride(from: available - 1, to: 0, by: -1) { order.swapAt(i, Int(generator.next() % UInt64(i + 1))) }
-        calibrationWindows = order.prefix(settings.calibrationWindows).sorted().map { calibration.window($0, of: calibrationStream) }
+        calibrationWindows = try Self.calibrationWindows(of: calibrationStream, named: sources.calibration.name,
+                                                        tokenizer: tokenizer, settings: settings)
 
         // Training: every non-overlapping window of T + 1 tokens (tokens and their targets); iterations draw from them.
         let training = WindowLayout(length: settings.trainingLength + 1, tokenizer: tokenizer)
@@ -115,6 +105,43 @@ struct JobTexts {
             throw .notEnoughText(what: "training (\(trainingSource.name))", tokens: trainingStream.count,
                                  needed: settings.batchSize * training.textTokens)
         }
+    }
+}
+
+extension JobTexts {
+    /// Calibration: n of the stream's non-overlapping windows, drawn from the seed; each window starts as the
+    /// model's do (`WindowLayout`: a BOS where the tokenizer adds one).
+    static func calibrationWindows(of stream: [Int32], named name: String, tokenizer: Tokenizer,
+                                   settings: CompressionSettings) throws(CompressionError) -> [[Int32]] {
+        let calibration = WindowLayout(length: settings.calibrationLength, tokenizer: tokenizer)
+        let available = calibration.windowCount(streamLength: stream.count)
+        guard available >= settings.calibrationWindows else {
+            throw .notEnoughText(what: "calibration (\(name))", tokens: stream.count,
+                                 needed: settings.calibrationWindows * calibration.textTokens)
+        }
+        var generator = RandomGenerator(seed: settings.seed, stream: 0x6361_6C69_62)
+        var order = Array(0..<available)
+        for i in stride(from: available - 1, to: 0, by: -1) { order.swapAt(i, Int(generator.next() % UInt64(i + 1))) }
+        return order.prefix(settings.calibrationWindows).sorted().map { calibration.window($0, of: stream) }
+    }
+
+    /// The calibration windows of `source` alone, as a job with `settings` would draw them when `source` is not
+    /// also its evaluation text (the Python documentation: its calibration topics).
+    static func calibrationWindows(_ source: TextSource, tokenizer: Tokenizer, settings: CompressionSettings,
+                                   vocabularySize: Int) throws(CompressionError) -> [[Int32]] {
+        let corpus: TextCorpus
+        switch source {
+        case .pythonDocumentation:
+            do { corpus = try PydocTopics.defaultCorpus().training } catch {
+                throw .notEnoughText(what: "default (\(error); pass --calib)", tokens: 0, needed: 1)
+            }
+        case let .file(path):
+            do { corpus = try TextCorpus(contentsOf: path) } catch {
+                throw .unreadableText(path: path, reason: "\(error)")
+            }
+        }
+        return try calibrationWindows(of: tokenize(corpus, tokenizer: tokenizer, vocabularySize: vocabularySize),
+                                      named: source.name, tokenizer: tokenizer, settings: settings)
     }
 }
 

@@ -92,6 +92,14 @@ uint8_t ck_sparse_s4_nibble(float r);
 /// +0 for an empty or all-zero group) and ORs the nibbles into `nibbles` (low nibble first; zeroed by the caller).
 uint16_t ck_sparse_s4_encode_group(const float *values, int n, uint8_t *nibbles);
 
+/// ck_sparse_s4_encode_group with the scale chosen for Σ weights[k] · (values[k] − scale · level)² instead
+/// (weights ≥ 0: the importance of each value, e.g. the second moment of its input column). Candidates: the
+/// unweighted scale first, then ± max|w| · (0.5 … 1.5 by 0.05) / 64, each refitted by weighted least squares up
+/// to 3 times; the first of smallest weighted error. The nibbles are the nearest levels at that scale (for a
+/// diagonal weighting, each value's nearest level minimises its own term). weights NULL, or a group whose weights
+/// sum to 0 or are not finite: exactly ck_sparse_s4_encode_group's bytes.
+uint16_t ck_sparse_s4_encode_group_weighted(const float *values, const float *weights, int n, uint8_t *nibbles);
+
 /// Columns per mask word and per scale.
 #define CK_SPARSE_GROUP 64
 /// Bytes a kernel may read past the last value byte of a matrix: the value buffer must have them.

@@ -62,34 +62,12 @@ public func pruneSparseGPT(_ weight: Tensor, statistics: InputStatistics, sparsi
     let n = columns
 
     // MARK: Dead inputs, dampening, and the factor U of H⁻¹.
-    var deadColumns: [Int] = []
-    for j in 0..<n where hessian[j * n + j] == 0 {
-        hessian[j * n + j] = 1
-        deadColumns.append(j)
-    }
-    var diagonalSum = 0.0
-    for j in 0..<n {
-        guard hessian[j * n + j].isFinite else { throw .nonFinite(what: "Hessian", row: j, column: j) }
-        diagonalSum += hessian[j * n + j]
-    }
-    let damp = options.dampening * diagonalSum / Double(n)
-    for j in 0..<n { hessian[j * n + j] += damp }
-    do {
-        try hessian.withUnsafeMutableBufferPointer { h throws(KernelsError) in
-            try LAPACK.choleskyFactorize(h.baseAddress!, order: n, triangle: .lower)
-            try LAPACK.invertFromCholesky(h.baseAddress!, order: n, triangle: .lower)
-            try LAPACK.choleskyFactorize(h.baseAddress!, order: n, triangle: .upper)
-        }
-    } catch {
-        throw .numerics(error)
-    }
+    let (factor, deadColumns) = try inverseHessianFactor(&hessian, order: n, dampening: options.dampening)
+    hessian = []
     // Only now is the weight touched, so a failure above leaves it as it was.
     for j in deadColumns { for row in 0..<rows { w[row * n + j] = 0 } }
-    let factor = UnsafeMutableBufferPointer<Float>.allocate(capacity: n * n)
-    defer { factor.deallocate() }
-    for i in 0..<(n * n) { factor[i] = Float(hessian[i]) }
-    hessian = []
     let u = UnsafePointer(factor.baseAddress!)
+    defer { factor.deallocate() }
 
     // MARK: Per-row bookkeeping.
     // Weights that are zero now (pruned earlier, or dead) must end zero: one bit each.
@@ -211,4 +189,35 @@ public func pruneSparseGPT(_ weight: Tensor, statistics: InputStatistics, sparsi
                           zerosPerRow: zerosPerRow(weight.pointer, rows: rows, columns: columns),
                           deadInputs: deadColumns.count,
                           estimatedError: rowError.reduce(0, +))
+}
+
+/// The upper Cholesky factor U of the dampened H⁻¹ (H⁻¹ = UᵀU), in Float [n, n] row-major (the caller deallocates
+/// it), as SparseGPT and GPTQ use it: inputs never active in calibration (H_jj = 0) get H_jj = 1 and are returned as
+/// dead; then `dampening` × the mean diagonal is added to the diagonal. `hessian` [n, n] is overwritten.
+func inverseHessianFactor(_ hessian: inout [Double], order n: Int,
+                          dampening: Double) throws(PruningError) -> (factor: UnsafeMutableBufferPointer<Float>, deadColumns: [Int]) {
+    var deadColumns: [Int] = []
+    for j in 0..<n where hessian[j * n + j] == 0 {
+        hessian[j * n + j] = 1
+        deadColumns.append(j)
+    }
+    var diagonalSum = 0.0
+    for j in 0..<n {
+        guard hessian[j * n + j].isFinite else { throw .nonFinite(what: "Hessian", row: j, column: j) }
+        diagonalSum += hessian[j * n + j]
+    }
+    let damp = dampening * diagonalSum / Double(n)
+    for j in 0..<n { hessian[j * n + j] += damp }
+    do {
+        try hessian.withUnsafeMutableBufferPointer { h throws(KernelsError) in
+            try LAPACK.choleskyFactorize(h.baseAddress!, order: n, triangle: .lower)
+            try LAPACK.invertFromCholesky(h.baseAddress!, order: n, triangle: .lower)
+            try LAPACK.choleskyFactorize(h.baseAddress!, order: n, triangle: .upper)
+        }
+    } catch {
+        throw .numerics(error)
+    }
+    let factor = UnsafeMutableBufferPointer<Float>.allocate(capacity: n * n)
+    for i in 0..<(n * n) { factor[i] = Float(hessian[i]) }
+    return (factor, deadColumns)
 }

@@ -28,10 +28,38 @@ extension SparseMatrix {
     /// s4: the scale that minimises the group's squared error over the codebook `s4Levels` (the search of
     /// `ck_sparse_s4_encode_group`), each value the nearest level. Empty groups store scale +0. Non-finite weights do
     /// not trap: ±∞ saturates, NaN becomes 0 (s8) or nibble 8, level 0 (s4); f16 stores them as they are.
-    public static func encode(_ dense: Tensor, kind: SparseValueKind) -> SparseMatrix {
+    ///
+    /// `importances` ([cols], ≥ 0; s4 only): how much an error in each input column costs — the second moment of
+    /// that input over calibration tokens. With them each s4 scale minimises Σ h_j (w_j − s · level)² over the
+    /// group's stored values (`ck_sparse_s4_encode_group_weighted`): the writer's choice, the format is the same.
+    public static func encode(_ dense: Tensor, kind: SparseValueKind, importances: [Float]? = nil) -> SparseMatrix {
+        encode(dense, kind: kind, importances: importances, s4Scales: nil)
+    }
+
+    /// Encodes W as s4 with the scales given ([rows · groups] f16 bits, as `scales` stores them; 0 for every empty
+    /// group) instead of searching them: each stored value gets the nearest level at its group's scale. For weights
+    /// already rounded to scale · level elsewhere (`roundS4WithHessian`), this stores exactly those values.
+    public static func encodeS4(_ dense: Tensor, scales: [UInt16]) -> SparseMatrix {
+        encode(dense, kind: .s4, importances: nil, s4Scales: scales)
+    }
+
+    /// s4: the f16 scale the encoder picks for one group's stored values — by the format's search, or with
+    /// `weights` (one per value) by the importance-weighted one.
+    public static func s4Scale(_ values: [Float], weights: [Float]?) -> Float16 {
+        var nibbles = [UInt8](repeating: 0, count: (values.count + 1) / 2)
+        let bits = weights.map { ck_sparse_s4_encode_group_weighted(values, $0, Int32(values.count), &nibbles) }
+            ?? ck_sparse_s4_encode_group(values, Int32(values.count), &nibbles)
+        return Float16(bitPattern: bits)
+    }
+
+    private static func encode(_ dense: Tensor, kind: SparseValueKind, importances: [Float]?, s4Scales: [UInt16]?) -> SparseMatrix {
         precondition(dense.rank == 2 && dense.shape[0] > 0 && dense.shape[1] > 0,
                      "sparse encode: W must be a non-empty matrix, not \(dense.shape)")
         let rows = dense.shape[0], cols = dense.shape[1]
+        precondition(importances.map { $0.count == cols } ?? true,
+                     "sparse encode: \(importances?.count ?? 0) importances for \(cols) columns")
+        precondition(s4Scales.map { $0.count == rows * ((cols + groupSize - 1) / groupSize) } ?? true,
+                     "sparse encode: \(s4Scales?.count ?? 0) s4 scales for a \(rows)×\(cols) matrix")
         let groups = (cols + groupSize - 1) / groupSize
         let w = dense.pointer
 
@@ -71,6 +99,7 @@ extension SparseMatrix {
         // its own scales and its own value bytes from its offset on (the s4 scale search is not cheap).
         WorkerPool.shared.parallelFor(rows, minimumChunk: max(1, 4096 / cols)) { range in
             var stored = [Float](repeating: 0, count: groupSize)
+            var weights = [Float](repeating: 0, count: groupSize)
             for o in range {
                 var cursor = Int(offsets[o])
                 for g in 0..<groups {
@@ -78,6 +107,7 @@ extension SparseMatrix {
                     var n = 0
                     for j in 0..<groupSize where m & (UInt64(1) << UInt64(j)) != 0 {
                         stored[n] = w[o * cols + g * groupSize + j]
+                        if let importances { weights[n] = importances[g * groupSize + j] }
                         n += 1
                     }
                     switch kind {
@@ -86,7 +116,19 @@ extension SparseMatrix {
                         scalePointer![o * groups + g] = scale.bitPattern
                         for k in 0..<n { valuePointer[cursor + k] = UInt8(bitPattern: s8Quantize(stored[k], scale: Float(scale))) }
                     case .s4:
-                        scalePointer![o * groups + g] = ck_sparse_s4_encode_group(stored, Int32(n), valuePointer + cursor)
+                        if let s4Scales {
+                            let scale = s4Scales[o * groups + g]
+                            let inverse: Float = Float(Float16(bitPattern: scale)) == 0 ? 0 : 1 / Float(Float16(bitPattern: scale))
+                            scalePointer![o * groups + g] = n == 0 ? 0 : scale
+                            for k in 0..<n {
+                                let nibble = ck_sparse_s4_nibble(stored[k] * inverse)
+                                valuePointer[cursor + k / 2] |= k % 2 == 0 ? nibble : nibble << 4
+                            }
+                        } else {
+                            scalePointer![o * groups + g] = importances == nil
+                                ? ck_sparse_s4_encode_group(stored, Int32(n), valuePointer + cursor)
+                                : ck_sparse_s4_encode_group_weighted(stored, weights, Int32(n), valuePointer + cursor)
+                        }
                     case .f16:
                         for k in 0..<n {
                             let bits = Float16(stored[k]).bitPattern
@@ -129,7 +171,7 @@ extension SparseMatrix {
     public static let s4Levels: [Int8] = [-64, -52, -42, -32, -24, -18, -11, -5, 0, 6, 12, 19, 26, 34, 44, 56]
     /// s4: the nibble of r = w / scale — the nearest level, ties to the lower one; NaN gives nibble 8
     /// (level 0). The rule is the C encoder's (`ck_sparse_s4_encode_group`, which also searches the scale).
-    static func s4Nibble(_ r: Float) -> UInt8 { ck_sparse_s4_nibble(r) }
+    public static func s4Nibble(_ r: Float) -> UInt8 { ck_sparse_s4_nibble(r) }
 
     // MARK: - Reference decoding
 

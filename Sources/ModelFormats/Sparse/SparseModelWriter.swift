@@ -17,13 +17,23 @@ public struct SparseModelWriter: Sendable {
     public var denseType: ExportTensorType
     /// `losa.*` keys to add (sparsity, method, job); `losa.sparse.*` keys are the format's own.
     public var metadata: GGUFMetadata
+    /// Per sparse role, the importance of each input column (its second moment over calibration tokens, `cols`
+    /// values ≥ 0): s4 scales are then chosen for the importance-weighted error (`SparseMatrix.encode`). Roles
+    /// absent, and the other value kinds, are encoded unweighted. A fused tensor uses its first role's.
+    public var importances: [TensorRole: [Float]]
+    /// Per sparse role, s4 scales chosen elsewhere ([rows · groups] f16 bits, `SparseMatrix.encodeS4`), for weights
+    /// already rounded to them; they take precedence over `importances`. A fused tensor joins its roles' in order.
+    public var s4Scales: [TensorRole: [UInt16]]
 
     public init(source: Checkpoint, valueKind: SparseValueKind = .s8, denseType: ExportTensorType = .auto,
-                metadata: GGUFMetadata = GGUFMetadata()) {
+                metadata: GGUFMetadata = GGUFMetadata(), importances: [TensorRole: [Float]] = [:],
+                s4Scales: [TensorRole: [UInt16]] = [:]) {
         self.source = source
         self.valueKind = valueKind
         self.denseType = denseType
         self.metadata = metadata
+        self.importances = importances
+        self.s4Scales = s4Scales
     }
 
     /// Writes the file at `path` (a new `.gguf` name unless `replacingExisting`).
@@ -148,7 +158,26 @@ public struct SparseModelWriter: Sendable {
             let replaced = try source.replacedValues(of: tensor.name, placement: tensor.placement, replacements: weights)
             if isSparse, let values = replaced {
                 try Self.checkEncodable(values, kind: valueKind, name: tensor.name, file: file)
-                let encoded = SparseMatrix.encode(values, kind: valueKind)
+                let importance = (role ?? roles.first).flatMap { importances[$0] }
+                if let importance {
+                    guard importance.count == values.shape[1], importance.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
+                        throw ModelFormatError.invalid(file: file, field: "importances of sparse tensor '\(tensor.name)'",
+                                                       reason: "\(importance.count) values for \(values.shape[1]) columns; each must be finite and ≥ 0")
+                    }
+                }
+                let parts = role.map { [$0] } ?? roles
+                let givenScales = parts.allSatisfy { s4Scales[$0] != nil } ? parts.flatMap { s4Scales[$0]! } : nil
+                let encoded: SparseMatrix
+                if valueKind == .s4, let givenScales {
+                    let groups = (values.shape[1] + SparseMatrix.groupSize - 1) / SparseMatrix.groupSize
+                    guard givenScales.count == values.shape[0] * groups else {
+                        throw ModelFormatError.invalid(file: file, field: "s4 scales of sparse tensor '\(tensor.name)'",
+                                                       reason: "\(givenScales.count) scales for \(values.shape[0]) rows of \(groups) groups")
+                    }
+                    encoded = SparseMatrix.encodeS4(values, scales: givenScales)
+                } else {
+                    encoded = SparseMatrix.encode(values, kind: valueKind, importances: valueKind == .s4 ? importance : nil)
+                }
                 let bytes = encoded.storedByteCount
                 let density = encoded.density
                 plan.append(PlannedTensor(name: tensor.name, shape: tensor.shape, data: .sparse(encoded),
