@@ -9,26 +9,12 @@ extension LayerwiseCalibration {
     /// `SparseMatrix.encodeS4`.
     public func roundS4Sequentially(dampening: Double = 0.01,
                                     cancellation: Cancellation = .never) throws(CompressionError) -> [TensorRole: [UInt16]] {
-        let config = decoder.config
-        let groups: [[SparseLoRA.Projection]] = [[.query, .key, .value], [.attentionOutput], [.gate, .up], [.down]]
         var scales: [TensorRole: [UInt16]] = [:]
         embedAll()
-        for l in 0..<config.layerCount {
-            var statistics: [InputStatistics] = []
+        for l in 0..<decoder.config.layerCount {
+            let statistics = try inputStatistics(layer: l, hessian: .float64, advance: false, cancellation: cancellation)
             do {
-                for group in groups {
-                    statistics.append(try InputStatistics(inputs: SparseLoRA.shape(of: group[0], config: config).in, hessian: .float64))
-                }
-                for (first, count) in chunks {
-                    try cancellation.check()
-                    let x = scratch.slice(0..<(count * tokens))
-                    x.assign(rows(first, count))
-                    decoder.runLayer(l, residual: x, batch: count, workspace: workspace)
-                    for (g, group) in groups.enumerated() {
-                        try statistics[g].accumulate(workspace.projectionInput(group[0], layer: l, rows: count * tokens))
-                    }
-                }
-                for (group, stats) in zip(groups, statistics) {
+                for (group, stats) in zip(Self.inputGroups, statistics) {
                     for projection in group {
                         try cancellation.check()
                         let weight = SparseLoRA.weight(decoder.weights.layers[l], projection)

@@ -102,6 +102,46 @@ public final class LayerwiseCalibration {
         return grams
     }
 
+    // MARK: - Projection input statistics
+
+    /// The projections that read one input, in block order: q, k, v share one; gate and up share one.
+    static let inputGroups: [[SparseLoRA.Projection]] = [[.query, .key, .value], [.attentionOutput], [.gate, .up], [.down]]
+
+    /// Statistics of block l's four distinct projection inputs (`inputGroups`) over every calibration window, the
+    /// block fed `hidden`. `advance`: the block's output replaces `hidden` (its weights will not change before the
+    /// next block); otherwise it runs on a copy and `hidden` stays its input. `gather` false: empty statistics of
+    /// the right widths, no pass (magnitude pruning needs none).
+    func inputStatistics(layer l: Int, hessian: InputStatistics.HessianPrecision?, gather: Bool = true, advance: Bool,
+                         cancellation: Cancellation) throws(CompressionError) -> [InputStatistics] {
+        let config = decoder.config
+        var statistics: [InputStatistics] = []
+        do {
+            for group in Self.inputGroups {
+                statistics.append(try InputStatistics(inputs: SparseLoRA.shape(of: group[0], config: config).in, hessian: hessian))
+            }
+            guard gather else { return statistics }
+            for (first, count) in chunks {
+                try cancellation.check()
+                let x: Tensor
+                if advance {
+                    x = rows(first, count)
+                } else {
+                    x = scratch.slice(0..<(count * tokens))
+                    x.assign(rows(first, count))
+                }
+                decoder.runLayer(l, residual: x, batch: count, workspace: workspace)
+                for (g, group) in Self.inputGroups.enumerated() {
+                    try statistics[g].accumulate(workspace.projectionInput(group[0], layer: l, rows: count * tokens))
+                }
+            }
+        } catch let error as CompressionError {
+            throw error
+        } catch {
+            throw .pruning(layer: l, reason: "input statistics: \(error)")
+        }
+        return statistics
+    }
+
     // MARK: - Sequential pruning
 
     /// What pruning did to one block.
@@ -127,30 +167,9 @@ public final class LayerwiseCalibration {
         var results: [LayerPruning] = []
         embedAll()
         for l in 0..<config.layerCount {
-            // Statistics of the four distinct projection inputs (q, k, v share one; gate and up share one).
-            let groups: [[SparseLoRA.Projection]] = [[.query, .key, .value], [.attentionOutput], [.gate, .up], [.down]]
-            var statistics: [InputStatistics] = []
-            do {
-                for group in groups {
-                    statistics.append(try InputStatistics(inputs: SparseLoRA.shape(of: group[0], config: config).in,
-                                                          hessian: method.needsHessian ? .float64 : nil))
-                }
-            } catch {
-                throw .pruning(layer: l, reason: "\(error)")
-            }
-            if method != .magnitude {
-                for (first, count) in chunks {
-                    try cancellation.check()
-                    let x = scratch.slice(0..<(count * tokens))
-                    x.assign(rows(first, count))
-                    decoder.runLayer(l, residual: x, batch: count, workspace: workspace)
-                    for (g, group) in groups.enumerated() {
-                        do { try statistics[g].accumulate(workspace.projectionInput(group[0], layer: l, rows: count * tokens)) } catch {
-                            throw .pruning(layer: l, reason: "\(error)")
-                        }
-                    }
-                }
-            }
+            let groups = Self.inputGroups
+            let statistics = try inputStatistics(layer: l, hessian: method.needsHessian ? .float64 : nil,
+                                                 gather: method != .magnitude, advance: false, cancellation: cancellation)
             var zeros = 0, total = 0
             for (group, stats) in zip(groups, statistics) {
                 for projection in group {
