@@ -12,8 +12,7 @@
 //   Q4_0: the codes c = nibble stay unsigned; Σ (c − 8)·x = vpdpbusd(c, x) − vpdpbusd(8, x).
 //   Q4_1: vpdpbusd(c, x) times d_w·d_x, and m · s (s = d_x · Σ q, stored with the activations)
 //         added per block in a scalar sum, as the reference does.
-// For one token (decode) four rows go at once; otherwise each weight row is read once for up to 8
-// tokens (one accumulator per token). An odd last block
+// Each weight row is read once for up to 8 tokens (one accumulator per token); an odd last block
 // goes through the same code with the upper half masked off.
 #include <immintrin.h>
 
@@ -28,8 +27,6 @@
 
 /// Tokens per pass over a weight row.
 #define TOKENS_PER_PASS 8
-/// Rows per pass for one token.
-#define QUANT_ROWS 4
 
 /// [a ×8, b ×8].
 CK_INLINE CK_AVX512 __m512 pair_ps(float a, float b) {
@@ -102,58 +99,6 @@ CK_INLINE CK_AVX512 void row_32(const int T, const uint8_t *w, int cols, const v
     for (int t = 0; t < nt; t++) out[t] = _mm512_reduce_add_ps(acc[t]) + mins[t];
 }
 
-/// One token (decode), R rows at once (R a compile-time constant once inlined): out[r] = W[o + r] · x.
-/// Interleaving rows gives the core R independent weight streams and accumulator chains, and the
-/// activations and their scale are loaded once for all R: on an Intel Xeon (family 6 model 207) one
-/// row at a time streamed Q8_0 at ~6 GB/s per thread against ~11 for llama.cpp.
-CK_INLINE CK_AVX512 void rows_32_one_token(const int T, const int R, const uint8_t *w, size_t row_bytes,
-                                           const void *act, int cols, int nb, float *out) {
-    const int block_bytes = BLOCK_BYTES(T), kind = T == CK_GGML_Q4_1 ? CK_ACT_Q8_S : CK_ACT_Q8;
-    const __m512i zero = _mm512_setzero_si512(), eights = _mm512_set1_epi8(8);
-    const ck_act_row a = ck_act_row_at(kind, act, cols, 0);
-    __m512 acc[QUANT_ROWS];
-    float mins[QUANT_ROWS];
-    for (int r = 0; r < R; r++) {
-        acc[r] = _mm512_setzero_ps();
-        mins[r] = 0;
-    }
-    for (int b = 0; b < nb; b += 2) {
-        const int two = b + 1 < nb;
-        const __mmask64 bytes = two ? ~(__mmask64)0 : (__mmask64)0xffffffffu;
-        const __m512i x = _mm512_maskz_loadu_epi8(bytes, a.q + 32 * b);
-        const __m512 dx = pair_ps(a.d[b], two ? a.d[b + 1] : 0.0f);
-        __m512i x8 = zero;
-        if (T == CK_GGML_Q4_0) x8 = _mm512_dpbusd_epi32(zero, eights, x);
-        for (int r = 0; r < R; r++) {
-            const uint8_t *blk = w + (size_t)r * row_bytes + (size_t)b * block_bytes;
-            __m512i wq = load_pair(T, blk, two);
-            float d0 = _cvtsh_ss(ck_load_u16(blk)), d1 = two ? _cvtsh_ss(ck_load_u16(blk + block_bytes)) : 0.0f;
-            __m512i dot;
-            if (T == CK_GGML_Q8_0) {
-                dot = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wq), _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(wq), zero, x));
-            } else if (T == CK_GGML_Q4_0) {
-                dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, wq, x), x8);
-            } else {
-                dot = _mm512_dpbusd_epi32(zero, wq, x);
-                mins[r] += _cvtsh_ss(ck_load_u16(blk + 2)) * a.s[b];
-                if (two) mins[r] += _cvtsh_ss(ck_load_u16(blk + block_bytes + 2)) * a.s[b + 1];
-            }
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(pair_ps(d0, d1), dx), acc[r]);
-        }
-    }
-    for (int r = 0; r < R; r++) out[r] = _mm512_reduce_add_ps(acc[r]) + mins[r];
-}
-
-#define CK_ONE_TOKEN_KERNELS(TYPE, NAME)                                                                        \
-    static CK_AVX512 __attribute__((noinline)) void NAME##_rows(const uint8_t *w, size_t row_bytes,             \
-                                                                const void *act, int cols, int nb, float *out) { \
-        rows_32_one_token(TYPE, QUANT_ROWS, w, row_bytes, act, cols, nb, out);                                  \
-    }
-CK_ONE_TOKEN_KERNELS(CK_GGML_Q8_0, q8_0)
-CK_ONE_TOKEN_KERNELS(CK_GGML_Q4_0, q4_0)
-CK_ONE_TOKEN_KERNELS(CK_GGML_Q4_1, q4_1)
-#undef CK_ONE_TOKEN_KERNELS
-
 typedef void (*row_kernel)(const uint8_t *, int, const void *, int, float *);
 
 #define CK_ROW_KERNELS(NT)                                                                                      \
@@ -197,17 +142,7 @@ void ck_quant_matmul_avx512(int ggml_type, const uint8_t *w, size_t row_bytes, i
                               : ggml_type == CK_GGML_Q4_0 ? q4_0_kernels : q4_1_kernels;
     const int nb = cols / CK_QK;
     const size_t act_bytes = ck_quant_activation_row_bytes(ggml_type, cols);
-    int o = row_begin;
-    if (tokens == 1) {
-        void (*rows)(const uint8_t *, size_t, const void *, int, int, float *) =
-            ggml_type == CK_GGML_Q8_0 ? q8_0_rows : ggml_type == CK_GGML_Q4_0 ? q4_0_rows : q4_1_rows;
-        for (; o + QUANT_ROWS <= row_end; o += QUANT_ROWS) {
-            float sums[QUANT_ROWS];
-            rows(w + (size_t)o * row_bytes, row_bytes, act, cols, nb, sums);
-            for (int r = 0; r < QUANT_ROWS; r++) y[o + r] = accumulate ? y[o + r] + sums[r] : sums[r];
-        }
-    }
-    for (; o < row_end; o++) {
+    for (int o = row_begin; o < row_end; o++) {
         for (int t0 = 0; t0 < tokens; t0 += TOKENS_PER_PASS) {
             int nt = tokens - t0 < TOKENS_PER_PASS ? tokens - t0 : TOKENS_PER_PASS;
             float sums[TOKENS_PER_PASS];

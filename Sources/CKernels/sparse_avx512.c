@@ -46,8 +46,6 @@ size_t ck_sparse_activation_scale_bytes(int cols);
 
 /// Tokens whose products share one pass over a row (each stored byte is read once for them).
 #define TOKENS_PER_PASS 8
-/// Rows per pass for one token (decode).
-#define SPARSE_ROWS 4
 
 static int groups_of(int cols) { return (cols + CK_SPARSE_GROUP - 1) / CK_SPARSE_GROUP; }
 
@@ -117,47 +115,6 @@ CK_INLINE CK_AVX512 void row_int8(const ck_sparse_matrix *w, int o, int groups, 
     for (int t = 0; t < nt; t++) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
-/// One token (decode), SPARSE_ROWS rows at once: out[r] = W[o + r] · x. The rows' expansions and
-/// value streams are independent, and x and its scale are loaded once per group for all of them (one
-/// row at a time left the core waiting on one stream: see quant_avx512.c's rows_32_one_token).
-CK_INLINE CK_AVX512 void rows_int8_one_token(const ck_sparse_matrix *w, int o, int groups, const uint8_t *act,
-                                             size_t scale_bytes, const int s4, float *out) {
-    const __m512i levels = s4_levels(), zero = _mm512_setzero_si512();
-    const uint64_t *masks[SPARSE_ROWS];
-    const uint16_t *w_scales[SPARSE_ROWS];
-    const uint8_t *v[SPARSE_ROWS];
-    __m512 acc[SPARSE_ROWS];
-    for (int r = 0; r < SPARSE_ROWS; r++) {
-        masks[r] = w->masks + (size_t)(o + r) * groups;
-        w_scales[r] = w->scales + (size_t)(o + r) * groups;
-        v[r] = w->values + w->row_offsets[o + r];
-        acc[r] = _mm512_setzero_ps();
-    }
-    const float *x_scales = (const float *)act;
-    for (int g = 0; g < groups; g++) {
-        const __m512i x = _mm512_loadu_si512((const void *)(act + scale_bytes + (size_t)g * CK_SPARSE_GROUP));
-        const float x_scale = x_scales[g];
-        for (int r = 0; r < SPARSE_ROWS; r++) {
-            uint64_t m = masks[r][g];
-            __m512i wq = s4 ? expand_s4(m, &v[r], levels) : expand_s8(m, &v[r]);
-            __m512i signed_x = _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(wq), zero, x);
-            __m512i dot = _mm512_dpbusd_epi32(zero, _mm512_abs_epi8(wq), signed_x);
-            float scale = _cvtsh_ss(w_scales[r][g]) * x_scale;
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(scale), acc[r]);
-        }
-    }
-    for (int r = 0; r < SPARSE_ROWS; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
-}
-
-static CK_AVX512 __attribute__((noinline)) void rows_s8_one_token(const ck_sparse_matrix *w, int o, int groups,
-                                                                  const uint8_t *act, size_t scale_bytes, float *out) {
-    rows_int8_one_token(w, o, groups, act, scale_bytes, 0, out);
-}
-static CK_AVX512 __attribute__((noinline)) void rows_s4_one_token(const ck_sparse_matrix *w, int o, int groups,
-                                                                  const uint8_t *act, size_t scale_bytes, float *out) {
-    rows_int8_one_token(w, o, groups, act, scale_bytes, 1, out);
-}
-
 /// The f16 counterpart of row_int8: x stays float, values are widened.
 CK_INLINE CK_AVX512 void row_f16(const ck_sparse_matrix *w, int o, int groups, const uint8_t *act,
                                  size_t row_bytes, const int nt, float *out) {
@@ -218,16 +175,7 @@ CK_AVX512 void ck_sparse_matmul_avx512(const ck_sparse_matrix *w, const void *ac
     int groups = groups_of(w->cols);
     size_t row_bytes = ck_sparse_activation_row_bytes(w->kind, w->cols);
     size_t scale_bytes = ck_sparse_activation_scale_bytes(w->cols);
-    int o = row_begin;
-    if (tokens == 1 && w->kind != CK_SPARSE_F16) {
-        for (; o + SPARSE_ROWS <= row_end; o += SPARSE_ROWS) {
-            float sums[SPARSE_ROWS];
-            (w->kind == CK_SPARSE_S4 ? rows_s4_one_token : rows_s8_one_token)(w, o, groups, (const uint8_t *)act,
-                                                                              scale_bytes, sums);
-            for (int r = 0; r < SPARSE_ROWS; r++) y[o + r] = accumulate ? y[o + r] + sums[r] : sums[r];
-        }
-    }
-    for (; o < row_end; o++) {
+    for (int o = row_begin; o < row_end; o++) {
         // Past 8 tokens a row is expanded again per block of 8, from L1 (a row is a few KiB).
         for (int t0 = 0; t0 < tokens; t0 += TOKENS_PER_PASS) {
             int nt = tokens - t0 < TOKENS_PER_PASS ? tokens - t0 : TOKENS_PER_PASS;

@@ -61,6 +61,18 @@ static _Float16 s4_rounded(float s) {
     return (_Float16)b;
 }
 
+/// ORs each value's nibble at `scale` into `nibbles` and returns the scale's f16 bits: the end of both searches.
+static uint16_t s4_store(const float *values, int n, _Float16 scale, uint8_t *nibbles) {
+    float inverse = scale == 0 ? 0 : 1 / (float)scale;
+    for (int k = 0; k < n; k++) {
+        uint8_t nibble = ck_sparse_s4_nibble(values[k] * inverse);
+        nibbles[k >> 1] |= (k & 1) ? (uint8_t)(nibble << 4) : nibble;
+    }
+    uint16_t bits;
+    memcpy(&bits, &scale, sizeof bits);
+    return bits;
+}
+
 uint16_t ck_sparse_s4_encode_group(const float *values, int n, uint8_t *nibbles) {
     float largest = 0;
     for (int k = 0; k < n; k++) {
@@ -89,14 +101,7 @@ uint16_t ck_sparse_s4_encode_group(const float *values, int n, uint8_t *nibbles)
         // No finite error (an infinite or NaN weight): the plain max|w| / 64, so that ±∞ saturates.
         if (best == 0) best = s4_rounded(largest / 64);
     }
-    float inverse = best == 0 ? 0 : 1 / (float)best;
-    for (int k = 0; k < n; k++) {
-        uint8_t nibble = ck_sparse_s4_nibble(values[k] * inverse);
-        nibbles[k >> 1] |= (k & 1) ? (uint8_t)(nibble << 4) : nibble;
-    }
-    uint16_t bits;
-    memcpy(&bits, &best, sizeof bits);
-    return bits;
+    return s4_store(values, n, best, nibbles);
 }
 
 /// Σ h (w − scale · level)² at `scale`, and the weighted least-squares scale Σ h w level / Σ h level² for the same nibbles.
@@ -151,12 +156,5 @@ uint16_t ck_sparse_s4_encode_group_weighted(const float *values, const float *we
             }
         }
     }
-    float inverse = best == 0 ? 0 : 1 / (float)best;
-    for (int k = 0; k < n; k++) {
-        uint8_t nibble = ck_sparse_s4_nibble(values[k] * inverse);
-        nibbles[k >> 1] |= (k & 1) ? (uint8_t)(nibble << 4) : nibble;
-    }
-    uint16_t bits;
-    memcpy(&bits, &best, sizeof bits);
-    return bits;
+    return s4_store(values, n, best, nibbles);
 }

@@ -167,11 +167,10 @@ public final class LayerwiseCalibration {
         var results: [LayerPruning] = []
         embedAll()
         for l in 0..<config.layerCount {
-            let groups = Self.inputGroups
             let statistics = try inputStatistics(layer: l, hessian: method.needsHessian ? .float64 : nil,
                                                  gather: method != .magnitude, advance: false, cancellation: cancellation)
             var zeros = 0, total = 0
-            for (group, stats) in zip(groups, statistics) {
+            for (group, stats) in zip(Self.inputGroups, statistics) {
                 for projection in group {
                     try cancellation.check()
                     let weight = SparseLoRA.weight(decoder.weights.layers[l], projection)
