@@ -16,8 +16,12 @@ def objective(settings):
         terms.append("hid" if o["hiddenStateWeight"] == 1 else f"{o['hiddenStateWeight']:g}hid")
     return "+".join(terms)
 
+def method(settings):
+    m = settings.get("method", "?")
+    return m + ("+ls" if settings.get("weightReconstruction") == "least-squares" and m != "sparsegpt" else "")
+
 out, runs = sys.argv[1], sys.argv[2:]
-print(f"{'run':16} {'objective':14} {'text':14} {'dense':>8} {'pruned':>8} {'final':>8} {'vs pruned':>9} "
+print(f"{'run':22} {'method':10} {'objective':14} {'text':14} {'dense':>8} {'pruned':>8} {'final':>8} {'vs pruned':>9} "
       f"{'sparsity':>8} {'wall s':>7} {'peak GiB':>8}")
 for name in runs:
     path = os.path.join(out, name, "report.json")
@@ -25,6 +29,6 @@ for name in runs:
     r = json.load(open(path))
     for e in r["evaluations"]:
         gain = (e["final"] / e["pruned"] - 1) * 100
-        print(f"{name:16} {objective(r['settings']):14} {e['text'][:14]:14} {e['dense']:8.3f} {e['pruned']:8.3f} "
+        print(f"{name:22} {method(r['settings']):10} {objective(r['settings']):14} {e['text'][:14]:14} {e['dense']:8.3f} {e['pruned']:8.3f} "
               f"{e['final']:8.3f} {gain:+8.1f}% {r['finalSparsity']['fraction']:8.4f} {r['wallSeconds']:7.0f} "
               f"{r['peakMemoryBytes']/2**30:8.2f}")

@@ -181,8 +181,9 @@ public struct CompressionReport: Sendable, Codable, Equatable {
         func ppl(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "—" }
         var lines: [String] = []
         let recovery = settings.recovery.rawValue
-        lines.append(String(format: "%@ %@ %.0f%% %@, %@ allocation, recovery %@, profile %@",
-                            (input.path as NSString).lastPathComponent, settings.method.rawValue,
+        let refit = settings.weightReconstruction == .leastSquares && settings.method != .sparseGPT ? " + least squares" : ""
+        lines.append(String(format: "%@ %@%@ %.0f%% %@, %@ allocation, recovery %@, profile %@",
+                            (input.path as NSString).lastPathComponent, settings.method.rawValue, refit,
                             settings.sparsity * 100, settings.pattern.description, settings.allocation.rawValue,
                             recovery, settings.profile.rawValue))
         var header = ["text", "ctx", "tokens", "dense", "pruned-only", recovery == "none" ? "final" : recovery, "vs pruned"]

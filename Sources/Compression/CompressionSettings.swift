@@ -19,6 +19,15 @@ public enum RecoveryMethod: String, Sendable, Codable, CaseIterable {
     case none
 }
 
+/// What happens to the weights a mask keeps, after Wanda or magnitude chose the mask (SparseGPT updates its own).
+public enum WeightReconstruction: String, Sendable, Codable, CaseIterable {
+    /// They keep their values.
+    case none
+    /// Refitted by least squares to the projection's outputs before pruning, on the calibration inputs
+    /// (`reconstructPrunedWeight`), after every pruning step.
+    case leastSquares = "least-squares"
+}
+
 /// The terms adapter training minimises, by name (`TrainingObjective` holds their weights): next-token
 /// cross-entropy (ce), KL divergence from the dense model's next-token distribution at temperature τ (kd),
 /// and the dense model's block outputs (hidden, SquareHead's normalised squared error). Each named term has
@@ -91,6 +100,8 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
     public var baselineRank: Int
     /// What adapter training minimises (LOSA.md: next-token cross-entropy).
     public var objective: TrainingObjective
+    /// Whether surviving weights are refitted after each pruning step.
+    public var weightReconstruction: WeightReconstruction
 
     /// Evaluation window length and the most windows scored per text (0: all of them).
     public var evaluationLength: Int
@@ -122,6 +133,7 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
         loraDropout = 0.1
         baselineRank = 8
         objective = .crossEntropy
+        weightReconstruction = WeightReconstruction.none
         exportType = .auto
         outputs = .all
         seed = 0
@@ -227,10 +239,12 @@ extension CompressionSettings {
         case profile, sparsity, method, pattern, allocation, recovery, iterations, calibrationWindows, calibrationLength
         case trainingSamples, trainingLength, lastIterationShare, batchSize, gradientAccumulation, learningRate
         case weightDecay, warmupFraction, gradientClip, maximumRank, loraScaling, loraDropout, baselineRank, objective
+        case weightReconstruction
         case evaluationLength, evaluationWindows, exportType, outputs, seed
     }
 
-    /// Reports and checkpoints written before `objective` existed trained on cross-entropy alone.
+    /// Reports and checkpoints written before `objective` existed trained on cross-entropy alone; before
+    /// `weightReconstruction`, nothing was refitted.
     public init(from decoder: any Swift.Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(profile: try c.decode(CompressionProfile.self, forKey: .profile))
@@ -256,6 +270,7 @@ extension CompressionSettings {
         loraDropout = try c.decode(Double.self, forKey: .loraDropout)
         baselineRank = try c.decode(Int.self, forKey: .baselineRank)
         objective = try c.decodeIfPresent(TrainingObjective.self, forKey: .objective) ?? .crossEntropy
+        weightReconstruction = try c.decodeIfPresent(WeightReconstruction.self, forKey: .weightReconstruction) ?? WeightReconstruction.none
         evaluationLength = try c.decode(Int.self, forKey: .evaluationLength)
         evaluationWindows = try c.decode(Int.self, forKey: .evaluationWindows)
         exportType = try c.decode(ExportTensorType.self, forKey: .exportType)

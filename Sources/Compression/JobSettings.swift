@@ -33,6 +33,8 @@ public struct JobSettings: Codable, Sendable, Equatable {
     public var kdTemperature: Double? = nil
     /// Weight of the hidden-state term when the objective has it (nil: `TrainingObjectiveName.defaultHiddenWeight`).
     public var hiddenLossWeight: Double? = nil
+    /// Whether surviving weights are refitted after pruning (nil: none, absent from the stored JSON).
+    public var weightReconstruction: WeightReconstruction? = nil
 
     /// The values of a key left out (the same as `Config/losad.toml`); every other value comes from these
     /// through `set(_:_:)` or `applying(_:)`.
@@ -104,6 +106,7 @@ public struct JobSettings: Codable, Sendable, Equatable {
         case objective
         case kdTemperature = "kd_temperature"
         case hiddenLossWeight = "hidden_loss_weight"
+        case weightReconstruction = "weight_reconstruction"
     }
 
     // MARK: - Setting one key
@@ -164,6 +167,9 @@ public struct JobSettings: Codable, Sendable, Equatable {
         case .kdTemperature:
             guard let number = value.number, number.isFinite, JobSettingKey.kdTemperatureRange.contains(number) else { throw refuse }
             kdTemperature = number == TrainingObjectiveName.defaultTemperature ? nil : number
+        case .weightReconstruction:
+            let parsed = try word(WeightReconstruction.self)
+            weightReconstruction = parsed == WeightReconstruction.none ? nil : parsed
         case .hiddenLossWeight:
             guard let number = value.number, number.isFinite, JobSettingKey.hiddenLossWeightRange.contains(number) else { throw refuse }
             hiddenLossWeight = number == TrainingObjectiveName.defaultHiddenWeight ? nil : number
@@ -209,6 +215,7 @@ public struct JobSettings: Codable, Sendable, Equatable {
         s.recovery = recovery
         s.exportType = exportType
         s.outputs = outputs
+        s.weightReconstruction = weightReconstruction ?? WeightReconstruction.none
         s.objective = (objective ?? .default).objective(temperature: kdTemperature ?? TrainingObjectiveName.defaultTemperature,
                                                         hiddenWeight: hiddenLossWeight ?? TrainingObjectiveName.defaultHiddenWeight)
         if let budget {
@@ -255,6 +262,7 @@ extension JobSettings {
         objective = try c.decodeIfPresent(TrainingObjectiveName.self, forKey: .objective)
         kdTemperature = try c.decodeIfPresent(Double.self, forKey: .kdTemperature)
         hiddenLossWeight = try c.decodeIfPresent(Double.self, forKey: .hiddenLossWeight)
+        weightReconstruction = try c.decodeIfPresent(WeightReconstruction.self, forKey: .weightReconstruction)
     }
 }
 
@@ -287,6 +295,7 @@ public enum JobSettingKey: String, Sendable, CaseIterable, CodingKey {
     case objective
     case kdTemperature = "kd_temperature"
     case hiddenLossWeight = "hidden_loss_weight"
+    case weightReconstruction = "weight_reconstruction"
 
     /// The target sparsities a job may ask for.
     public static let sparsityRange = 0.01...0.95
@@ -329,6 +338,9 @@ public enum JobSettingKey: String, Sendable, CaseIterable, CodingKey {
                 + " (ce: next-token cross-entropy; kd: KL divergence from the dense model's next-token distribution; hidden: the dense model's block outputs)"
         case .kdTemperature:
             return "a distillation temperature from \(Self.kdTemperatureRange.lowerBound) to \(Self.kdTemperatureRange.upperBound)"
+        case .weightReconstruction:
+            return words(WeightReconstruction.allCases.map(\.rawValue))
+                + " (least-squares: refit the weights Wanda or magnitude keep to the outputs before pruning; SparseGPT refits its own)"
         case .hiddenLossWeight:
             return "a weight of the hidden-state term from \(Self.hiddenLossWeightRange.lowerBound) to \(Self.hiddenLossWeightRange.upperBound)"
         case .iterations, .calibrationWindows, .trainingSamples, .evaluationWindows, .calibrationLength,

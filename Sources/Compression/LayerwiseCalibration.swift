@@ -158,25 +158,32 @@ public final class LayerwiseCalibration {
     /// their inputs when the block is fed the pruned output of the block before, then the pruned block runs again
     /// to produce that output and its reconstruction error against `dense`.
     ///
-    /// `sparsities[l]` is block l's target; the weights are modified in place.
+    /// `sparsities[l]` is block l's target; the weights are modified in place. `reconstruct`: after Wanda or
+    /// magnitude chose a projection's mask, its surviving weights are refitted by least squares to the outputs the
+    /// projection had before pruning, on the same inputs (`reconstructPrunedWeight`; SparseGPT updates its own).
     public func prune(sparsities: [Double], method: PruningMethod, pattern: SparsityPattern, dense: DenseFeatures?,
-                      cancellation: Cancellation = .never,
+                      reconstruct: Bool = false, cancellation: Cancellation = .never,
                       progress: (Int) -> Void = { _ in }) throws(CompressionError) -> [LayerPruning] {
         let config = decoder.config
         precondition(sparsities.count == config.layerCount, "calibration: \(sparsities.count) sparsities for \(config.layerCount) layers")
         var results: [LayerPruning] = []
         embedAll()
         for l in 0..<config.layerCount {
-            let statistics = try inputStatistics(layer: l, hessian: method.needsHessian ? .float64 : nil,
-                                                 gather: method != .magnitude, advance: false, cancellation: cancellation)
+            let refit = reconstruct && method != .sparseGPT
+            let statistics = try inputStatistics(layer: l, hessian: method.needsHessian || refit ? .float64 : nil,
+                                                 gather: method != .magnitude || refit, advance: false, cancellation: cancellation)
             var zeros = 0, total = 0
             for (group, stats) in zip(Self.inputGroups, statistics) {
                 for projection in group {
                     try cancellation.check()
                     let weight = SparseLoRA.weight(decoder.weights.layers[l], projection)
                     do {
+                        let before = refit ? weight.copy() : nil
                         try method.prune(weight, statistics: method.needsStatistics ? stats : nil, sparsity: sparsities[l],
                                          pattern: pattern)
+                        if let before {
+                            try reconstructPrunedWeight(weight, dense: before, statistics: stats)
+                        }
                     } catch {
                         throw .pruning(layer: l, reason: "\(projection): \(error)")
                     }

@@ -95,17 +95,22 @@ public struct SubmitParameters: Codable, Sendable, Equatable {
     public var objective: String?
     public var kdTemperature: Double?
     public var hiddenLossWeight: Double?
+    /// "none" or "least-squares": whether the weights a Wanda or magnitude mask keeps are refitted.
+    public var weightReconstruction: String?
 
     enum CodingKeys: String, CodingKey {
         case path, sparsity, method, pattern, allocation, recovery, profile, calibration, evaluation, outputs, objective
         case kdTemperature = "kd_temperature"
         case hiddenLossWeight = "hidden_loss_weight"
+        case weightReconstruction = "weight_reconstruction"
     }
 
     public init(path: String, sparsity: Double? = nil, method: String? = nil, pattern: String? = nil,
                 allocation: String? = nil, recovery: String? = nil, profile: String? = nil,
                 calibration: String? = nil, evaluation: String? = nil, outputs: [String]? = nil,
-                objective: String? = nil, kdTemperature: Double? = nil, hiddenLossWeight: Double? = nil) {
+                objective: String? = nil, kdTemperature: Double? = nil, hiddenLossWeight: Double? = nil,
+                weightReconstruction: String? = nil) {
+        self.weightReconstruction = weightReconstruction
         self.objective = objective
         self.kdTemperature = kdTemperature
         self.hiddenLossWeight = hiddenLossWeight

@@ -165,7 +165,8 @@ public struct ControlService: ManagerService {
         let words: [(JobSettingKey, String?)] = [(.method, parameters.method), (.pattern, parameters.pattern),
                                                   (.allocation, parameters.allocation), (.recovery, parameters.recovery),
                                                   (.profile, parameters.profile), (.calibrationCorpus, parameters.calibration),
-                                                  (.evaluationCorpus, parameters.evaluation), (.objective, parameters.objective)]
+                                                  (.evaluationCorpus, parameters.evaluation), (.objective, parameters.objective),
+                                                  (.weightReconstruction, parameters.weightReconstruction)]
         for (key, value) in words { if let value { changes[key] = .text(value) } }
         return changes
     }

@@ -52,6 +52,10 @@ struct SubmitCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Weight of the hidden-state term.", valueName: "w"))
     var hiddenLossWeight: Double?
 
+    @Option(name: .long, help: ArgumentHelp("After Wanda or magnitude pruning: none, or least-squares (refit the kept weights).",
+                                            valueName: "reconstruction"))
+    var weightReconstruction: String?
+
     @OptionGroup var options: GlobalOptions
 
     /// `path` made absolute against the current directory: the daemon's differs.
@@ -66,7 +70,8 @@ struct SubmitCommand: AsyncParsableCommand {
             recovery: recovery, profile: profile, calibration: calibration.map(Self.absolute),
             evaluation: evaluation.map(Self.absolute),
             outputs: outputs.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) },
-            objective: objective, kdTemperature: kdTemperature, hiddenLossWeight: hiddenLossWeight)
+            objective: objective, kdTemperature: kdTemperature, hiddenLossWeight: hiddenLossWeight,
+            weightReconstruction: weightReconstruction)
         let reply = try await options.withDaemon("submit \(parameters.path)") { try await $0.submit(parameters) }
         if options.json { return try options.printJSON(reply) }
         print("job \(reply.job.id) \(reply.job.state.rawValue): \(reply.job.model) (\(Formatting.settings(reply.job.settings)))")

@@ -48,6 +48,8 @@ struct CompressCommand: ParsableCommand {
     var kdTemperature: String?
     @Option(name: .long, help: "Weight of the hidden-state term (when the objective has it).")
     var hiddenLossWeight: String?
+    @Option(name: .long, help: "After Wanda or magnitude pruning: none, or least-squares (refit the kept weights to the outputs before pruning).")
+    var weightReconstruction: String?
     @Option(name: .long, help: "LoSA iterations T.")
     var iterations: String?
     @Option(name: .long, help: "Training windows over the whole job.")
@@ -84,6 +86,7 @@ struct CompressCommand: ParsableCommand {
             (.calibrationWindows, calibrationWindows), (.trainingSamples, trainingSamples), (.evaluationWindows, evalWindows),
             (.calibrationLength, calibrationLength), (.trainingLength, trainingLength), (.evaluationLength, evalLength),
             (.objective, objective), (.kdTemperature, kdTemperature), (.hiddenLossWeight, hiddenLossWeight),
+            (.weightReconstruction, weightReconstruction),
         ]
         var changes = Dictionary(uniqueKeysWithValues: given.compactMap { key, text in text.map { (key, JobSettings.Value.text($0)) } })
         if let outputs { changes[.outputs] = .list(outputs.split(separator: ",", omittingEmptySubsequences: false).map(String.init)) }

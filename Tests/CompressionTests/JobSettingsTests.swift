@@ -111,4 +111,19 @@ import Testing
         #expect(text.contains(#""kd_temperature":2"#) && text.contains(#""objective":"ce+kd""#))
         #expect(try JSONDecoder().decode(JobSettings.self, from: Data(text.utf8)) == chosen)
     }
+
+    @Test func weightReconstructionIsAWordThatTheDefaultLeavesOutOfTheStoredJSON() throws {
+        #expect(try JobSettings.defaults.compressionSettings().weightReconstruction == WeightReconstruction.none)
+        let chosen = try JobSettings.defaults.applying([.weightReconstruction: .text("least-squares")])
+        #expect(try chosen.compressionSettings().weightReconstruction == .leastSquares)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        #expect(!String(decoding: try encoder.encode(JobSettings.defaults), as: UTF8.self).contains("weight_reconstruction"))
+        let text = String(decoding: try encoder.encode(chosen), as: UTF8.self)
+        #expect(text.contains(#""weight_reconstruction":"least-squares""#))
+        #expect(try JSONDecoder().decode(JobSettings.self, from: Data(text.utf8)) == chosen)
+        #expect(try JobSettings.defaults.applying([.weightReconstruction: .text("none")]) == JobSettings.defaults)
+        #expect(refused(.weightReconstruction, .text("lstsq"))?.description.hasPrefix(
+            #"weight_reconstruction = "lstsq" is not allowed; expected one of "none", "least-squares""#) == true)
+    }
 }

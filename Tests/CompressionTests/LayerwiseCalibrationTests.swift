@@ -60,6 +60,32 @@ import Transformer
         for l in 0..<2 { #expect(strong[l].reconstructionError! > mild[l].reconstructionError!) }
     }
 
+    /// Least-squares reconstruction after Wanda keeps Wanda's mask exactly and lowers every block's
+    /// reconstruction error against the dense features.
+    @Test func reconstructionKeepsTheMaskAndLowersEveryBlocksError() throws {
+        var masks: [[[Bool]]] = [], errors: [[Double]] = []
+        for reconstruct in [false, true] {
+            let (decoder, windows) = try Self.setUp()
+            let calibration = LayerwiseCalibration(decoder: decoder, windows: windows, chunk: 2)
+            let dense = try calibration.denseFeatures()
+            let results = try calibration.prune(sparsities: [0.6, 0.5], method: .wanda, pattern: .unstructured, dense: dense,
+                                                reconstruct: reconstruct)
+            errors.append(results.map { $0.reconstructionError! })
+            masks.append(decoder.weights.layers.map { layer in
+                SparseLoRA.Projection.allCases.flatMap { p in
+                    let w = SparseLoRA.weight(layer, p)
+                    return (0..<w.count).map { w.pointer[$0] == 0 }
+                }
+            })
+        }
+        // Block 0's inputs are the same either way, so its mask is too; block 1 is fed the refitted block 0, whose
+        // different outputs may move Wanda's choice, so only its zero count is compared.
+        #expect(masks[0][0] == masks[1][0])
+        #expect(masks[0][1].filter { $0 }.count == masks[1][1].filter { $0 }.count)
+        for l in 0..<2 { #expect(errors[1][l] < errors[0][l], "block \(l): \(errors[1][l]) refitted, \(errors[0][l]) not") }
+        print("reconstruction errors of the tiny model's blocks: Wanda \(errors[0]), with least squares \(errors[1])")
+    }
+
     /// Dense features far past Float16's range (Gemma's residual stream reaches ~1e5) give finite reconstruction
     /// errors equal to the Double computation: zero for the same output, e for a perturbed one.
     @Test func reconstructionErrorsStayFiniteAndExactPastTheFloat16Range() throws {

@@ -1,0 +1,148 @@
+import Kernels
+
+/// The knobs of the least-squares refit of surviving weights (`reconstructPrunedWeight`).
+public struct WeightReconstructionOptions: Sendable, Equatable {
+    /// Added to the Hessian's diagonal as a fraction of its mean, as SparseGPT dampens (0.01): a ridge that keeps
+    /// the refit near the dense weights where the calibration inputs say little.
+    public var dampening: Double
+    /// Conjugate-gradient iterations at most.
+    public var maximumIterations: Int
+    /// A row stops once its residual norm is this fraction of its first one.
+    public var tolerance: Double
+
+    public init(dampening: Double = 0.01, maximumIterations: Int = 40, tolerance: Double = 1e-3) {
+        self.dampening = dampening
+        self.maximumIterations = maximumIterations
+        self.tolerance = tolerance
+    }
+}
+
+/// Refits the weights a mask keeps (issue 15's weight reconstruction, after Wanda or magnitude chose the mask):
+/// `pruned` [out, in] is a pruned weight whose zeros are the mask, `dense` the same weight before pruning. Each
+/// row's kept weights w_S become the least-squares fit of the dense row's outputs on the calibration inputs X,
+///
+///     min ‖X·(w_dense − w)‖² + λ‖w_dense − w‖²  over w with w_j = 0 off S,
+///     i.e.  (H_SS + λI) w_S = (H + λI)_S· w_dense,
+///
+/// H = 2XᵀX / n from `statistics`, λ = `options.dampening` × H's mean diagonal. Solved for every row at once by
+/// conjugate gradients preconditioned with H's diagonal (each iteration one product of the rows' directions with
+/// H), started from the masked dense row, until each row's residual falls to `options.tolerance` of its first or
+/// `options.maximumIterations`. Zeros stay exactly where they were. Exact least squares, unlike SparseGPT's sweep
+/// with a given mask, which only moves weights right of a pruned one and measured worse than no update at 70%.
+///
+/// Memory besides the weights: H in Float, four [out, in] Float buffers and a byte per weight for the mask.
+@discardableResult
+public func reconstructPrunedWeight(_ pruned: Tensor, dense: Tensor, statistics: InputStatistics,
+                                    options: WeightReconstructionOptions = WeightReconstructionOptions()) throws(PruningError) -> WeightReconstructionSummary {
+    let (rows, n) = try checkedWeightShape(pruned)
+    guard dense.shape == pruned.shape else {
+        throw .invalidOptions("the dense weight \(dense.shape) and the pruned one \(pruned.shape) differ in shape")
+    }
+    _ = try checkedWeightShape(dense)
+    guard statistics.inputs == n else { throw .statisticsMismatch(weightInputs: n, statisticsInputs: statistics.inputs) }
+    guard statistics.hasHessian else { throw .hessianNotCollected }
+    guard options.dampening.isFinite, options.dampening >= 0 else {
+        throw .invalidOptions("dampening \(options.dampening) is not a finite fraction ≥ 0")
+    }
+    guard options.maximumIterations >= 0, options.tolerance.isFinite, options.tolerance >= 0 else {
+        throw .invalidOptions("\(options.maximumIterations) iterations to a tolerance of \(options.tolerance)")
+    }
+    guard let hessian = statistics.hessian() else { throw .noCalibrationRows }
+    var meanDiagonal = 0.0
+    for j in 0..<n { meanDiagonal += hessian[j * n + j] }
+    meanDiagonal /= Double(n)
+    guard meanDiagonal.isFinite else { throw .nonFinite(what: "Hessian", row: 0, column: 0) }
+    let ridge = options.dampening * meanDiagonal
+    // H + λI in Float for the products; its diagonal (floored so an input never active divides by something) preconditions.
+    let h = UnsafeMutableBufferPointer<Float>.allocate(capacity: n * n)
+    defer { h.deallocate() }
+    for i in 0..<(n * n) { h[i] = Float(hessian[i]) }
+    var inverseDiagonal = [Float](repeating: 0, count: n)
+    for j in 0..<n {
+        h[j * n + j] += Float(ridge)
+        let d = h[j * n + j]
+        inverseDiagonal[j] = d > 0 ? 1 / d : 0
+    }
+
+    let count = rows * n
+    let w = pruned.pointer, wd = UnsafePointer(dense.pointer)
+    let buffers = UnsafeMutableBufferPointer<Float>.allocate(capacity: 4 * count)
+    defer { buffers.deallocate() }
+    let residual = buffers.baseAddress!, direction = residual + count, product = direction + count, step = product + count
+    // The mask: kept ⇔ the pruned weight is nonzero. The start is the masked dense row, whatever `pruned` held.
+    var kept = [Bool](repeating: false, count: count)
+    for i in 0..<count where w[i] != 0 {
+        kept[i] = true
+        w[i] = wd[i]
+    }
+    // r = m ⊙ ((w_dense − w)(H + λI)): the difference is w_dense on the pruned entries, 0 on the kept ones.
+    for i in 0..<count { step[i] = kept[i] ? 0 : wd[i] }
+    sgemm(transposeA: false, transposeB: false, m: rows, n: n, k: n, a: step, lda: n, b: h.baseAddress!, ldb: n,
+          c: residual, ldc: n)
+    var rz = [Double](repeating: 0, count: rows), first = [Double](repeating: 0, count: rows)
+    var active = [Bool](repeating: true, count: rows)
+    inverseDiagonal.withUnsafeBufferPointer { dInv in
+        for row in 0..<rows {
+            var dot = 0.0, norm = 0.0
+            for j in 0..<n {
+                let i = row * n + j
+                if !kept[i] { residual[i] = 0 }
+                direction[i] = residual[i] * dInv[j]
+                dot += Double(residual[i]) * Double(direction[i])
+                norm += Double(residual[i]) * Double(residual[i])
+            }
+            rz[row] = dot
+            first[row] = norm.squareRoot()
+            active[row] = norm > 0
+        }
+    }
+    var iterations = 0
+    while iterations < options.maximumIterations, active.contains(true) {
+        iterations += 1
+        // q = m ⊙ (p (H + λI)) for every row (inactive rows have p = 0).
+        sgemm(transposeA: false, transposeB: false, m: rows, n: n, k: n, a: direction, lda: n, b: h.baseAddress!, ldb: n,
+              c: product, ldc: n)
+        inverseDiagonal.withUnsafeBufferPointer { dInv in
+            for row in 0..<rows where active[row] {
+                let base = row * n
+                var pq = 0.0
+                for j in 0..<n {
+                    if !kept[base + j] { product[base + j] = 0 }
+                    pq += Double(direction[base + j]) * Double(product[base + j])
+                }
+                guard pq > 0 else {
+                    active[row] = false
+                    for j in 0..<n { direction[base + j] = 0 }
+                    continue
+                }
+                let alpha = Float(rz[row] / pq)
+                var dot = 0.0, norm = 0.0
+                for j in 0..<n where kept[base + j] {
+                    let i = base + j
+                    w[i] += alpha * direction[i]
+                    residual[i] -= alpha * product[i]
+                    step[i] = residual[i] * dInv[j]
+                    dot += Double(residual[i]) * Double(step[i])
+                    norm += Double(residual[i]) * Double(residual[i])
+                }
+                let beta = Float(dot / rz[row])
+                rz[row] = dot
+                for j in 0..<n where kept[base + j] { direction[base + j] = step[base + j] + beta * direction[base + j] }
+                if norm.squareRoot() <= options.tolerance * first[row] {
+                    active[row] = false
+                    for j in 0..<n { direction[base + j] = 0 }
+                }
+            }
+        }
+    }
+    _ = try checkedWeightShape(pruned)
+    return WeightReconstructionSummary(iterations: iterations, unconvergedRows: active.count(where: { $0 }))
+}
+
+/// What a refit did.
+public struct WeightReconstructionSummary: Sendable, Equatable {
+    /// Conjugate-gradient iterations run.
+    public let iterations: Int
+    /// Rows still above the tolerance when the iterations ran out.
+    public let unconvergedRows: Int
+}
