@@ -40,8 +40,6 @@ public enum TrainingObjectiveName: String, Sendable, Codable, CaseIterable {
     case kdHidden = "kd+hidden"
     case ceKDHidden = "ce+kd+hidden"
 
-    /// The objective of a job that names none.
-    public static let `default` = TrainingObjectiveName.ce
     public static let defaultTemperature = 1.0
     public static let defaultHiddenWeight = 1.0
 
@@ -61,6 +59,14 @@ public enum CompressionProfile: String, Sendable, Codable, CaseIterable {
     case standard
     /// The reference hyper-parameters of LOSA.md (hours to days on a CPU).
     case paper
+
+    /// The objective of a job of this profile that names none: `paper` trains on cross-entropy as LOSA.md does.
+    public var defaultObjective: TrainingObjectiveName {
+        switch self {
+        case .quick, .standard: return .ce
+        case .paper: return .ce
+        }
+    }
 }
 
 /// Every knob of a compression job. `CompressionSettings(profile:)` gives a profile's values; callers then
@@ -132,7 +138,8 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
         loraScaling = 2
         loraDropout = 0.1
         baselineRank = 8
-        objective = .crossEntropy
+        objective = profile.defaultObjective.objective(temperature: TrainingObjectiveName.defaultTemperature,
+                                                       hiddenWeight: TrainingObjectiveName.defaultHiddenWeight)
         weightReconstruction = WeightReconstruction.none
         exportType = .auto
         outputs = .all

@@ -27,7 +27,7 @@ public struct JobSettings: Codable, Sendable, Equatable {
     public var outputs: JobOutputs
     /// Budgets that replace the profile's (nil when all are the profile's, and then absent from the stored JSON).
     public var budget: Budget?
-    /// The terms adapter training minimises (nil: `TrainingObjectiveName.default`, absent from the stored JSON).
+    /// The terms adapter training minimises (nil: the profile's `defaultObjective`, absent from the stored JSON).
     public var objective: TrainingObjectiveName? = nil
     /// τ of the distillation term (nil: `TrainingObjectiveName.defaultTemperature`).
     public var kdTemperature: Double? = nil
@@ -163,7 +163,7 @@ public struct JobSettings: Codable, Sendable, Equatable {
         // whether they were named or left out.
         case .objective:
             let parsed = try word(TrainingObjectiveName.self)
-            objective = parsed == .default ? nil : parsed
+            objective = parsed
         case .kdTemperature:
             guard let number = value.number, number.isFinite, JobSettingKey.kdTemperatureRange.contains(number) else { throw refuse }
             kdTemperature = number == TrainingObjectiveName.defaultTemperature ? nil : number
@@ -216,7 +216,7 @@ public struct JobSettings: Codable, Sendable, Equatable {
         s.exportType = exportType
         s.outputs = outputs
         s.weightReconstruction = weightReconstruction ?? WeightReconstruction.none
-        s.objective = (objective ?? .default).objective(temperature: kdTemperature ?? TrainingObjectiveName.defaultTemperature,
+        s.objective = (objective ?? profile.defaultObjective).objective(temperature: kdTemperature ?? TrainingObjectiveName.defaultTemperature,
                                                         hiddenWeight: hiddenLossWeight ?? TrainingObjectiveName.defaultHiddenWeight)
         if let budget {
             if let v = budget.iterations { s.iterations = v }
