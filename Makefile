@@ -76,6 +76,8 @@ ckernels-check-emulated:
 		-c Sources/CKernels/sparse_avx512.c -o .build/ckernels-emulated/sparse_avx512.o
 	$(CC) -O1 -std=gnu11 -ffp-contract=off -Wall -DCK_EMULATED_AVX512 -Iscripts/ckernels_emulated -ISources/CKernels/include \
 		-c Sources/CKernels/quant_avx512.c -o .build/ckernels-emulated/quant_avx512.o
+	$(CC) -O1 -std=gnu11 -ffp-contract=off -Wall -DCK_EMULATED_AVX512 -Iscripts/ckernels_emulated -ISources/CKernels/include \
+		-c Sources/CKernels/quant_avx512_k.c -o .build/ckernels-emulated/quant_avx512_k.o
 	$(CC) -O2 -std=gnu11 -ffp-contract=off -Wall -Wno-unknown-pragmas -DCK_EMULATED_AVX512 -ISources/CKernels/include \
 		-o .build/ckernels-check-emulated scripts/ckernels_check.c \
 		$$(ls Sources/CKernels/*.c | grep -v _avx512) .build/ckernels-emulated/*.o -lm -lpthread

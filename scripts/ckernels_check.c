@@ -204,6 +204,20 @@ static void random_block(int type, uint8_t *p) {
     }
 }
 
+/// Sets every weight code of the block at p to its largest unsigned value (Q4_0/Q4_1/Q4_K 15, Q6_K
+/// 63, Q8_0 −1), scales kept: with activations all ±127 this is the largest integer partial sum a
+/// kernel can meet (Q6_K: 4 · 63 · 127 = 32004 per four products, the int16 bound the AVX-512 K
+/// kernels pack to).
+static void largest_codes(int type, uint8_t *p) {
+    switch (type) {
+    case CK_GGML_Q8_0: memset(p + 2, 0xFF, 32); break;
+    case CK_GGML_Q4_0: memset(p + 2, 0xFF, 16); break;
+    case CK_GGML_Q4_1: memset(p + 4, 0xFF, 16); break;
+    case CK_GGML_Q4_K: memset(p + 16, 0xFF, 128); break;
+    case CK_GGML_Q6_K: memset(p, 0xFF, 192); break;
+    }
+}
+
 /// The value of activation element i of token t (the dequantised activation the kernels multiply).
 static double quant_act_value(int type, const void *act, int cols, int t, int i) {
     int kind = ck_act_kind(type);
@@ -211,14 +225,16 @@ static double quant_act_value(int type, const void *act, int cols, int t, int i)
     return (double)a.d[i / ck_act_block(kind)] * (double)a.q[i];
 }
 
-static const int token_counts[] = {1, 3, 8, 9, 64};
+// Every pass width of the 8-token kernels (1…8), one and two full passes plus a tail, and a prefill batch.
+static const int token_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 64};
+#define TOKEN_COUNTS ((int)(sizeof token_counts / sizeof token_counts[0]))
 
 static void check_quant_matmul(int type, int best, int cases) {
     const int bv = quant_block_values(type), bb = quant_block_bytes(type);
     for (int c = 0; c < cases; c++) {
         int nb = bv == 32 ? 1 + below(c % 3 == 0 ? 80 : 12) : 1 + below(c % 3 == 0 ? 10 : 3);
         int cols = nb * bv, rows = 1 + below(c % 4 == 0 ? 100 : 20);
-        int tokens = token_counts[c % 5], accumulate = (c / 5) % 2;
+        int tokens = token_counts[c % TOKEN_COUNTS], accumulate = (c / TOKEN_COUNTS) % 2;
         int lo = rows > 1 ? below(rows) : 0, hi = lo + 1 + below(rows - lo);
         if (c % 7 == 0) { lo = 0; hi = rows; }
         size_t row_bytes = (size_t)nb * bb;
@@ -226,6 +242,10 @@ static void check_quant_matmul(int type, int best, int cases) {
         for (int o = 0; o < rows; o++) for (int b = 0; b < nb; b++) random_block(type, w + o * row_bytes + (size_t)b * bb);
         float *x = xmalloc(sizeof(float) * tokens * cols);
         for (int i = 0; i < tokens * cols; i++) x[i] = uniform() * (1 + (i % 97 == 0) * 20);
+        if (c >= cases - 2) {  // the extremes: largest codes against activations all +127, then all −127
+            for (int o = 0; o < rows; o++) for (int b = 0; b < nb; b++) largest_codes(type, w + o * row_bytes + (size_t)b * bb);
+            for (int i = 0; i < tokens * cols; i++) x[i] = c == cases - 1 ? -1.0f : 1.0f;
+        }
         size_t act_bytes = ck_quant_activation_row_bytes(type, cols);
         void *act = xmalloc(act_bytes * tokens);
         memset(act, 0, act_bytes * tokens);
@@ -455,7 +475,8 @@ static void check_sparse_matmul(int kind, int best, int cases) {
     for (int c = 0; c < cases; c++) {
         double density = densities[c % 5];
         int cols = random_sparse_cols(c / 5), rows = 1 + below(c % 3 == 0 ? 90 : 20);
-        int tokens = token_counts[(c / 2) % 5], accumulate = c % 2;
+        static const int sparse_token_counts[] = {1, 3, 8, 9, 64};
+        int tokens = sparse_token_counts[(c / 2) % 5], accumulate = c % 2;
         int lo = rows > 1 ? below(rows) : 0, hi = lo + 1 + below(rows - lo);
         if (c % 7 == 0) { lo = 0; hi = rows; }
         sparse_matrix s = random_sparse(kind, rows, cols, density);
@@ -657,7 +678,7 @@ static double time_passes(bench_job base, int threads, int reps) {
 static void benchmark(int best, int threads, int reps, size_t min_bytes) {
     static const int shapes[][2] = {{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}};
     struct { int is_sparse, type; double density; const char *name; } kernels[] = {
-        {0, CK_GGML_Q8_0, 1, "Q8_0"}, {0, CK_GGML_Q4_0, 1, "Q4_0"},
+        {0, CK_GGML_Q8_0, 1, "Q8_0"}, {0, CK_GGML_Q4_0, 1, "Q4_0"}, {0, CK_GGML_Q4_K, 1, "Q4_K"}, {0, CK_GGML_Q6_K, 1, "Q6_K"},
         {1, CK_SPARSE_S8, 0.5, "s8 50%"}, {1, CK_SPARSE_S8, 0.3, "s8 70%"},
         {1, CK_SPARSE_S4, 0.5, "s4 50%"}, {1, CK_SPARSE_S4, 0.3, "s4 70%"},
     };
@@ -786,7 +807,8 @@ int main(int argc, char **argv) {
 #ifdef CK_EMULATED_AVX512
     // make ckernels-check-emulated: the AVX-512 files run on plain-C stand-ins of the intrinsics.
     best = CK_PATH_AVX512;
-    printf("EMULATED: the avx512 rows run sparse_avx512.c and quant_avx512.c on scripts/ckernels_emulated/immintrin.h\n");
+    printf("EMULATED: the avx512 rows run sparse_avx512.c, quant_avx512.c and quant_avx512_k.c on "
+           "scripts/ckernels_emulated/immintrin.h\n");
 #endif
     printf("CPU path: %s   ck_best_path(): %s   (LOSAD_KERNEL_PATH=%s)\n", path_names[ck_cpu_path()], path_names[best],
            cap ? cap : "unset");
@@ -795,7 +817,7 @@ int main(int argc, char **argv) {
     if (checks) {
         uint64_t seed = rng_state;
         for (size_t i = 0; i < sizeof quant_types / sizeof quant_types[0]; i++) {
-            check_quant_matmul(quant_types[i], best, 40);
+            check_quant_matmul(quant_types[i], best, 72);
             check_quant_dequantize(quant_types[i], best, 15);
             check_quant_activations(quant_types[i], best, 15);
         }

@@ -1,6 +1,6 @@
 // AVX-512 VNNI quantised products for Q8_0, Q4_0 and Q4_1. Held to quant_dot.c's scalar reference.
-// Everything else on the AVX-512 path runs the AVX2 kernels (quant_dot.c dispatches): the Q4_K and
-// Q6_K products, the decoders of all types and the activation quantiser.
+// The Q4_K and Q6_K products are in quant_avx512_k.c; the decoders of all types and the activation
+// quantiser on the AVX-512 path are the AVX2 kernels (quant_dot.c dispatches).
 //
 // Two 32-value blocks per 512-bit vector: block b's 32 weights in bytes 0…31, block b + 1's in
 // 32…63, against the 64 contiguous activation bytes of the two blocks (ACT_Q8: q int8[cols]).
@@ -131,9 +131,11 @@ static const row_kernel q4_0_kernels[TOKENS_PER_PASS] = {row_q4_0_1, row_q4_0_2,
 static const row_kernel q4_1_kernels[TOKENS_PER_PASS] = {row_q4_1_1, row_q4_1_2, row_q4_1_3, row_q4_1_4,
                                                          row_q4_1_5, row_q4_1_6, row_q4_1_7, row_q4_1_8};
 
-/// 1 when quant_avx512.c has a product for `ggml_type` (Q8_0, Q4_0, Q4_1); quant_dot.c runs the AVX2 one otherwise.
+/// 1 when the AVX-512 path has a product for `ggml_type`: Q8_0, Q4_0, Q4_1 here, Q4_K and Q6_K in
+/// quant_avx512_k.c (quant_dot.c runs the AVX2 one otherwise).
 int ck_quant_matmul_avx512_supports(int ggml_type) {
-    return ggml_type == CK_GGML_Q8_0 || ggml_type == CK_GGML_Q4_0 || ggml_type == CK_GGML_Q4_1;
+    return ggml_type == CK_GGML_Q8_0 || ggml_type == CK_GGML_Q4_0 || ggml_type == CK_GGML_Q4_1 ||
+           ggml_type == CK_GGML_Q4_K || ggml_type == CK_GGML_Q6_K;
 }
 
 void ck_quant_matmul_avx512(int ggml_type, const uint8_t *w, size_t row_bytes, int cols, const void *act,

@@ -4,7 +4,8 @@
 // Method as in ggml's CPU backend (ggml-quants.c / ggml-cpu/quants.c: vec_dot_q*_q8_*): each
 // token's activation row is quantised once to 8 bits in blocks matching the weight type's blocks,
 // so that a block's dot product is an exact integer sum scaled once by the two block scales.
-// Layouts: quant_internal.h. The AVX2 kernels are in quant_avx2.c (32-blocks) and quant_avx2_k.c.
+// Layouts: quant_internal.h. The AVX2 kernels are in quant_avx2.c (32-blocks) and quant_avx2_k.c,
+// the AVX-512 ones in quant_avx512.c (32-blocks) and quant_avx512_k.c.
 #include <math.h>
 
 #include "quant_internal.h"
@@ -15,7 +16,7 @@
 
 // MARK: - Public entry points
 //
-// The AVX-512 path has its own products for Q8_0, Q4_0 and Q4_1 (quant_avx512.c); for Q4_K and Q6_K,
+// The AVX-512 path has its own products for all five types (quant_avx512.c, quant_avx512_k.c); for
 // the decoders and the activation quantiser it runs the AVX2 kernels, which every AVX-512 CPU can run.
 
 int ck_quant_supported(int ggml_type) { return ck_act_kind(ggml_type) != CK_ACT_NONE; }
@@ -43,7 +44,11 @@ void ck_quant_matmul(int ggml_type, const void *weights, size_t row_bytes, int c
     if (!ck_quant_supported(ggml_type) || tokens <= 0 || row_end <= row_begin || cols <= 0) return;
     const uint8_t *w = (const uint8_t *)weights;
     if (path >= CK_PATH_AVX512 && ck_quant_matmul_avx512_supports(ggml_type)) {
-        ck_quant_matmul_avx512(ggml_type, w, row_bytes, cols, act, tokens, y, ldy, row_begin, row_end, accumulate);
+        if (ggml_type == CK_GGML_Q4_K || ggml_type == CK_GGML_Q6_K) {
+            ck_quant_matmul_k_avx512(ggml_type, w, row_bytes, cols, act, tokens, y, ldy, row_begin, row_end, accumulate);
+        } else {
+            ck_quant_matmul_avx512(ggml_type, w, row_bytes, cols, act, tokens, y, ldy, row_begin, row_end, accumulate);
+        }
     } else if (path >= CK_PATH_AVX2) {
         if (ggml_type == CK_GGML_Q4_K || ggml_type == CK_GGML_Q6_K) {
             ck_quant_matmul_k_avx2(ggml_type, w, row_bytes, cols, act, tokens, y, ldy, row_begin, row_end, accumulate);

@@ -148,6 +148,8 @@ void ck_quant_matmul_k_avx2(int ggml_type, const uint8_t *w, size_t row_bytes, i
 int ck_quant_matmul_avx512_supports(int ggml_type);
 void ck_quant_matmul_avx512(int ggml_type, const uint8_t *w, size_t row_bytes, int cols, const void *act,
                             int tokens, float *y, size_t ldy, int row_begin, int row_end, int accumulate);
+void ck_quant_matmul_k_avx512(int ggml_type, const uint8_t *w, size_t row_bytes, int cols, const void *act,
+                              int tokens, float *y, size_t ldy, int row_begin, int row_end, int accumulate);
 
 void ck_quant_dequantize_scalar(int ggml_type, const uint8_t *w, size_t row_bytes, int cols,
                                 int row_begin, int row_end, float *out);

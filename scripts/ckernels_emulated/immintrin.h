@@ -1,7 +1,8 @@
-// A plain-C stand-in for <immintrin.h>, only the intrinsics sparse_avx512.c and quant_avx512.c use,
-// written from Intel's Intrinsics Guide descriptions. `make ckernels-check-emulated` compiles those
-// two files against it, so that their logic (lane and mask order, nibble order, tails, padding) is
-// checked against the scalar reference on a machine without AVX-512. It checks the code's use of
+// A plain-C stand-in for <immintrin.h>, only the intrinsics sparse_avx512.c, quant_avx512.c and
+// quant_avx512_k.c use, written from Intel's Intrinsics Guide descriptions.
+// `make ckernels-check-emulated` compiles those three files against it, so that their logic (lane
+// and mask order, nibble order, tails, padding) is checked against the scalar reference on a
+// machine without AVX-512. It checks the code's use of
 // the instructions as described here, not the CPU: the real run is `make ckernels-check` on an
 // AVX-512 machine.
 #ifndef CK_EMULATED_IMMINTRIN_H
@@ -14,7 +15,7 @@
 typedef union { uint8_t u8[64]; int8_t i8[64]; uint16_t u16[32]; int16_t i16[32]; int32_t i32[16]; int64_t i64[8]; float f32[16]; } __m512i;
 typedef __m512i __m512;
 typedef __m512i __m512d;
-typedef union { uint8_t u8[32]; int8_t i8[32]; uint16_t u16[16]; int32_t i32[8]; float f32[8]; } __m256i;
+typedef union { uint8_t u8[32]; int8_t i8[32]; uint16_t u16[16]; int16_t i16[16]; int32_t i32[8]; float f32[8]; } __m256i;
 typedef __m256i __m256;
 typedef __m256i __m256d;
 typedef union { uint8_t u8[16]; int8_t i8[16]; uint16_t u16[8]; int32_t i32[4]; float f32[4]; } __m128i;
@@ -40,6 +41,7 @@ EMU __m512i _mm512_set1_epi16(short v) { __m512i r; for (int i = 0; i < 32; i++)
 EMU __m512 _mm512_set1_ps(float v) { __m512 r; for (int i = 0; i < 16; i++) r.f32[i] = v; return r; }
 EMU __m256 _mm256_set1_ps(float v) { __m256 r; for (int i = 0; i < 8; i++) r.f32[i] = v; return r; }
 EMU __m512i _mm512_loadu_si512(const void *p) { __m512i r; memcpy(&r, p, 64); return r; }
+EMU __m512i _mm512_load_si512(const void *p) { return _mm512_loadu_si512(p); }  // (alignment not checked)
 EMU __m512 _mm512_loadu_ps(const float *p) { __m512 r; memcpy(&r, p, 64); return r; }
 EMU __m256i _mm256_loadu_si256(const __m256i *p) { __m256i r; memcpy(&r, p, 32); return r; }
 EMU __m128i _mm_loadu_si128(const __m128i *p) { __m128i r; memcpy(&r, p, 16); return r; }
@@ -63,6 +65,8 @@ EMU __m512i _mm512_inserti64x4(__m512i a, __m256i b, int imm) { memcpy(a.u8 + 32
 EMU __m512d _mm512_insertf64x4(__m512d a, __m256d b, int imm) { return _mm512_inserti64x4(a, b, imm); }
 EMU __m256i _mm256_set_m128i(__m128i hi, __m128i lo) { __m256i r; memcpy(r.u8, &lo, 16); memcpy(r.u8 + 16, &hi, 16); return r; }
 EMU __m512i _mm512_broadcast_i32x4(__m128i a) { __m512i r; for (int l = 0; l < 4; l++) memcpy(r.u8 + 16 * l, &a, 16); return r; }
+EMU __m512i _mm512_broadcast_i64x4(__m256i a) { __m512i r; memcpy(r.u8, &a, 32); memcpy(r.u8 + 32, &a, 32); return r; }
+EMU __m512i _mm512_zextsi256_si512(__m256i a) { return _mm512_castsi256_si512(a); }  // upper 256 bits zero
 
 // Expansion
 EMU __m512i _mm512_maskz_expandloadu_epi8(__mmask64 k, const void *p) {
@@ -92,11 +96,25 @@ EMU __m512i _mm512_maskz_expandloadu_epi16(__mmask32 k, const void *p) {
 
 // Integer
 EMU __m512i _mm512_cvtepu8_epi16(__m256i a) { __m512i r; for (int i = 0; i < 32; i++) r.u16[i] = a.u8[i]; return r; }
+EMU __m256i _mm256_cvtepi8_epi16(__m128i a) { __m256i r; for (int i = 0; i < 16; i++) r.i16[i] = a.i8[i]; return r; }
 EMU __m512i _mm512_cvtepi8_epi32(__m128i a) { __m512i r; for (int i = 0; i < 16; i++) r.i32[i] = a.i8[i]; return r; }
 EMU __m512i _mm512_or_si512(__m512i a, __m512i b) { for (int i = 0; i < 8; i++) a.i64[i] |= b.i64[i]; return a; }
 EMU __m512i _mm512_and_si512(__m512i a, __m512i b) { for (int i = 0; i < 8; i++) a.i64[i] &= b.i64[i]; return a; }
 EMU __m512i _mm512_slli_epi16(__m512i a, unsigned n) { for (int i = 0; i < 32; i++) a.u16[i] = n > 15 ? 0 : (uint16_t)(a.u16[i] << n); return a; }
 EMU __m512i _mm512_srli_epi16(__m512i a, unsigned n) { for (int i = 0; i < 32; i++) a.u16[i] = n > 15 ? 0 : (uint16_t)(a.u16[i] >> n); return a; }
+EMU __m512i _mm512_mask_slli_epi16(__m512i src, __mmask32 k, __m512i a, unsigned n) {
+    for (int i = 0; i < 32; i++) if (k >> i & 1) src.u16[i] = n > 15 ? 0 : (uint16_t)(a.u16[i] << n);
+    return src;
+}
+EMU __m512i _mm512_mask_srli_epi16(__m512i src, __mmask32 k, __m512i a, unsigned n) {
+    for (int i = 0; i < 32; i++) if (k >> i & 1) src.u16[i] = n > 15 ? 0 : (uint16_t)(a.u16[i] >> n);
+    return src;
+}
+EMU __m512i _mm512_srai_epi16(__m512i a, unsigned n) {  // arithmetic: counts above 15 fill with the sign
+    for (int i = 0; i < 32; i++) a.i16[i] = (int16_t)(a.i16[i] >> (n > 15 ? 15 : n));
+    return a;
+}
+EMU __m512i _mm512_slli_epi32(__m512i a, unsigned n) { for (int i = 0; i < 16; i++) a.i32[i] = n > 31 ? 0 : (int32_t)((uint32_t)a.i32[i] << n); return a; }
 EMU __m512i _mm512_shuffle_epi8(__m512i a, __m512i b) {
     __m512i r;
     for (int j = 0; j < 64; j++) {
@@ -116,6 +134,28 @@ EMU __m512i _mm512_mask_sub_epi8(__m512i src, __mmask64 k, __m512i a, __m512i b)
     return src;
 }
 EMU __m512i _mm512_sub_epi32(__m512i a, __m512i b) { for (int i = 0; i < 16; i++) a.i32[i] = (int32_t)((uint32_t)a.i32[i] - (uint32_t)b.i32[i]); return a; }
+EMU __m512i _mm512_add_epi32(__m512i a, __m512i b) { for (int i = 0; i < 16; i++) a.i32[i] = (int32_t)((uint32_t)a.i32[i] + (uint32_t)b.i32[i]); return a; }
+EMU int16_t emu_saturate16(int32_t v) { return (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v); }
+/// vpackssdw: per 128-bit lane, a's four int32 then b's, each saturated to int16.
+EMU __m512i _mm512_packs_epi32(__m512i a, __m512i b) {
+    __m512i r;
+    for (int l = 0; l < 4; l++) {
+        for (int i = 0; i < 4; i++) {
+            r.i16[8 * l + i] = emu_saturate16(a.i32[4 * l + i]);
+            r.i16[8 * l + 4 + i] = emu_saturate16(b.i32[4 * l + i]);
+        }
+    }
+    return r;
+}
+/// vpmaddwd: int16 products summed in adjacent pairs into int32 (wraps only for −32768 · −32768 twice).
+EMU __m512i _mm512_madd_epi16(__m512i a, __m512i b) {
+    __m512i r;
+    for (int i = 0; i < 16; i++) {
+        uint32_t s = (uint32_t)((int32_t)a.i16[2 * i] * b.i16[2 * i]) + (uint32_t)((int32_t)a.i16[2 * i + 1] * b.i16[2 * i + 1]);
+        r.i32[i] = (int32_t)s;
+    }
+    return r;
+}
 EMU __m512i _mm512_dpbusd_epi32(__m512i src, __m512i a, __m512i b) {
     for (int i = 0; i < 16; i++) {
         int32_t s = 0;
@@ -135,6 +175,7 @@ EMU __m512 _mm512_cvtepi32_ps(__m512i a) { __m512 r; for (int i = 0; i < 16; i++
 EMU __m512 _mm512_mul_ps(__m512 a, __m512 b) { for (int i = 0; i < 16; i++) a.f32[i] *= b.f32[i]; return a; }
 EMU __m512 _mm512_add_ps(__m512 a, __m512 b) { for (int i = 0; i < 16; i++) a.f32[i] += b.f32[i]; return a; }
 EMU __m512 _mm512_fmadd_ps(__m512 a, __m512 b, __m512 c) { for (int i = 0; i < 16; i++) c.f32[i] = fmaf(a.f32[i], b.f32[i], c.f32[i]); return c; }
+EMU __m512 _mm512_fnmadd_ps(__m512 a, __m512 b, __m512 c) { for (int i = 0; i < 16; i++) c.f32[i] = fmaf(-a.f32[i], b.f32[i], c.f32[i]); return c; }
 EMU float _mm512_reduce_add_ps(__m512 a) { float s = 0; for (int i = 0; i < 16; i++) s += a.f32[i]; return s; }
 
 #endif

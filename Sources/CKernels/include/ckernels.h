@@ -21,9 +21,9 @@ typedef enum {
     CK_PATH_SCALAR = 0,   ///< plain C: the reference every other path must match
     CK_PATH_AVX2 = 1,     ///< AVX2 + FMA + F16C
     CK_PATH_AVX512 = 2,   ///< AVX-512 F/BW/VL + VNNI + VBMI2 (vpexpandb / vpexpandw): its own sparse
-                          ///< products and decoders (sparse_avx512.c) and Q8_0 / Q4_0 / Q4_1 products
-                          ///< (quant_avx512.c); the Q4_K / Q6_K products, the quantised decoders
-                          ///< and both activation quantisers run the AVX2 kernels on this path
+                          ///< products and decoders (sparse_avx512.c) and quantised products
+                          ///< (quant_avx512.c: Q8_0 / Q4_0 / Q4_1; quant_avx512_k.c: Q4_K / Q6_K); the
+                          ///< quantised decoders and both activation quantisers run the AVX2 kernels
 } ck_path;
 
 /// The best path this CPU supports (cpuid through the compiler's builtins: AVX-512 needs

@@ -79,8 +79,8 @@ public enum QuantizedMatrixError: Error, Sendable, Equatable, CustomStringConver
 /// the C kernels: rows of `rowBytes` bytes, each cols / blockSize blocks (ggml-common.h layouts).
 /// The bytes are borrowed (a memory-mapped GGUF, a test's buffer) and `owner` keeps them alive.
 ///
-/// A `path` of `.avx512` runs AVX-512 VNNI products for Q8_0, Q4_0 and Q4_1 and the AVX2 kernels
-/// for the rest (Q4_K and Q6_K products, decoding, activation quantisation): ckernels.h.
+/// A `path` of `.avx512` runs AVX-512 VNNI products for all five types and the AVX2 kernels for
+/// the rest (decoding, activation quantisation): ckernels.h.
 ///
 /// Products pair the weights with activations quantised to 8 bits once per token (ggml's
 /// vec_dot_q*_q8_* method), so a product differs from the float product by the activation
