@@ -81,6 +81,7 @@ ckernels-check-emulated:
 	$(CC) -O2 -std=gnu11 -ffp-contract=off -Wall -Wno-unknown-pragmas -DCK_EMULATED_AVX512 -ISources/CKernels/include \
 		-o .build/ckernels-check-emulated scripts/ckernels_check.c \
 		$$(ls Sources/CKernels/*.c | grep -v _avx512) .build/ckernels-emulated/*.o -lm -lpthread
+	.build/ckernels-check-emulated --no-bench
 
 ## check-families: real models of the other families (Gemma 3 270M from PyPI): losad's perplexity against transformers', within 0.5%
 check-families:

@@ -170,7 +170,8 @@ public final class LayerwiseCalibration {
         embedAll()
         for l in 0..<config.layerCount {
             let refit = reconstruct && method != .sparseGPT
-            let statistics = try inputStatistics(layer: l, hessian: method.needsHessian || refit ? .float64 : nil,
+            // SparseGPT's Cholesky factor wants the Hessian in Double; conjugate gradients in Float do not.
+            let statistics = try inputStatistics(layer: l, hessian: method.needsHessian ? .float64 : refit ? .float32 : nil,
                                                  gather: method != .magnitude || refit, advance: false, cancellation: cancellation)
             var zeros = 0, total = 0
             for (group, stats) in zip(Self.inputGroups, statistics) {
