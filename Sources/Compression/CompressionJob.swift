@@ -151,11 +151,6 @@ public final class CompressionJob {
         } catch {
             throw .unsupportedModel(path: request.input, reason: "\(error)")
         }
-        if teacherWeights != nil, let cap = checkpoint.config.block.finalLogitSoftcap {
-            // The fused CE + KL head computes plain logits; a capped head (gemma2) would be distilled wrongly.
-            throw .unsupportedModel(path: request.input, reason: "distillation objectives do not support a final logit cap yet "
-                                    + "(this \(checkpoint.config.architecture.rawValue) model caps at \(cap)); use objective ce")
-        }
         let decoder = Decoder(weights: weights)
         let config = checkpoint.config
         var summary = CompressionReport(input: .init(
@@ -244,7 +239,7 @@ public final class CompressionJob {
         report(.prunedBaseline, message: "pruning to \(Int(sparsity * 100))% in one shot")
         let allocation = try allocate(calibration, sparsity: sparsity, iteration: 0)
         let results = try calibration.prune(sparsities: allocation.sparsities, method: settings.method, pattern: settings.pattern,
-                                            dense: dense, reconstruct: settings.weightReconstruction == .leastSquares, cancellation: cancellation) { l in
+                                            dense: dense, reconstruction: settings.weightReconstruction.options, cancellation: cancellation) { l in
             self.report(.prunedBaseline, step: l + 1, steps: layers, message: "pruned block \(l + 1) of \(layers)")
         }
         finishStage(.prunedBaseline, in: &summary)
@@ -320,7 +315,7 @@ public final class CompressionJob {
             finishStage(.rmi, in: &summary)
             report(.prune, iteration: t, message: "pruning to \(String(format: "%.3f", target))")
             let pruned = try calibration.prune(sparsities: allocation.sparsities, method: settings.method, pattern: settings.pattern,
-                                               dense: dense, reconstruct: settings.weightReconstruction == .leastSquares, cancellation: cancellation) { l in
+                                               dense: dense, reconstruction: settings.weightReconstruction.options, cancellation: cancellation) { l in
                 self.report(.prune, iteration: t, step: l + 1, steps: layers, message: "pruned block \(l + 1) of \(layers)")
             }
             if t > 1 { adapters.unmerge(from: decoder.weights, scratch: scratch) }

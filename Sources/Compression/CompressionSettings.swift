@@ -26,6 +26,11 @@ public enum WeightReconstruction: String, Sendable, Codable, CaseIterable {
     /// Refitted by least squares to the projection's outputs before pruning, on the calibration inputs
     /// (`reconstructPrunedWeight`), after every pruning step.
     case leastSquares = "least-squares"
+
+    /// The refit's knobs; nil for none.
+    public var options: WeightReconstructionOptions? {
+        self == .leastSquares ? WeightReconstructionOptions() : nil
+    }
 }
 
 /// The terms adapter training minimises, by name (`TrainingObjective` holds their weights): next-token
@@ -60,11 +65,21 @@ public enum CompressionProfile: String, Sendable, Codable, CaseIterable {
     /// The reference hyper-parameters of LOSA.md (hours to days on a CPU).
     case paper
 
-    /// The objective of a job of this profile that names none: `paper` trains on cross-entropy as LOSA.md does.
+    /// The objective of a job of this profile that names none: `paper` trains on cross-entropy as LOSA.md does;
+    /// the CPU budgets add distillation from the dense model (measured in README, "Compressing a model").
     public var defaultObjective: TrainingObjectiveName {
         switch self {
-        case .quick, .standard: return .ce
+        case .quick, .standard: return .ceKD
         case .paper: return .ce
+        }
+    }
+
+    /// Whether a job of this profile that says nothing refits surviving weights: `paper` does not (LOSA.md has no
+    /// such step); the CPU budgets do (measured in README, "Compressing a model").
+    public var defaultWeightReconstruction: WeightReconstruction {
+        switch self {
+        case .quick, .standard: return .leastSquares
+        case .paper: return .none
         }
     }
 }
@@ -140,7 +155,7 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
         baselineRank = 8
         objective = profile.defaultObjective.objective(temperature: TrainingObjectiveName.defaultTemperature,
                                                        hiddenWeight: TrainingObjectiveName.defaultHiddenWeight)
-        weightReconstruction = WeightReconstruction.none
+        weightReconstruction = profile.defaultWeightReconstruction
         exportType = .auto
         outputs = .all
         seed = 0

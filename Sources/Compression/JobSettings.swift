@@ -33,7 +33,8 @@ public struct JobSettings: Codable, Sendable, Equatable {
     public var kdTemperature: Double? = nil
     /// Weight of the hidden-state term when the objective has it (nil: `TrainingObjectiveName.defaultHiddenWeight`).
     public var hiddenLossWeight: Double? = nil
-    /// Whether surviving weights are refitted after pruning (nil: none, absent from the stored JSON).
+    /// Whether surviving weights are refitted after pruning (nil: the profile's `defaultWeightReconstruction`,
+    /// absent from the stored JSON).
     public var weightReconstruction: WeightReconstruction? = nil
 
     /// The values of a key left out (the same as `Config/losad.toml`); every other value comes from these
@@ -162,14 +163,13 @@ public struct JobSettings: Codable, Sendable, Equatable {
         // The default values are stored as nil, so that settings equal to the defaults have the same stored JSON
         // whether they were named or left out.
         case .objective:
-            let parsed = try word(TrainingObjectiveName.self)
-            objective = parsed
+            // "" keeps the profile's (as the budget keys' 0 does).
+            objective = value == .text("") ? nil : try word(TrainingObjectiveName.self)
         case .kdTemperature:
             guard let number = value.number, number.isFinite, JobSettingKey.kdTemperatureRange.contains(number) else { throw refuse }
             kdTemperature = number == TrainingObjectiveName.defaultTemperature ? nil : number
         case .weightReconstruction:
-            let parsed = try word(WeightReconstruction.self)
-            weightReconstruction = parsed == WeightReconstruction.none ? nil : parsed
+            weightReconstruction = value == .text("") ? nil : try word(WeightReconstruction.self)
         case .hiddenLossWeight:
             guard let number = value.number, number.isFinite, JobSettingKey.hiddenLossWeightRange.contains(number) else { throw refuse }
             hiddenLossWeight = number == TrainingObjectiveName.defaultHiddenWeight ? nil : number
@@ -215,7 +215,7 @@ public struct JobSettings: Codable, Sendable, Equatable {
         s.recovery = recovery
         s.exportType = exportType
         s.outputs = outputs
-        s.weightReconstruction = weightReconstruction ?? WeightReconstruction.none
+        s.weightReconstruction = weightReconstruction ?? profile.defaultWeightReconstruction
         s.objective = (objective ?? profile.defaultObjective).objective(temperature: kdTemperature ?? TrainingObjectiveName.defaultTemperature,
                                                         hiddenWeight: hiddenLossWeight ?? TrainingObjectiveName.defaultHiddenWeight)
         if let budget {
@@ -335,12 +335,12 @@ public enum JobSettingKey: String, Sendable, CaseIterable, CodingKey {
             return "a list of one or more of " + JobOutput.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
         case .objective:
             return words(TrainingObjectiveName.allCases.map(\.rawValue))
-                + " (ce: next-token cross-entropy; kd: KL divergence from the dense model's next-token distribution; hidden: the dense model's block outputs)"
+                + " (ce: next-token cross-entropy; kd: KL divergence from the dense model's next-token distribution; hidden: the dense model's block outputs), or \"\" for the profile's"
         case .kdTemperature:
             return "a distillation temperature from \(Self.kdTemperatureRange.lowerBound) to \(Self.kdTemperatureRange.upperBound)"
         case .weightReconstruction:
             return words(WeightReconstruction.allCases.map(\.rawValue))
-                + " (least-squares: refit the weights Wanda or magnitude keep to the outputs before pruning; SparseGPT refits its own)"
+                + " (least-squares: refit the weights Wanda or magnitude keep to the outputs before pruning; SparseGPT refits its own), or \"\" for the profile's"
         case .hiddenLossWeight:
             return "a weight of the hidden-state term from \(Self.hiddenLossWeightRange.lowerBound) to \(Self.hiddenLossWeightRange.upperBound)"
         case .iterations, .calibrationWindows, .trainingSamples, .evaluationWindows, .calibrationLength,

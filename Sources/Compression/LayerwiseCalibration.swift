@@ -158,18 +158,18 @@ public final class LayerwiseCalibration {
     /// their inputs when the block is fed the pruned output of the block before, then the pruned block runs again
     /// to produce that output and its reconstruction error against `dense`.
     ///
-    /// `sparsities[l]` is block l's target; the weights are modified in place. `reconstruct`: after Wanda or
+    /// `sparsities[l]` is block l's target; the weights are modified in place. `reconstruction`: after Wanda or
     /// magnitude chose a projection's mask, its surviving weights are refitted by least squares to the outputs the
     /// projection had before pruning, on the same inputs (`reconstructPrunedWeight`; SparseGPT updates its own).
     public func prune(sparsities: [Double], method: PruningMethod, pattern: SparsityPattern, dense: DenseFeatures?,
-                      reconstruct: Bool = false, cancellation: Cancellation = .never,
+                      reconstruction: WeightReconstructionOptions? = nil, cancellation: Cancellation = .never,
                       progress: (Int) -> Void = { _ in }) throws(CompressionError) -> [LayerPruning] {
         let config = decoder.config
         precondition(sparsities.count == config.layerCount, "calibration: \(sparsities.count) sparsities for \(config.layerCount) layers")
         var results: [LayerPruning] = []
         embedAll()
         for l in 0..<config.layerCount {
-            let refit = reconstruct && method != .sparseGPT
+            let refit = reconstruction != nil && method != .sparseGPT
             // SparseGPT's Cholesky factor wants the Hessian in Double; conjugate gradients in Float do not.
             let statistics = try inputStatistics(layer: l, hessian: method.needsHessian ? .float64 : refit ? .float32 : nil,
                                                  gather: method != .magnitude || refit, advance: false, cancellation: cancellation)
@@ -182,8 +182,8 @@ public final class LayerwiseCalibration {
                         let before = refit ? weight.copy() : nil
                         try method.prune(weight, statistics: method.needsStatistics ? stats : nil, sparsity: sparsities[l],
                                          pattern: pattern)
-                        if let before {
-                            try reconstructPrunedWeight(weight, dense: before, statistics: stats)
+                        if let before, let reconstruction {
+                            try reconstructPrunedWeight(weight, dense: before, statistics: stats, options: reconstruction)
                         }
                     } catch {
                         throw .pruning(layer: l, reason: "\(projection): \(error)")

@@ -16,6 +16,8 @@ import Foundation
 ///     ∂(w_ce·ce + w_kl·kl)/∂s_n = (w_ce·(softmax(s_n) − onehot) + w_kl·τ·(softmax(s_n/τ) − softmax(t_n/τ))) / M
 ///
 /// dStudent accumulates (+=) that gradient through the head; the caller zeroes it. Losses summed in Double.
+/// With a final logit cap c (Gemma 2), both models' logits are c·tanh(x/c) before either loss, as their forward
+/// computes them, and the gradient reaches the uncapped logits times 1 − (capped/c)².
 
 /// The two losses of one chunk of logits.
 public struct DistillationLosses: Sendable, Equatable {
@@ -120,14 +122,14 @@ public func distillationRowReference(student: [Float], teacher: [Float], target:
 
 // MARK: - Chunked through the LM head
 
-/// Mean cross-entropy and mean τ²·KL from the teacher of logits = hidden · weightᵀ, `chunkRows` rows at a time;
-/// dStudent += ∂(ceWeight·ce + klWeight·kl)/∂student when given.
+/// Mean cross-entropy and mean τ²·KL from the teacher of logits = hidden · weightᵀ (capped by `softcap` when given),
+/// `chunkRows` rows at a time; dStudent += ∂(ceWeight·ce + klWeight·kl)/∂student when given.
 ///   student, teacher, dStudent: [N, C]; weight: [V, C]; targets: [N]; studentScratch, teacherScratch: [chunkRows, V]
 public func chunkedDistillation(student: UnsafePointer<Float>, teacher: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                 targets: UnsafePointer<Int32>, rows: Int, hiddenSize: Int, vocabulary: Int,
                                 chunkRows: Int, temperature: Float, ceWeight: Double, klWeight: Double,
                                 studentScratch: UnsafeMutablePointer<Float>, teacherScratch: UnsafeMutablePointer<Float>,
-                                dStudent: UnsafeMutablePointer<Float>?) -> DistillationLosses {
+                                dStudent: UnsafeMutablePointer<Float>?, softcap: Float? = nil) -> DistillationLosses {
     precondition(rows >= 0 && hiddenSize > 0 && vocabulary > 0 && chunkRows > 0,
                  "chunkedDistillation: \(rows) rows, hidden \(hiddenSize), vocabulary \(vocabulary), chunks of \(chunkRows)")
     precondition(temperature > 0 && temperature.isFinite, "chunkedDistillation: temperature \(temperature) must be positive")
@@ -145,8 +147,12 @@ public func chunkedDistillation(student: UnsafePointer<Float>, teacher: UnsafePo
                 sgemm(transposeA: false, transposeB: true, m: count, n: vocabulary, k: hiddenSize,
                       a: hidden + start * hiddenSize, lda: hiddenSize, b: weight, ldb: hiddenSize,
                       beta: 0, c: logits, ldc: vocabulary)
+                if let softcap { softcapForward(logits, count: count * vocabulary, cap: softcap) }
             }
             WorkerPool.shared.parallelFor(count, minimumChunk: softmaxMinimumRows(columns: 4 * vocabulary)) { range in
+                // The capped student row, kept for the cap's derivative once the row holds its gradient.
+                let capped = softcap != nil && gradient ? UnsafeMutablePointer<Float>.allocate(capacity: vocabulary) : nil
+                defer { capped?.deallocate() }
                 for row in range {
                     let target = Int(targets[start + row])
                     guard target >= 0 else {
@@ -154,9 +160,19 @@ public func chunkedDistillation(student: UnsafePointer<Float>, teacher: UnsafePo
                         studentLogits.advanced(by: row * vocabulary).update(repeating: 0, count: vocabulary)
                         continue
                     }
-                    perRow[row] = distillationRow(student: studentLogits + row * vocabulary, teacher: teacherLogits + row * vocabulary,
+                    let studentRow = studentLogits + row * vocabulary
+                    capped?.update(from: studentRow, count: vocabulary)
+                    perRow[row] = distillationRow(student: studentRow, teacher: teacherLogits + row * vocabulary,
                                                   target: target, columns: vocabulary, temperature: temperature,
                                                   ceScale: ceWeight * scale, klScale: klWeight * scale, gradient: gradient)
+                    if let capped, let softcap {
+                        // softcapBackward's rule, inline: this runs on a worker already.
+                        let inverse = 1 / softcap
+                        for i in 0..<vocabulary {
+                            let t = capped[i] * inverse
+                            studentRow[i] *= 1 - t * t
+                        }
+                    }
                 }
             }
             for row in 0..<count {
@@ -182,7 +198,7 @@ public func chunkedDistillation(student: UnsafePointer<Float>, teacher: UnsafePo
 public func chunkedDistillation(student: Tensor, teacher: Tensor, weight: Tensor, targets: [Int32], chunkRows: Int,
                                 temperature: Float, ceWeight: Double, klWeight: Double,
                                 dStudent: Tensor? = nil, studentScratch: Tensor? = nil,
-                                teacherScratch: Tensor? = nil) -> DistillationLosses {
+                                teacherScratch: Tensor? = nil, softcap: Float? = nil) -> DistillationLosses {
     let (rows, hiddenSize) = (student.rowCount, student.rowLength)
     let vocabulary = weight.rowCount
     requireSameShape("chunkedDistillation", student, teacher)
@@ -202,6 +218,6 @@ public func chunkedDistillation(student: Tensor, teacher: Tensor, weight: Tensor
                             targets: targets.baseAddress!, rows: rows, hiddenSize: hiddenSize, vocabulary: vocabulary,
                             chunkRows: chunkRows, temperature: temperature, ceWeight: ceWeight, klWeight: klWeight,
                             studentScratch: studentBuffer.pointer, teacherScratch: teacherBuffer.pointer,
-                            dStudent: dStudent?.pointer)
+                            dStudent: dStudent?.pointer, softcap: softcap)
     }
 }

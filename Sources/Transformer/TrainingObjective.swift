@@ -86,7 +86,8 @@ extension Decoder {
                                          chunkRows: min(w.chunkRows, teacher.workspace.chunkRows),
                                          temperature: Float(objective.temperature), ceWeight: objective.crossEntropyWeight,
                                          klWeight: objective.distillationWeight, dStudent: dHidden,
-                                         studentScratch: w("logits"), teacherScratch: teacher.logitScratch)
+                                         studentScratch: w("logits"), teacherScratch: teacher.logitScratch,
+                                         softcap: finalLogitSoftcap)
         return TrainingLoss(total: objective.crossEntropyWeight * losses.crossEntropy + objective.distillationWeight * losses.distillation,
                             crossEntropy: losses.crossEntropy, distillation: losses.distillation,
                             hiddenState: objective.hiddenStateWeight > 0 ? 0 : nil)

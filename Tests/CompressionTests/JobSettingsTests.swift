@@ -2,6 +2,7 @@ import Compression
 import Foundation
 import ModelFormats
 import Testing
+import Transformer
 
 /// The one declaration of a job's settings: every entry point parses through it.
 @Suite struct JobSettingsTests {
@@ -87,7 +88,7 @@ import Testing
     }
 
     @Test func theObjectiveNamesItsTermsAndTheirKnobs() throws {
-        let plain = try JobSettings.defaults.compressionSettings()
+        let plain = try JobSettings.defaults.applying([.objective: .text("ce")]).compressionSettings()
         #expect(plain.objective == .crossEntropy && !plain.objective.needsTeacher)
         let kd = try JobSettings.defaults.applying([.objective: .text("ce+kd+hidden"), .kdTemperature: .text("2"),
                                                     .hiddenLossWeight: .number(0.5)]).compressionSettings()
@@ -113,17 +114,33 @@ import Testing
     }
 
     @Test func weightReconstructionIsAWordThatTheDefaultLeavesOutOfTheStoredJSON() throws {
-        #expect(try JobSettings.defaults.compressionSettings().weightReconstruction == WeightReconstruction.none)
-        let chosen = try JobSettings.defaults.applying([.weightReconstruction: .text("least-squares")])
-        #expect(try chosen.compressionSettings().weightReconstruction == .leastSquares)
+        // JobSettings.defaults is the standard profile: the CPU budgets refit, paper does not.
+        #expect(try JobSettings.defaults.compressionSettings().weightReconstruction == .leastSquares)
+        #expect(try JobSettings.defaults.applying([.profile: .text("paper")]).compressionSettings().weightReconstruction
+                == WeightReconstruction.none)
+        let chosen = try JobSettings.defaults.applying([.weightReconstruction: .text("none")])
+        #expect(try chosen.compressionSettings().weightReconstruction == WeightReconstruction.none)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         #expect(!String(decoding: try encoder.encode(JobSettings.defaults), as: UTF8.self).contains("weight_reconstruction"))
         let text = String(decoding: try encoder.encode(chosen), as: UTF8.self)
-        #expect(text.contains(#""weight_reconstruction":"least-squares""#))
+        #expect(text.contains(#""weight_reconstruction":"none""#))
         #expect(try JSONDecoder().decode(JobSettings.self, from: Data(text.utf8)) == chosen)
-        #expect(try JobSettings.defaults.applying([.weightReconstruction: .text("none")]) == JobSettings.defaults)
+        #expect(try chosen.applying([.weightReconstruction: .text("")]) == JobSettings.defaults)
         #expect(refused(.weightReconstruction, .text("lstsq"))?.description.hasPrefix(
             #"weight_reconstruction = "lstsq" is not allowed; expected one of "none", "least-squares""#) == true)
+    }
+
+    @Test func theCPUProfilesDistilAndPaperKeepsLOSAsRecipe() throws {
+        for (profile, objective) in [("quick", TrainingObjective(distillationWeight: 1)), ("standard", .init(distillationWeight: 1)),
+                                     ("paper", .crossEntropy)] {
+            let s = try JobSettings.defaults.applying([.profile: .text(profile)]).compressionSettings()
+            #expect(s.objective == objective, "\(profile)")
+            #expect(CompressionSettings(profile: CompressionProfile(rawValue: profile)!).objective == objective)
+        }
+        // Named explicitly, an objective is kept whatever the profile; "" gives the profile's back.
+        let ce = try JobSettings.defaults.applying([.objective: .text("ce")])
+        #expect(try ce.compressionSettings().objective == .crossEntropy)
+        #expect(try ce.applying([.objective: .text("")]) == JobSettings.defaults)
     }
 }

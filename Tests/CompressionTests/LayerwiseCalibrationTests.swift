@@ -64,12 +64,12 @@ import Transformer
     /// reconstruction error against the dense features.
     @Test func reconstructionKeepsTheMaskAndLowersEveryBlocksError() throws {
         var masks: [[[Bool]]] = [], errors: [[Double]] = []
-        for reconstruct in [false, true] {
+        for reconstruction in [nil, WeightReconstructionOptions()] {
             let (decoder, windows) = try Self.setUp()
             let calibration = LayerwiseCalibration(decoder: decoder, windows: windows, chunk: 2)
             let dense = try calibration.denseFeatures()
             let results = try calibration.prune(sparsities: [0.6, 0.5], method: .wanda, pattern: .unstructured, dense: dense,
-                                                reconstruct: reconstruct)
+                                                reconstruction: reconstruction)
             errors.append(results.map { $0.reconstructionError! })
             masks.append(decoder.weights.layers.map { layer in
                 SparseLoRA.Projection.allCases.flatMap { p in
