@@ -25,6 +25,13 @@ extension CompressionJob {
             let widest = max(c.hiddenSize, c.ffnSize, c.headCount * c.headDim)
             parts.append(("SparseGPT Hessian and its factor", widest * widest * 12))
         }
+        if s.weightReconstruction == .leastSquares && s.method != .sparseGPT {
+            // A block's four input Gram matrices in Float; for the projection being refitted, H + λI in Float, its copy
+            // before pruning, four work buffers and a mask byte per weight.
+            let inputs = [c.hiddenSize, c.headCount * c.headDim, c.hiddenSize, c.ffnSize]
+            let widest = inputs.max()!, matrix = c.ffnSize * c.hiddenSize
+            parts.append(("least-squares refit", inputs.reduce(0) { $0 + $1 * $1 * 4 } + widest * widest * 4 + matrix * (5 * 4 + 1)))
+        }
         if s.recovery != .none && s.trainingSamples > 0 {
             let rank = s.recovery == .losa ? s.maximumRank : s.baselineRank
             let arena = SparseLoRA.layout(config: c, maximumRank: rank).last!

@@ -244,8 +244,8 @@ final class StopFlag: @unchecked Sendable {
     static let demoModel = ProcessInfo.processInfo.environment["LOSAD_DEMO_MODEL"].flatMap { $0.isEmpty ? nil : $0 }
         ?? CompressionJobTests.repository.appendingPathComponent(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf").path
 
-    /// The estimate is sized by the same functions as the buffers, and errs high: `make bench-compress` measured a
-    /// peak RSS of 2.30 GiB for this job (demo model, quick profile, LoSA at 50%).
+    /// The estimate is sized by the same functions as the buffers, and errs high: this job (demo model, quick profile,
+    /// LoSA at 50%, its default distillation and least-squares refit) measured a peak RSS of 2.89 GiB (3,025,604 KiB; estimate 3.51 GiB).
     @Test(.enabled(if: FileManager.default.fileExists(atPath: demoModel), "needs the demo model"))
     func theDemoJobsEstimateCoversItsMeasuredPeak() throws {
         let checkpoint = try Checkpoint.open(Self.demoModel)
@@ -257,7 +257,9 @@ final class StopFlag: @unchecked Sendable {
         let workspace = LoRATrainingWorkspace.shapes(config: checkpoint.config, batch: 4, tokens: 256, chunkRows: 128, policy: .store)
             .map { $0.1.reduce(1, *) }.reduce(0, +)
         #expect(parts["training workspace"] == workspace * 4)
-        #expect(Double(total) / 1073741824 > 2.30 && Double(total) / 1073741824 < 3.5, "\(parts)")
+        #expect(parts["least-squares refit"] != nil && parts["distillation teacher: dense projections"] != nil)
+        #expect(Double(total) / 1073741824 > 2.89 && Double(total) / 1073741824 < 4, "\(parts)")
+        print("demo job estimate: \(String(format: "%.2f", Double(total) / 1073741824)) GiB")
         var none = settings
         none.recovery = .none
         #expect(CompressionJob.memoryEstimate(checkpoint: checkpoint, settings: none).map(\.bytes).reduce(0, +) < total / 2)
