@@ -153,7 +153,6 @@ CK_INLINE CK_AVX512 void row_q6_k(const uint8_t *w, int cols, const void *act, i
     for (int t = 0; t < nt; t++) out[t] = _mm512_reduce_add_ps(acc[t]);
 }
 
-typedef void (*row_kernel)(const uint8_t *, int, const void *, int, float *);
 
 #define CK_ROW_KERNELS(NT)                                                                                      \
     static CK_AVX512 __attribute__((noinline)) void row_q4_k_##NT(const uint8_t *w, int cols, const void *act,   \
@@ -174,25 +173,15 @@ CK_ROW_KERNELS(7)
 CK_ROW_KERNELS(8)
 #undef CK_ROW_KERNELS
 
-static const row_kernel q4_k_kernels[TOKENS_PER_PASS] = {row_q4_k_1, row_q4_k_2, row_q4_k_3, row_q4_k_4,
+static const ck_quant_row_kernel q4_k_kernels[TOKENS_PER_PASS] = {row_q4_k_1, row_q4_k_2, row_q4_k_3, row_q4_k_4,
                                                          row_q4_k_5, row_q4_k_6, row_q4_k_7, row_q4_k_8};
-static const row_kernel q6_k_kernels[TOKENS_PER_PASS] = {row_q6_k_1, row_q6_k_2, row_q6_k_3, row_q6_k_4,
+static const ck_quant_row_kernel q6_k_kernels[TOKENS_PER_PASS] = {row_q6_k_1, row_q6_k_2, row_q6_k_3, row_q6_k_4,
                                                          row_q6_k_5, row_q6_k_6, row_q6_k_7, row_q6_k_8};
 
 void ck_quant_matmul_k_avx512(int ggml_type, const uint8_t *w, size_t row_bytes, int cols, const void *act,
                               int tokens, float *y, size_t ldy, int row_begin, int row_end, int accumulate) {
-    const row_kernel *kernels = ggml_type == CK_GGML_Q4_K ? q4_k_kernels : q6_k_kernels;
+    const ck_quant_row_kernel *kernels = ggml_type == CK_GGML_Q4_K ? q4_k_kernels : q6_k_kernels;
     const int nb = cols / CK_QK_K;
     const size_t act_bytes = ck_quant_activation_row_bytes(ggml_type, cols);
-    for (int o = row_begin; o < row_end; o++) {
-        for (int t0 = 0; t0 < tokens; t0 += TOKENS_PER_PASS) {
-            int nt = tokens - t0 < TOKENS_PER_PASS ? tokens - t0 : TOKENS_PER_PASS;
-            float sums[TOKENS_PER_PASS];
-            kernels[nt - 1](w + (size_t)o * row_bytes, cols, (const uint8_t *)act + (size_t)t0 * act_bytes, nb, sums);
-            for (int t = 0; t < nt; t++) {
-                float *target = y + (size_t)(t0 + t) * ldy + o;
-                *target = accumulate ? *target + sums[t] : sums[t];
-            }
-        }
-    }
+    ck_quant_drive_rows(kernels, nb, w, row_bytes, cols, act, act_bytes, tokens, y, ldy, row_begin, row_end, accumulate);
 }

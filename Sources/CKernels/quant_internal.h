@@ -156,4 +156,27 @@ void ck_quant_dequantize_scalar(int ggml_type, const uint8_t *w, size_t row_byte
 void ck_quant_dequantize_avx2(int ggml_type, const uint8_t *w, size_t row_bytes, int cols,
                               int row_begin, int row_end, float *out);
 
+
+/// An AVX-512 file's product of one weight row at `w` (nb blocks of `cols`) with up to 8 tokens' activations at
+/// `act` into out[0…nt−1]; one specialisation per token count nt.
+typedef void (*ck_quant_row_kernel)(const uint8_t *w, int cols, const void *act, int nb, float *out);
+
+/// y[t·ldy + o] (+)= row o · token t for rows [row_begin, row_end) and every token, 8 tokens per pass through
+/// kernels[nt − 1]: how the AVX-512 quantised products drive their row kernels.
+static inline void ck_quant_drive_rows(const ck_quant_row_kernel kernels[8], int nb, const uint8_t *w, size_t row_bytes,
+                                       int cols, const void *act, size_t act_bytes, int tokens, float *y, size_t ldy,
+                                       int row_begin, int row_end, int accumulate) {
+    for (int o = row_begin; o < row_end; o++) {
+        for (int t0 = 0; t0 < tokens; t0 += 8) {
+            int nt = tokens - t0 < 8 ? tokens - t0 : 8;
+            float sums[8];
+            kernels[nt - 1](w + (size_t)o * row_bytes, cols, (const uint8_t *)act + (size_t)t0 * act_bytes, nb, sums);
+            for (int t = 0; t < nt; t++) {
+                float *target = y + (size_t)(t0 + t) * ldy + o;
+                *target = accumulate ? *target + sums[t] : sums[t];
+            }
+        }
+    }
+}
+
 #endif
