@@ -31,22 +31,24 @@ struct JobCompletion: Sendable {
             JobFolders.remove(folders.staging, logger)
             return .dropped
         }
+        // The staging folder goes before the ledger says how the job ended: whoever reads that state finds nothing
+        // of the job left behind.
         switch (outcome, stop) {
         case (.success(let result), _):
             return succeed(spec, folders: folders, result, logger: logger)
         case (.failure, .cancelled(let reason)):
-            updates.record(logger) { try ledger.cancel(job: id, reason: reason) }
             JobFolders.remove(folders.staging, logger)
+            updates.record(logger) { try ledger.cancel(job: id, reason: reason) }
             logger.notice("cancelled: \(reason)")
             return .cancelled
         case (.failure, .daemonStopping(let reason)):
-            updates.record(logger) { try ledger.interrupt(job: id, reason: reason) }
             JobFolders.remove(folders.staging, logger)
+            updates.record(logger) { try ledger.interrupt(job: id, reason: reason) }
             logger.notice("interrupted (\(reason)); it resumes at the next start")
             return .interrupted
         case (.failure(let error), nil):
-            updates.record(logger) { try ledger.fail(job: id, error: "\(error)") }
             JobFolders.remove(folders.staging, logger)
+            updates.record(logger) { try ledger.fail(job: id, error: "\(error)") }
             logger.error("failed: \(error)")
             return .failed
         }
