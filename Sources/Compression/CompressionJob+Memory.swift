@@ -25,7 +25,7 @@ extension CompressionJob {
             let widest = max(c.hiddenSize, c.ffnSize, c.headCount * c.headDim)
             parts.append(("SparseGPT Hessian and its factor", widest * widest * 12))
         }
-        if s.weightReconstruction == .leastSquares && s.method != .sparseGPT {
+        if s.refitOptions != nil {
             // A block's four input Gram matrices in Float; for the projection being refitted, H + λI in Float, its copy
             // before pruning, four work buffers and a mask byte per weight.
             let inputs = [c.hiddenSize, c.headCount * c.headDim, c.hiddenSize, c.ffnSize]

@@ -239,7 +239,7 @@ public final class CompressionJob {
         report(.prunedBaseline, message: "pruning to \(Int(sparsity * 100))% in one shot")
         let allocation = try allocate(calibration, sparsity: sparsity, iteration: 0)
         let results = try calibration.prune(sparsities: allocation.sparsities, method: settings.method, pattern: settings.pattern,
-                                            dense: dense, reconstruction: settings.weightReconstruction.options, cancellation: cancellation) { l in
+                                            dense: dense, reconstruction: settings.refitOptions, cancellation: cancellation) { l in
             self.report(.prunedBaseline, step: l + 1, steps: layers, message: "pruned block \(l + 1) of \(layers)")
         }
         finishStage(.prunedBaseline, in: &summary)
@@ -315,7 +315,7 @@ public final class CompressionJob {
             finishStage(.rmi, in: &summary)
             report(.prune, iteration: t, message: "pruning to \(String(format: "%.3f", target))")
             let pruned = try calibration.prune(sparsities: allocation.sparsities, method: settings.method, pattern: settings.pattern,
-                                               dense: dense, reconstruction: settings.weightReconstruction.options, cancellation: cancellation) { l in
+                                               dense: dense, reconstruction: settings.refitOptions, cancellation: cancellation) { l in
                 self.report(.prune, iteration: t, step: l + 1, steps: layers, message: "pruned block \(l + 1) of \(layers)")
             }
             if t > 1 { adapters.unmerge(from: decoder.weights, scratch: scratch) }

@@ -181,7 +181,7 @@ public struct CompressionReport: Sendable, Codable, Equatable {
         func ppl(_ v: Double?) -> String { v.map { String(format: "%.3f", $0) } ?? "—" }
         var lines: [String] = []
         let recovery = settings.recovery.rawValue
-        let refit = settings.weightReconstruction == .leastSquares && settings.method != .sparseGPT ? " + least squares" : ""
+        let refit = settings.refitOptions != nil ? " + least squares" : ""
         lines.append(String(format: "%@ %@%@ %.0f%% %@, %@ allocation, recovery %@, profile %@",
                             (input.path as NSString).lastPathComponent, settings.method.rawValue, refit,
                             settings.sparsity * 100, settings.pattern.description, settings.allocation.rawValue,

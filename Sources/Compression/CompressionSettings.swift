@@ -121,7 +121,7 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
     public var baselineRank: Int
     /// What adapter training minimises (LOSA.md: next-token cross-entropy).
     public var objective: TrainingObjective
-    /// Whether surviving weights are refitted after each pruning step.
+    /// Whether surviving weights are refitted after each pruning step (`refitOptions` says whether it happens).
     public var weightReconstruction: WeightReconstruction
 
     /// Evaluation window length and the most windows scored per text (0: all of them).
@@ -244,6 +244,12 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
         if let fixed = pattern.fixedSparsity, sparsity != fixed {
             try check(false, "sparsity", sparsity, "\(fixed), the sparsity pattern \"\(pattern)\" makes")
         }
+    }
+
+    /// The refit's knobs where one runs: least squares asked for, after a method that does not update its own
+    /// weights (SparseGPT does); nil otherwise.
+    public var refitOptions: WeightReconstructionOptions? {
+        method == .sparseGPT ? nil : weightReconstruction.options
     }
 
     /// Training windows of iteration t (1...T): the last gets `lastIterationShare`, the others share the rest;

@@ -160,8 +160,9 @@ public struct JobSettings: Codable, Sendable, Equatable {
         case .outputs:
             guard case .list(let names) = value, let parsed = JobOutputs(names: names) else { throw refuse }
             outputs = parsed
-        // The default values are stored as nil, so that settings equal to the defaults have the same stored JSON
-        // whether they were named or left out.
+        // Values that default to a constant are stored as nil when equal to it, so that they have the same stored
+        // JSON whether named or left out; the objective and the refit default to the profile's, so a named one is
+        // kept as named and only "" stores nil.
         case .objective:
             // "" keeps the profile's (as the budget keys' 0 does).
             objective = value == .text("") ? nil : try word(TrainingObjectiveName.self)

@@ -110,10 +110,10 @@ public struct SubmitParameters: Codable, Sendable, Equatable {
                 calibration: String? = nil, evaluation: String? = nil, outputs: [String]? = nil,
                 objective: String? = nil, kdTemperature: Double? = nil, hiddenLossWeight: Double? = nil,
                 weightReconstruction: String? = nil) {
-        self.weightReconstruction = weightReconstruction
         self.objective = objective
         self.kdTemperature = kdTemperature
         self.hiddenLossWeight = hiddenLossWeight
+        self.weightReconstruction = weightReconstruction
         self.path = path
         self.sparsity = sparsity
         self.method = method

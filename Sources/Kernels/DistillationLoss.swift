@@ -166,12 +166,7 @@ public func chunkedDistillation(student: UnsafePointer<Float>, teacher: UnsafePo
                                                   target: target, columns: vocabulary, temperature: temperature,
                                                   ceScale: ceWeight * scale, klScale: klWeight * scale, gradient: gradient)
                     if let capped, let softcap {
-                        // softcapBackward's rule, inline: this runs on a worker already.
-                        let inverse = 1 / softcap
-                        for i in 0..<vocabulary {
-                            let t = capped[i] * inverse
-                            studentRow[i] *= 1 - t * t
-                        }
+                        softcapBackward(dY: studentRow, y: capped, dX: studentRow, range: 0..<vocabulary, cap: softcap)
                     }
                 }
             }

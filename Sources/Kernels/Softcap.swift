@@ -25,11 +25,18 @@ public func softcapForward(_ x: UnsafeMutablePointer<Float>, count: Int, cap: Fl
 /// dX = dY · (1 − (y / cap)²), written (dX may be dY).   dY, y, dX: [N]
 public func softcapBackward(dY: UnsafePointer<Float>, y: UnsafePointer<Float>, dX: UnsafeMutablePointer<Float>,
                             count: Int, cap: Float) {
-    let inverse = 1 / cap
     WorkerPool.shared.parallelFor(count, minimumChunk: ParallelGrain.streaming) { range in
-        for i in range {
-            let t = y[i] * inverse
-            dX[i] = dY[i] * (1 - t * t)
-        }
+        softcapBackward(dY: dY, y: y, dX: dX, range: range, cap: cap)
+    }
+}
+
+/// `softcapBackward` over `range` on the calling thread (for callers already on a worker).
+@inline(__always)
+func softcapBackward(dY: UnsafePointer<Float>, y: UnsafePointer<Float>, dX: UnsafeMutablePointer<Float>,
+                     range: Range<Int>, cap: Float) {
+    let inverse = 1 / cap
+    for i in range {
+        let t = y[i] * inverse
+        dX[i] = dY[i] * (1 - t * t)
     }
 }

@@ -117,14 +117,17 @@ public struct InputStatistics: Sendable {
     public var columnNorms: [Double] { columnSumOfSquares.map { $0.squareRoot() } }
 
     /// H = 2XᵀX / n, in × in row-major with both triangles filled; nil without a Hessian or before any row.
-    public func hessian() -> [Double]? {
+    public func hessian() -> [Double]? { hessian(as: Double.self) }
+
+    /// `hessian()` in `T` (Float for the least-squares refit), without a Double copy on the way.
+    public func hessian<T: BinaryFloatingPoint>(as type: T.Type) -> [T]? {
         guard let precision = hessianPrecision, rowCount > 0 else { return nil }
         let n = inputs
         let scale = 2 / Double(rowCount)
-        var h = [Double](repeating: 0, count: n * n)
+        var h = [T](repeating: 0, count: n * n)
         for i in 0..<n {
             for j in i..<n {
-                let value = scale * (precision == .float32 ? Double(gramFloat[i * n + j]) : gramDouble[i * n + j])
+                let value = T(scale * (precision == .float32 ? Double(gramFloat[i * n + j]) : gramDouble[i * n + j]))
                 h[i * n + j] = value
                 h[j * n + i] = value
             }

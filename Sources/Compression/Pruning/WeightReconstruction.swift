@@ -30,7 +30,8 @@ public struct WeightReconstructionOptions: Sendable, Equatable {
 /// `options.maximumIterations`. Zeros stay exactly where they were. Exact least squares, unlike SparseGPT's sweep
 /// with a given mask, which only moves weights right of a pruned one and measured worse than no update at 70%.
 ///
-/// Memory besides the weights: H in Float, four [out, in] Float buffers and a byte per weight for the mask.
+/// Memory besides the weights: H in Float (built from the statistics without a Double copy), four [out, in] Float
+/// buffers and a byte per weight for the mask.
 @discardableResult
 public func reconstructPrunedWeight(_ pruned: Tensor, dense: Tensor, statistics: InputStatistics,
                                     options: WeightReconstructionOptions = WeightReconstructionOptions()) throws(PruningError) -> WeightReconstructionSummary {
@@ -47,19 +48,17 @@ public func reconstructPrunedWeight(_ pruned: Tensor, dense: Tensor, statistics:
     guard options.maximumIterations >= 0, options.tolerance.isFinite, options.tolerance >= 0 else {
         throw .invalidOptions("\(options.maximumIterations) iterations to a tolerance of \(options.tolerance)")
     }
-    guard let hessian = statistics.hessian() else { throw .noCalibrationRows }
+    // H + λI in Float for the products; its inverse diagonal preconditions (0 where the diagonal is: an input
+    // never active in calibration, undamped, whose weight then keeps its start value).
+    guard var h = statistics.hessian(as: Float.self) else { throw .noCalibrationRows }
     var meanDiagonal = 0.0
-    for j in 0..<n { meanDiagonal += hessian[j * n + j] }
+    for j in 0..<n { meanDiagonal += Double(h[j * n + j]) }
     meanDiagonal /= Double(n)
     guard meanDiagonal.isFinite else { throw .nonFinite(what: "Hessian", row: 0, column: 0) }
-    let ridge = options.dampening * meanDiagonal
-    // H + λI in Float for the products; its diagonal (floored so an input never active divides by something) preconditions.
-    let h = UnsafeMutableBufferPointer<Float>.allocate(capacity: n * n)
-    defer { h.deallocate() }
-    for i in 0..<(n * n) { h[i] = Float(hessian[i]) }
+    let ridge = Float(options.dampening * meanDiagonal)
     var inverseDiagonal = [Float](repeating: 0, count: n)
     for j in 0..<n {
-        h[j * n + j] += Float(ridge)
+        h[j * n + j] += ridge
         let d = h[j * n + j]
         inverseDiagonal[j] = d > 0 ? 1 / d : 0
     }
@@ -77,8 +76,12 @@ public func reconstructPrunedWeight(_ pruned: Tensor, dense: Tensor, statistics:
     }
     // r = m ⊙ ((w_dense − w)(H + λI)): the difference is w_dense on the pruned entries, 0 on the kept ones.
     for i in 0..<count { step[i] = kept[i] ? 0 : wd[i] }
-    sgemm(transposeA: false, transposeB: false, m: rows, n: n, k: n, a: step, lda: n, b: h.baseAddress!, ldb: n,
-          c: residual, ldc: n)
+    // x ↦ x (H + λI) for [rows, n] buffers: one product per iteration.
+    let timesH = { (x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) in
+        h.withUnsafeBufferPointer { sgemm(transposeA: false, transposeB: false, m: rows, n: n, k: n, a: x, lda: n,
+                                          b: $0.baseAddress!, ldb: n, c: out, ldc: n) }
+    }
+    timesH(step, residual)
     var rz = [Double](repeating: 0, count: rows), first = [Double](repeating: 0, count: rows)
     var active = [Bool](repeating: true, count: rows)
     inverseDiagonal.withUnsafeBufferPointer { dInv in
@@ -100,8 +103,7 @@ public func reconstructPrunedWeight(_ pruned: Tensor, dense: Tensor, statistics:
     while iterations < options.maximumIterations, active.contains(true) {
         iterations += 1
         // q = m ⊙ (p (H + λI)) for every row (inactive rows have p = 0).
-        sgemm(transposeA: false, transposeB: false, m: rows, n: n, k: n, a: direction, lda: n, b: h.baseAddress!, ldb: n,
-              c: product, ldc: n)
+        timesH(direction, product)
         inverseDiagonal.withUnsafeBufferPointer { dInv in
             for row in 0..<rows where active[row] {
                 let base = row * n
