@@ -21,25 +21,20 @@ final class AdapterTraining {
     /// 1 where the current ranks make a parameter trainable (inactive rank components stay frozen).
     private var updateMask: [UInt8]
 
-    /// `teacherWeights`: the dense model's weights, needed when the settings' objective distils from it.
+    /// `activations`: what forward keeps for backward (the job's memory plan decides); `teacherWeights`: the dense
+    /// model's weights, needed when the settings' objective distils from it.
     init(decoder: Decoder, adapters: SparseLoRA, optimizer: AdamW, settings: CompressionSettings,
-         teacherWeights: DecoderWeights? = nil) {
+         activations: LoRATrainingWorkspace.ActivationPolicy = .store, teacherWeights: DecoderWeights? = nil) {
         precondition(!settings.objective.needsTeacher || teacherWeights != nil, "adapter training: the objective needs the dense weights")
         self.decoder = decoder
         self.adapters = adapters
         self.optimizer = optimizer
         self.settings = settings
         workspace = LoRATrainingWorkspace(weights: decoder.weights, batch: settings.batchSize,
-                                          tokens: settings.trainingLength, policy: .store)
+                                          tokens: settings.trainingLength, policy: activations)
         updateMask = [UInt8](repeating: 0, count: adapters.parameters.count)
         teacher = settings.objective.needsTeacher
             ? DistillationTeacher(weights: teacherWeights!, batch: settings.batchSize, tokens: settings.trainingLength) : nil
-    }
-
-    /// The floats of the training workspace for these settings (memory estimates).
-    static func workspaceFloats(config: ModelConfig, settings: CompressionSettings) -> Int {
-        LoRATrainingWorkspace.shapes(config: config, batch: settings.batchSize, tokens: settings.trainingLength,
-                                     chunkRows: 128, policy: .store).map { $0.1.reduce(1, *) }.reduce(0, +)
     }
 
     /// The windows iteration t trains on: `count` of the pool in an order drawn from (seed, t), cycling

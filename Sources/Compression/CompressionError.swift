@@ -21,6 +21,8 @@ public enum CompressionError: Error, Equatable, CustomStringConvertible {
     case nonFinite(what: String, iteration: Int)
     /// Pruning refused a layer (e.g. a sparsity the pattern cannot express, or a Hessian that is not positive definite).
     case pruning(layer: Int, reason: String)
+    /// The job's memory plan exceeds its limit: refused before anything is loaded.
+    case notEnoughMemory(model: String, estimate: Int, limit: Int, parts: String)
     case cancelled
 
     public var description: String {
@@ -45,8 +47,13 @@ public enum CompressionError: Error, Equatable, CustomStringConvertible {
             return "\(what) is not finite in iteration \(iteration): the model's activations overflow on the calibration text"
         case let .pruning(layer, reason):
             return "pruning layer \(layer) failed: \(reason)"
+        case let .notEnoughMemory(model, estimate, limit, parts):
+            return "compressing \(model) needs an estimated \(Self.gibibytes(estimate)) at its peak (\(parts)), more than "
+                + "its memory limit of \(Self.gibibytes(limit)); free memory, raise the limit, or use a smaller profile"
         case .cancelled:
             return "the job was cancelled"
         }
     }
+
+    static func gibibytes(_ bytes: Int) -> String { String(format: "%.2f GiB", Double(bytes) / Double(1 << 30)) }
 }

@@ -3,9 +3,10 @@ import Kernels
 import ModelFormats
 import Transformer
 
-/// The model's projections as the job handles them: snapshots for the pruned-only baseline, the tensors the
-/// export replaces, and the zeros counted before and after export.
+/// The model's projections as the job handles them: the dense ones re-read after the pruned-only baseline, the
+/// distillation teacher's read in place, the tensors the export replaces, and the zeros counted before and after export.
 extension CompressionJob {
+    /// A Float32 copy of every projection (the s4 sparse output rounds the merged model in place, then puts it back).
     func snapshotProjections(_ weights: DecoderWeights) -> [Tensor] {
         weights.layers.flatMap { layer in SparseLoRA.Projection.allCases.map { SparseLoRA.weight(layer, $0).copy() } }
     }
@@ -15,15 +16,48 @@ extension CompressionJob {
         for (target, saved) in zip(targets, snapshot) { target.assign(saved) }
     }
 
-    /// The dense teacher's tensors: `tensors` themselves, except fresh copies of the seven projections of every layer.
-    static func teacherTensors(_ tensors: [TensorRole: Tensor], config: ModelConfig) -> [TensorRole: Tensor] {
-        var teacher = tensors
-        for l in 0..<config.layerCount {
+    /// Puts the input's projections back into `weights` (after the pruned-only baseline pruned them), decoded
+    /// from the mapped file one tensor at a time rather than from a Float32 snapshot of them all.
+    func restoreProjections(_ weights: DecoderWeights, from checkpoint: Checkpoint) throws {
+        for (l, layer) in weights.layers.enumerated() {
             for p in SparseLoRA.Projection.allCases {
-                if let tensor = tensors[.layer(l, p.layerTensor)] { teacher[.layer(l, p.layerTensor)] = tensor.copy() }
+                SparseLoRA.weight(layer, p).assign(try checkpoint.tensor(.layer(l, p.layerTensor)))
             }
         }
-        return teacher
+    }
+
+    /// The dense teacher of distillation: the student's `tensors` for every role the job never writes (embeddings,
+    /// norms, head), and the input's projections as the mapped file stores them (`Checkpoint.inPlaceMatrices`,
+    /// decoded one layer at a time while the teacher runs: `FrozenLayerExpansion`). A projection in a type without
+    /// a decoder here (F16/BF16/F32 tensors) is copied as Float32, since pruning overwrites the student's.
+    static func teacherWeights(checkpoint: Checkpoint, tensors: [TensorRole: Tensor]) throws -> DecoderWeights {
+        let config = checkpoint.config, stored = try checkpoint.inPlaceMatrices()
+        var teacher = tensors, matrices: [TensorRole: any CompressedMatrix] = [:]
+        for l in 0..<config.layerCount {
+            for p in SparseLoRA.Projection.allCases {
+                let role = TensorRole.layer(l, p.layerTensor)
+                if let matrix = stored[role] {
+                    matrices[role] = matrix
+                    teacher[role] = nil
+                } else if let tensor = tensors[role] {
+                    teacher[role] = tensor.copy()
+                }
+            }
+        }
+        return try DecoderWeights(config: config, tensors: teacher, matrices: matrices)
+    }
+
+    /// Bytes of Float32 projections the teacher copies for `checkpoint` (those stored in a type it cannot read in place).
+    static func teacherCopiedProjectionBytes(checkpoint: Checkpoint) throws -> Int {
+        let stored = try checkpoint.inPlaceMatrices(), config = checkpoint.config
+        var bytes = 0
+        for l in 0..<config.layerCount {
+            for p in SparseLoRA.Projection.allCases where stored[.layer(l, p.layerTensor)] == nil {
+                let shape = SparseLoRA.shape(of: p, config: config)
+                bytes += shape.out * shape.in * 4
+            }
+        }
+        return bytes
     }
 
     /// The seven projections of every layer by tensor role, for export.

@@ -33,6 +33,9 @@ public final class CompressionJob {
         public var publishedOutput: String?
         /// The losad version recorded in the output's metadata and the report (the library cannot see its build).
         public var version = "development"
+        /// Bytes the job may use at its peak (nil: no limit). The memory plan keeps training's activations for
+        /// backward only when the job then fits, and a job that cannot fit is refused before it loads anything.
+        public var memoryLimit: Int?
 
         public init(input: String, output: String, settings: CompressionSettings, texts: TextSources = TextSources(),
                     checkpointDirectory: String? = nil) {
@@ -51,6 +54,8 @@ public final class CompressionJob {
     let logger: Logger
     var clock = ProgressClock()
     var stageStart = Date()
+    /// How training keeps its activations (from the memory plan made when the job starts).
+    var trainingActivations = LoRATrainingWorkspace.ActivationPolicy.store
 
     /// `progress` hears every unit of work; `iterationFinished` each finished LoSA iteration with the path of the
     /// checkpoint saved after it (nil when none was saved).
@@ -140,14 +145,24 @@ public final class CompressionJob {
         // Load: a private Float32 copy of every weight (pruning and merging write into them).
         report(.load, message: "loading \(request.input)")
         let checkpoint: Checkpoint, weights: DecoderWeights, teacherWeights: DecoderWeights?
+        let plan: CompressionMemoryPlan
         do {
             checkpoint = try Checkpoint.open(request.input)
+            plan = try Self.memoryPlan(checkpoint: checkpoint, settings: settings, limit: request.memoryLimit)
+        } catch {
+            throw .unsupportedModel(path: request.input, reason: "\(error)")
+        }
+        if let limit = plan.limit, !plan.fits {
+            throw .notEnoughMemory(model: request.input, estimate: plan.totalBytes, limit: limit, parts: plan.parts.map {
+                "\($0.name) \(CompressionError.gibibytes($0.bytes))"
+            }.joined(separator: ", "))
+        }
+        trainingActivations = plan.trainingActivations
+        do {
             let tensors = try checkpoint.loadWeights().mapValues { $0.copy() }
             weights = try DecoderWeights(config: checkpoint.config, tensors: tensors)
-            // The distillation teacher: the dense model, sharing every tensor the job never writes (embeddings,
-            // norms, head) and keeping its own copy of the projections, which pruning overwrites.
             teacherWeights = try settings.objective.needsTeacher && settings.recovery != .none
-                ? DecoderWeights(config: checkpoint.config, tensors: Self.teacherTensors(tensors, config: checkpoint.config)) : nil
+                ? Self.teacherWeights(checkpoint: checkpoint, tensors: tensors) : nil
         } catch {
             throw .unsupportedModel(path: request.input, reason: "\(error)")
         }
@@ -159,8 +174,10 @@ public final class CompressionJob {
             projectionParameters: weights.layers.reduce(0) { n, layer in
                 n + SparseLoRA.Projection.allCases.reduce(0) { $0 + SparseLoRA.weight(layer, $1).count }
             },
+            parameters: checkpoint.tensors.reduce(0) { $0 + $1.elementCount },
             fileBytes: checkpoint.fileSize), settings: settings)
         summary.losadVersion = request.version
+        summary.memory = .init(plan)
         finishStage(.load, in: &summary)
 
         report(.tokenize, message: "tokenizing the calibration, training and evaluation text")
@@ -196,11 +213,12 @@ public final class CompressionJob {
             }
         case .losa:
             if resumed == nil {
-                // Pruned-only baseline on a copy of the dense projections, which are put back afterwards.
-                let dense = snapshotProjections(weights)
+                // Pruned-only baseline; the dense projections are then read back from the input.
                 summary.prunedBaseline = try pruneOnce(calibration, sparsity: settings.sparsity, dense: nil, summary: &summary)
                 try recordPrunedEvaluation(decoder, texts: texts, summary: &summary)
-                restoreProjections(weights, from: dense)
+                do { try restoreProjections(weights, from: checkpoint) } catch {
+                    throw .unsupportedModel(path: request.input, reason: "re-reading the dense projections: \(error)")
+                }
             }
             try runLoSA(decoder, calibration: calibration, texts: texts, checkpoint: jobCheckpoint, identity: identity,
                         resumed: resumed, teacherWeights: teacherWeights, summary: &summary)
@@ -305,7 +323,7 @@ public final class CompressionJob {
         }
         let scratch = Tensor(zeros: [adapters.largestDeltaCount])
         let training = AdapterTraining(decoder: decoder, adapters: adapters, optimizer: optimizer, settings: settings,
-                                       teacherWeights: teacherWeights)
+                                       activations: trainingActivations, teacherWeights: teacherWeights)
 
         for t in firstIteration...max(firstIteration, settings.iterations) where t <= settings.iterations {
             let iterationStart = Date()

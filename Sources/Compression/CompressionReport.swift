@@ -29,12 +29,35 @@ public struct CompressionReport: Sendable, Codable, Equatable {
     public var wallSeconds: Double = 0
     /// Peak resident memory of the process (VmHWM), bytes.
     public var peakMemoryBytes: Int = 0
+    /// The memory plan the job started with (`CompressionMemoryPlan`): its estimate of the peak, the limit and
+    /// how training kept its activations.
+    public var memory: MemoryRecord?
     /// The iteration a resumed job restarted after (nil: ran from the start).
     public var resumedAfterIteration: Int?
 
     public init(input: ModelSummary, settings: CompressionSettings) {
         self.input = input
         self.settings = settings
+    }
+
+    /// The memory plan as the report records it.
+    public struct MemoryRecord: Sendable, Codable, Equatable {
+        public var estimateBytes: Int
+        public var limitBytes: Int?
+        /// The phase the estimate's peak falls in: pruning, evaluation, recovery or export.
+        public var peakPhase: String
+        /// "store" or "recompute" (`LoRATrainingWorkspace.ActivationPolicy`).
+        public var trainingActivations: String
+        /// The estimate's parts, bytes by name.
+        public var parts: [String: Int]
+
+        public init(_ plan: CompressionMemoryPlan) {
+            estimateBytes = plan.totalBytes
+            limitBytes = plan.limit
+            peakPhase = plan.peakPhase
+            trainingActivations = plan.trainingActivations.rawValue
+            parts = Dictionary(plan.parts.map { ($0.name, $0.bytes) }, uniquingKeysWith: +)
+        }
     }
 
     public struct ModelSummary: Sendable, Codable, Equatable {
@@ -45,6 +68,8 @@ public struct CompressionReport: Sendable, Codable, Equatable {
         public var hiddenSize: Int
         /// Weights of the seven projections of every layer (what is pruned).
         public var projectionParameters: Int
+        /// Every parameter of the checkpoint (nil in reports written before it was recorded).
+        public var parameters: Int?
         public var fileBytes: Int
     }
 

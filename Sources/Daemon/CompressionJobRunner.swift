@@ -15,8 +15,9 @@ public struct CompressionJobRunner: JobRunner {
 
     public func estimateMemory(_ job: JobSpec) throws -> MemoryEstimate {
         let checkpoint = try Checkpoint.open(job.inputPath)
-        let parts = CompressionJob.memoryEstimate(checkpoint: checkpoint, settings: try job.settings.compressionSettings())
-        return MemoryEstimate(parts: parts.map { MemoryEstimate.Part(name: $0.name, bytes: $0.bytes) })
+        let plan = try CompressionJob.memoryPlan(checkpoint: checkpoint, settings: try job.settings.compressionSettings(),
+                                                 limit: job.memoryLimit)
+        return MemoryEstimate(parts: plan.parts.map { MemoryEstimate.Part(name: $0.name, bytes: $0.bytes) })
     }
 
     public func run(_ job: JobSpec, context: JobContext) throws -> JobOutcome {
@@ -27,6 +28,7 @@ public struct CompressionJobRunner: JobRunner {
                                              texts: job.settings.texts,
                                              checkpointDirectory: (job.checkpointFolder as NSString).appendingPathComponent("losa"))
         request.version = version
+        request.memoryLimit = job.memoryLimit
         request.publishedOutput = (job.publishedFolder as NSString).appendingPathComponent((output as NSString).lastPathComponent)
         let compression = CompressionJob(request, cancellation: Cancellation(context.shouldStop), logger: context.logger,
                                          progress: { context.report($0) }, iterationFinished: { record, checkpoint in

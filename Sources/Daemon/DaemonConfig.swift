@@ -34,6 +34,14 @@ public struct DaemonConfig: Sendable, Equatable {
         /// Only what the machine and the cgroup allow.
         case automatic
         case bytes(Int)
+
+        /// "auto", or a size with a binary unit like systemd's ("512M", "6G", "6GiB") or bytes, of at least 64 MiB:
+        /// what `scheduler.memory_limit` and `losad compress --memory-limit` accept. Nil for anything else.
+        public init?(parsing text: String) {
+            if text == "auto" { self = .automatic; return }
+            guard let bytes = SectionReader.parseSize(text), bytes >= 64 << 20 else { return nil }
+            self = .bytes(bytes)
+        }
     }
 
     /// `[scheduler]`.

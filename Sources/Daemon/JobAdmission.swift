@@ -23,13 +23,16 @@ struct JobAdmission: Sendable {
 
     func decide(_ queued: JobRecord, slot: JobSlot, settings: JobScheduler.Settings, logger: Logger) -> Decision {
         let id = slot.id
-        let spec: JobSpec
+        var spec: JobSpec
         do {
             spec = try Self.spec(queued, ledger: ledger, settings: settings)
         } catch {
             return .fail("\(error)")
         }
         if let early = Self.stopped(slot) { return early }
+        // The runner plans within the bound the job will be held to (one reading of the machine's memory for both).
+        let availability = memory()
+        spec.memoryLimit = MemoryAdmission.bound(availability: availability, limit: settings.memoryLimit)?.bytes
         let estimate: MemoryEstimate
         do {
             estimate = try runner.estimateMemory(spec)
@@ -38,7 +41,7 @@ struct JobAdmission: Sendable {
             return .fail("cannot estimate its memory: \(error)")
         }
         let decision = MemoryAdmission.decide(job: "job \(id) (\(spec.modelName))", estimate: estimate,
-                                              availability: memory(), limit: settings.memoryLimit)
+                                              availability: availability, limit: settings.memoryLimit)
         if case .refuse(let reason) = decision {
             logger.warning("refused: \(reason)")
             return .refuse(reason)

@@ -47,6 +47,9 @@ public struct JobSpec: Sendable, Equatable {
     public var attempt: Int
     /// Compute threads the job may use; nil: one per CPU the daemon may use.
     public var threads: Int?
+    /// Bytes the job may use at its peak (`MemoryAdmission.bound`), set by admission before it asks for the
+    /// estimate: the runner plans within it (e.g. recomputing training activations rather than storing them).
+    public var memoryLimit: Int?
 
     public init(id: Int64, modelName: String, inputPath: String, format: String, contentHash: String,
                 settings: JobSettings, outputFolder: String, publishedFolder: String, checkpointFolder: String, resumeFrom: String?,

@@ -10,9 +10,9 @@ public enum MemoryAdmission {
         case refuse(reason: String)
     }
 
-    /// Compares `estimate` with what `availability` and `limit` allow. `job` names the job in the reason.
-    public static func decide(job: String, estimate: MemoryEstimate, availability: MemoryAvailability,
-                              limit: DaemonConfig.MemoryLimit) -> Decision {
+    /// The tightest of `scheduler.memory_limit`, the machine's available memory and the cgroup's headroom, with
+    /// what it is in words; nil when none is known (no /proc).
+    public static func bound(availability: MemoryAvailability, limit: DaemonConfig.MemoryLimit) -> (bytes: Int, what: String)? {
         var bounds: [(bytes: Int, what: String)] = []
         if case .bytes(let bytes) = limit {
             bounds.append((bytes, "scheduler.memory_limit is \(Quantities.bytes(bytes))"))
@@ -25,7 +25,13 @@ public enum MemoryAdmission {
             bounds.append((headroom, "the service's cgroup\(folder) leaves \(Quantities.bytes(headroom)) of its \(Quantities.bytes(cgroupLimit)) limit"
                                      + " with \(Quantities.bytes(availability.cgroupUsage ?? 0)) in use"))
         }
-        guard let binding = bounds.min(by: { $0.bytes < $1.bytes }) else {
+        return bounds.min { $0.bytes < $1.bytes }
+    }
+
+    /// Compares `estimate` with what `availability` and `limit` allow. `job` names the job in the reason.
+    public static func decide(job: String, estimate: MemoryEstimate, availability: MemoryAvailability,
+                              limit: DaemonConfig.MemoryLimit) -> Decision {
+        guard let binding = bound(availability: availability, limit: limit) else {
             // Nothing known to compare with (no /proc): admit rather than block every job.
             return .admit(allowedBytes: Int.max)
         }

@@ -1,9 +1,8 @@
 import ModelFormats
 import Transformer
 
-/// An estimate of a job's peak memory, as named parts. The runner sizes them from the buffers the job
-/// allocates (`CompressionJob.memoryEstimate`); parts are summed even where they need not coexist:
-/// admission would rather refuse a job that might have fit than start one the OOM killer ends.
+/// An estimate of a job's peak memory, as named parts that add up to it. The runner sizes them from the buffers
+/// the job allocates (`CompressionJob.memoryPlan`: what lives the whole job plus its largest phase).
 public struct MemoryEstimate: Sendable, Equatable {
     /// One named share of the estimate.
     public struct Part: Sendable, Equatable {

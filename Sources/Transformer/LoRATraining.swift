@@ -58,6 +58,8 @@ public final class LoRATrainingWorkspace {
     let rotary: RotaryTables
     /// H and Hkv: the rows per token of the per-head norms' 1/rms buffers.
     let heads: (query: Int, key: Int)
+    /// One layer's Float32 projections when the weights are kept compressed (a teacher read in place); nil otherwise.
+    let expansion: FrozenLayerExpansion?
 
     /// The named buffer shapes of a workspace: the one function that sizes it.
     public static func shapes(config c: ModelConfig, batch: Int, tokens t: Int, chunkRows: Int,
@@ -106,6 +108,7 @@ public final class LoRATrainingWorkspace {
         positions = (0..<(batch * tokens)).map { Int32($0 % tokens) }
         rotary = RotaryTables(weights: weights, positionCount: tokens)
         heads = (weights.config.headCount, weights.config.kvHeadCount)
+        expansion = FrozenLayerExpansion(weights: weights)
     }
 
     /// The first `rows` rows of a named buffer (all of it for buffers not in rows of N).
@@ -158,6 +161,11 @@ public final class LoRATrainingWorkspace {
     func layerScratch(rows n: Int) -> LayerScratch {
         LayerScratch(scores: self("probabilities"), matmul: nil, delta: self("delta"), adapterInput: self("xDrop", rows: n))
     }
+
+    /// Layer l of `weights` with Float32 projections: decoded into the expansion buffers when kept compressed.
+    func layerWeights(_ l: Int, of weights: DecoderWeights) -> LayerWeights {
+        expansion?.layer(l, of: weights) ?? weights.layers[l]
+    }
 }
 
 // MARK: - One layer, forward and backward, on the training workspace
@@ -167,7 +175,7 @@ extension Decoder {
     func trainingLayerForward(_ l: Int, residual x: Tensor, batch: Int, adapters: SparseLoRA?, workspace w: LoRATrainingWorkspace) {
         let n = batch * w.tokens
         w.positions.withUnsafeBufferPointer { positions in
-            DecoderLayer.forward(weights.layers[l], index: l, config: config, layout: weights.rotaryLayout,
+            DecoderLayer.forward(w.layerWeights(l, of: weights), index: l, config: config, layout: weights.rotaryLayout,
                                  rotary: w.rotary.table(forLayer: l), positions: positions.baseAddress!, residual: x,
                                  keys: .windows(batch: batch, tokens: w.tokens), activations: w.activations(layer: l, rows: n),
                                  scratch: w.layerScratch(rows: n), adapters: adapters)
@@ -179,7 +187,7 @@ extension Decoder {
                                workspace w: LoRATrainingWorkspace) {
         let n = batch * w.tokens
         w.positions.withUnsafeBufferPointer { positions in
-            DecoderLayer.backward(weights.layers[l], index: l, config: config, layout: weights.rotaryLayout,
+            DecoderLayer.backward(w.layerWeights(l, of: weights), index: l, config: config, layout: weights.rotaryLayout,
                                   rotary: w.rotary.table(forLayer: l), positions: positions.baseAddress!, input: xIn, dX: dX,
                                   batch: batch, tokens: w.tokens, activations: w.activations(layer: l, rows: n),
                                   gradients: w.gradients(rows: n), scratch: w.layerScratch(rows: n), adapters: adapters)

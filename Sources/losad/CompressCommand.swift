@@ -1,5 +1,6 @@
 import ArgumentParser
 import Compression
+import Daemon
 import Foundation
 
 /// `losad compress INPUT --out DIR …`: one compression job in the foreground — exactly what the daemon runs
@@ -75,6 +76,8 @@ struct CompressCommand: ParsableCommand {
     var learningRate: Double?
     @Option(name: .long, help: "Seed of every random draw (the job is reproducible from it).")
     var seed: UInt64?
+    @Option(name: .long, help: "Memory the job may use at its peak: auto (what the machine has available) or a size such as 1200M or 6GiB. Training stores its activations only when the job then fits; a job that cannot fit is refused before it starts.")
+    var memoryLimit = "auto"
     @Flag(name: .long, help: "Print the report as JSON instead of the table.")
     var json = false
 
@@ -105,7 +108,18 @@ struct CompressCommand: ParsableCommand {
         }
     }
 
-    func validate() throws { _ = try settings() }
+    func validate() throws {
+        _ = try settings()
+        _ = try limit()
+    }
+
+    /// The job's memory bound: the given size, or what the machine and this process's cgroup leave.
+    func limit() throws -> Int? {
+        guard let limit = DaemonConfig.MemoryLimit(parsing: memoryLimit) else {
+            throw ValidationError("--memory-limit \(memoryLimit) is not allowed; expected auto, or a size of at least 64M such as 1200M or 6GiB")
+        }
+        return MemoryAdmission.bound(availability: .read(), limit: limit)?.bytes
+    }
 
     func run() throws {
         let settings = try settings()
@@ -121,6 +135,7 @@ struct CompressCommand: ParsableCommand {
                                evaluation: eval.isEmpty ? [] : eval.map { $0 == "default" ? .pythonDocumentation : .file($0) }),
             checkpointDirectory: (out as NSString).appendingPathComponent(".checkpoint"))
         request.version = Losad.version
+        request.memoryLimit = try limit()
         let interrupted = InterruptFlag.install()
         let display = ProgressBar(terminal: isatty(STDERR_FILENO) == 1)
         let job = CompressionJob(request, cancellation: Cancellation { interrupted.isSet }) { display.show($0) }

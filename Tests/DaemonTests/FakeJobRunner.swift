@@ -35,6 +35,8 @@ final class FakeJobRunner: JobRunner {
         /// The job thread's scheduling policy (sched_getscheduler) and nice value.
         var policy: Int32
         var nice: Int32
+        /// The bound admission held the job to (`JobSpec.memoryLimit`).
+        var memoryLimit: Int?
     }
 
     struct Failure: Error, CustomStringConvertible {
@@ -55,6 +57,9 @@ final class FakeJobRunner: JobRunner {
     }
 
     var starts: [Start] { log.withLock { $0 } }
+    /// The `JobSpec.memoryLimit` of every estimate asked for.
+    var limitsSeenByEstimates: [Int?] { estimateLimits.withLock { $0 } }
+    private let estimateLimits = Mutex<[Int?]>([])
     var mostConcurrent: Int { concurrent.withLock { $0.most } }
 
     func behaviour(_ model: String) -> Behaviour { behaviours.withLock { $0[model] } ?? fallback }
@@ -62,6 +67,7 @@ final class FakeJobRunner: JobRunner {
     func estimateMemory(_ job: JobSpec) throws -> MemoryEstimate {
         let b = behaviour(job.modelName)
         if let message = b.estimateError { throw Failure(message: message) }
+        estimateLimits.withLock { $0.append(job.memoryLimit) }
         return MemoryEstimate(parts: [MemoryEstimate.Part(name: "weights", bytes: b.estimateBytes)])
     }
 
@@ -72,7 +78,7 @@ final class FakeJobRunner: JobRunner {
         let own = ComputePriority.current()
         log.withLock {
             $0.append(Start(job: job.id, model: job.modelName, firstIteration: done + 1, attempt: job.attempt,
-                            resumeFrom: job.resumeFrom, policy: own.policy, nice: own.nice))
+                            resumeFrom: job.resumeFrom, policy: own.policy, nice: own.nice, memoryLimit: job.memoryLimit))
         }
         concurrent.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
         defer { concurrent.withLock { $0.now -= 1 } }

@@ -187,6 +187,18 @@ struct JobSchedulerTests {
         #expect((try h.ledger.job(id))?.error?.contains("scheduler.memory_limit is 64.0 MiB") == true)
     }
 
+    @Test("the runner plans and runs a job within the bound admission holds it to: the configured limit when it is the tightest")
+    func theRunnerSeesTheMemoryBound() async throws {
+        let runner = FakeJobRunner(FakeJobRunner.Behaviour(estimateBytes: 100 << 20))
+        let h = try SchedulerHarness(runner: runner, limit: .bytes(256 << 20))
+        let id = try h.enqueue("model")
+        try h.scheduler.start()
+        #expect(await h.idle(timeout: 10))
+        #expect(h.state(id) == .succeeded)
+        #expect(runner.limitsSeenByEstimates == [256 << 20])
+        #expect(runner.starts.map(\.memoryLimit) == [256 << 20])
+    }
+
     @Test("a runner's error fails its job with the runner's sentence; an estimate that fails fails the job too; the queue goes on")
     func failures() async throws {
         let runner = FakeJobRunner(per: [
