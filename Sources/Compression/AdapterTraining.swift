@@ -34,7 +34,8 @@ final class AdapterTraining {
                                           tokens: settings.trainingLength, policy: activations)
         updateMask = [UInt8](repeating: 0, count: adapters.parameters.count)
         teacher = settings.objective.needsTeacher
-            ? DistillationTeacher(weights: teacherWeights!, batch: settings.batchSize, tokens: settings.trainingLength) : nil
+            ? DistillationTeacher(weights: teacherWeights!, batch: settings.batchSize, tokens: settings.trainingLength,
+                                  keepsBlockOutputs: settings.objective.hiddenStateWeight > 0) : nil
     }
 
     /// The windows iteration t trains on: `count` of the pool in an order drawn from (seed, t), cycling
@@ -56,7 +57,8 @@ final class AdapterTraining {
     /// The floats of the teacher's workspace for these settings (0 when the objective needs no teacher).
     static func teacherWorkspaceFloats(config: ModelConfig, settings: CompressionSettings) -> Int {
         settings.objective.needsTeacher
-            ? DistillationTeacher.workspaceFloats(config: config, batch: settings.batchSize, tokens: settings.trainingLength) : 0
+            ? DistillationTeacher.workspaceFloats(config: config, batch: settings.batchSize, tokens: settings.trainingLength,
+                                                  keepsBlockOutputs: settings.objective.hiddenStateWeight > 0) : 0
     }
 
     /// Trains on `windows` (each T + 1 tokens) for one iteration; returns the mean loss of every optimiser step,

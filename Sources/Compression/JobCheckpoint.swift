@@ -8,14 +8,17 @@ import Transformer
 /// no generator state needs saving):
 ///
 ///     DIR/state.json        iteration, ranks, the report so far, identity of model and settings
-///     DIR/projections.f32   the seven projections of every layer (the pruned base weights), raw Float32
+///     DIR/projections.bin   the seven projections of every layer (the pruned base weights), each as its nonzero
+///                           positions (one bit per weight, little-endian 64-bit words, row-major) followed by
+///                           the nonzero values in that order (Float32): exact, and at sparsity s about
+///                           (1 − s) + 1/32 of the Float32 size (53% at 50%, 33% at 70%)
 ///     DIR/adapters.f32      the adapter arena (A and B of every projection)
 ///     DIR/optimizer.bin     AdamW's step count and moments
 ///
 /// A new checkpoint is written through `AtomicOutputFolder` (every file fsynced, the folder swapped in
 /// atomically, the parent fsynced), so a crash while writing leaves the previous one intact.
 struct JobCheckpoint {
-    static let formatVersion = 1
+    static let formatVersion = 2
 
     struct State: Codable {
         var formatVersion: Int
@@ -48,7 +51,7 @@ struct JobCheckpoint {
         let stateJSON = [UInt8](try encoder.encode(state))
         try AtomicOutputFolder.write(to: directory, replacingExisting: true) { folder in
             try AtomicOutputFile.write(stateJSON, to: folder + "/state.json", replacingExisting: false)
-            try write(floats: projections(of: weights), to: folder + "/projections.f32")
+            try writeCompact(projections(of: weights), to: folder + "/projections.bin")
             try write(floats: [UnsafeMutableBufferPointer(start: adapters.parameters.base, count: adapters.parameters.count)],
                       to: folder + "/adapters.f32")
             try AtomicOutputFile.write(optimizer.serializedState(), to: folder + "/optimizer.bin", replacingExisting: false)
@@ -76,7 +79,7 @@ struct JobCheckpoint {
     /// Restores projections, adapters and optimizer from the saved files.
     func restore(weights: DecoderWeights, adapters: SparseLoRA, optimizer: AdamW) throws(CompressionError) {
         do {
-            try read(floats: projections(of: weights), from: directory + "/projections.f32")
+            try readCompact(projections(of: weights), from: directory + "/projections.bin")
             try read(floats: [UnsafeMutableBufferPointer(start: adapters.parameters.base, count: adapters.parameters.count)],
                      from: directory + "/adapters.f32")
             try optimizer.restore(from: [UInt8](Data(contentsOf: URL(fileURLWithPath: directory + "/optimizer.bin"))))
@@ -110,22 +113,81 @@ struct JobCheckpoint {
 
     private func read(floats buffers: [UnsafeMutableBufferPointer<Float>], from path: String) throws {
         let expected = buffers.reduce(0) { $0 + $1.count * 4 }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "missing") }
+        let fd = try Self.open(path, expectedSize: { $0 == expected ? nil : "size \($0), expected \(expected) bytes" })
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, Int(info.st_size) == expected else {
-            throw CompressionError.checkpointMismatch(path: path, reason: "size \(info.st_size), expected \(expected) bytes")
-        }
-        for buffer in buffers {
-            let raw = UnsafeMutableRawBufferPointer(buffer)
-            var offset = 0
-            while offset < raw.count {
-                let n = Foundation.read(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "truncated") }
-                offset += n
+        for buffer in buffers { try Self.readFully(fd, into: UnsafeMutableRawBufferPointer(buffer), path: path) }
+    }
+
+    /// Each buffer as its nonzero positions (a bit per value) and then its nonzero values.
+    private func writeCompact(_ buffers: [UnsafeMutableBufferPointer<Float>], to path: String) throws {
+        try AtomicOutputFile.write(to: path, replacingExisting: false) { file in
+            for buffer in buffers {
+                var bits = [UInt64](repeating: 0, count: (buffer.count + 63) / 64)
+                var values: [Float] = []
+                values.reserveCapacity(buffer.count)
+                for (i, v) in buffer.enumerated() where v != 0 {
+                    bits[i >> 6] |= 1 << UInt64(i & 63)
+                    values.append(v)
+                }
+                try bits.withUnsafeBytes { try file.write($0) }
+                try values.withUnsafeBytes { try file.write($0) }
             }
+        }
+    }
+
+    /// The inverse of `writeCompact`: zeros where a bit is clear; the file must end exactly after the last buffer.
+    private func readCompact(_ buffers: [UnsafeMutableBufferPointer<Float>], from path: String) throws {
+        let fd = try Self.open(path, expectedSize: { _ in nil })
+        defer { close(fd) }
+        var consumed = 0
+        for buffer in buffers {
+            var bits = [UInt64](repeating: 0, count: (buffer.count + 63) / 64)
+            try bits.withUnsafeMutableBytes { try Self.readFully(fd, into: $0, path: path) }
+            if buffer.count % 64 != 0, bits[bits.count - 1] >> UInt64(buffer.count % 64) != 0 {
+                throw CompressionError.checkpointMismatch(path: path, reason: "a mask marks positions past its tensor")
+            }
+            var values = [Float](repeating: 0, count: bits.reduce(0) { $0 + $1.nonzeroBitCount })
+            try values.withUnsafeMutableBytes { try Self.readFully(fd, into: $0, path: path) }
+            var next = 0
+            for i in 0..<buffer.count {
+                if bits[i >> 6] >> UInt64(i & 63) & 1 == 1 {
+                    buffer[i] = values[next]
+                    next += 1
+                } else {
+                    buffer[i] = 0
+                }
+            }
+            consumed += bits.count * 8 + values.count * 4
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0, Int(info.st_size) == consumed else {
+            throw CompressionError.checkpointMismatch(path: path, reason: "size \(info.st_size), expected \(consumed) bytes")
+        }
+    }
+
+    /// The file opened for reading, its size checked by `expectedSize` (a reason when it is wrong).
+    private static func open(_ path: String, expectedSize: (Int) -> String?) throws -> Int32 {
+        let fd = Foundation.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "missing") }
+        var info = stat()
+        if fstat(fd, &info) != 0 {
+            close(fd)
+            throw CompressionError.checkpointMismatch(path: path, reason: "cannot be examined")
+        }
+        if let reason = expectedSize(Int(info.st_size)) {
+            close(fd)
+            throw CompressionError.checkpointMismatch(path: path, reason: reason)
+        }
+        return fd
+    }
+
+    private static func readFully(_ fd: Int32, into raw: UnsafeMutableRawBufferPointer, path: String) throws {
+        var offset = 0
+        while offset < raw.count {
+            let n = Foundation.read(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "truncated") }
+            offset += n
         }
     }
 }

@@ -33,7 +33,7 @@ public final class LayerwiseCalibration {
         self.chunk = min(chunk, windows.count)
         // One set of block intermediates: a block is run, its projection inputs read, then it runs again.
         workspace = LoRATrainingWorkspace(weights: decoder.weights, batch: self.chunk, tokens: tokens, chunkRows: 1,
-                                          policy: .recompute)
+                                          policy: .recompute, boundaries: 1)
         hidden = Tensor(zeros: [windows.count * tokens, decoder.config.hiddenSize])
         scratch = Tensor(zeros: [self.chunk * tokens, decoder.config.hiddenSize])
     }
@@ -41,7 +41,8 @@ public final class LayerwiseCalibration {
     /// The floats this object holds besides the model (for memory estimates).
     public static func floatCount(config: ModelConfig, windows: Int, tokens: Int, chunk: Int) -> Int {
         let c = min(chunk, windows)
-        let workspace = LoRATrainingWorkspace.shapes(config: config, batch: c, tokens: tokens, chunkRows: 1, policy: .recompute)
+        let workspace = LoRATrainingWorkspace.shapes(config: config, batch: c, tokens: tokens, chunkRows: 1, policy: .recompute,
+                                                     boundaries: 1)
             .map { $0.1.reduce(1, *) }.reduce(0, +)
         return workspace + (windows + c) * tokens * config.hiddenSize
     }

@@ -61,14 +61,16 @@ public final class LoRATrainingWorkspace {
     /// One layer's Float32 projections when the weights are kept compressed (a teacher read in place); nil otherwise.
     let expansion: FrozenLayerExpansion?
 
-    /// The named buffer shapes of a workspace: the one function that sizes it.
+    /// The named buffer shapes of a workspace: the one function that sizes it. `boundaries`: the block
+    /// boundaries kept in `layerInputs` (L + 1 for training and a teacher that returns every block's output; 1 for a
+    /// pass that runs the blocks in place on one buffer: calibration, a teacher of the final hidden states only).
     public static func shapes(config c: ModelConfig, batch: Int, tokens t: Int, chunkRows: Int,
-                              policy: ActivationPolicy = .store) -> [(String, [Int])] {
+                              policy: ActivationPolicy = .store, boundaries: Int? = nil) -> [(String, [Int])] {
         let n = batch * t, hd = c.headCount * c.headDim, kvd = c.kvHeadCount * c.headDim
         let largestDelta = SparseLoRA.Projection.allCases.map { SparseLoRA.shape(of: $0, config: c) }
             .map { $0.out * $0.in }.max()!
         let group = c.headCount / c.kvHeadCount
-        var shapes: [(String, [Int])] = [("layerInputs", [c.layerCount + 1, n, c.hiddenSize])]
+        var shapes: [(String, [Int])] = [("layerInputs", [boundaries ?? c.layerCount + 1, n, c.hiddenSize])]
         for name in ["hidden", "dHidden", "dX", "residual", "normed1", "normed2", "xMid", "dNormed"] {
             shapes.append((name, [n, c.hiddenSize]))
         }
@@ -95,11 +97,13 @@ public final class LoRATrainingWorkspace {
         return shapes.map { savedNames.contains($0.0) ? ($0.0, [copies] + $0.1) : $0 }
     }
 
-    /// Buffers for `batch` windows of `tokens` tokens of a decoder with `weights`.
-    public init(weights: DecoderWeights, batch: Int, tokens: Int, chunkRows: Int = 128, policy: ActivationPolicy = .store) {
+    /// Buffers for `batch` windows of `tokens` tokens of a decoder with `weights` (`boundaries`: see `shapes`).
+    public init(weights: DecoderWeights, batch: Int, tokens: Int, chunkRows: Int = 128, policy: ActivationPolicy = .store,
+                boundaries: Int? = nil) {
         precondition(batch > 0 && tokens > 0 && chunkRows > 0, "training workspace: batch \(batch) × \(tokens) tokens, chunks of \(chunkRows)")
+        precondition(boundaries.map { $0 >= 1 } ?? true, "training workspace: \(boundaries!) layer boundaries")
         buffers = NamedBuffers(LoRATrainingWorkspace.shapes(config: weights.config, batch: batch, tokens: tokens,
-                                                            chunkRows: chunkRows, policy: policy))
+                                                            chunkRows: chunkRows, policy: policy, boundaries: boundaries))
         layerInputs = buffers["layerInputs"]
         self.policy = policy
         batchCapacity = batch
@@ -205,6 +209,7 @@ extension Decoder {
                                stopIf: () -> Bool = { false }) throws(TransformerError) -> Tensor {
         let batch = tokens.count, n = batch * w.tokens
         precondition(batch >= 1 && batch <= w.batchCapacity, "decoder: \(batch) windows for a workspace of \(w.batchCapacity)")
+        precondition(w.layerInputs.shape[0] == config.layerCount + 1, "decoder: an adapted forward keeps every block boundary")
         let inputs = (0...config.layerCount).map { w.layerInputs[$0].slice(0..<n) }
         embed(tokens, into: inputs[0], tokensPerWindow: w.tokens)
         for l in 0..<config.layerCount {

@@ -183,6 +183,30 @@ import Transformer
         }
         #expect(throws: CompressionError.cancelled) { try first.run() }
         #expect(FileManager.default.fileExists(atPath: interrupted.appendingPathComponent(".checkpoint/state.json").path))
+
+        // The pruned projections are saved compactly: a bit per weight and the nonzero values (iteration 1 of 3 is at
+        // 35% sparsity, so about 0.65 + 1/32 of the Float32 size).
+        let saved = interrupted.appendingPathComponent(".checkpoint/projections.bin")
+        let config = try Checkpoint.open(Self.tinyModel).config
+        let float32Bytes = SparseLoRA.Projection.allCases.reduce(0) { n, p in
+            let shape = SparseLoRA.shape(of: p, config: config)
+            return n + shape.out * shape.in * 4
+        } * config.layerCount
+        let savedBytes = try #require(try FileManager.default.attributesOfItem(atPath: saved.path)[.size] as? Int)
+        #expect(Double(savedBytes) < 0.72 * Double(float32Bytes) && Double(savedBytes) > 0.6 * Double(float32Bytes),
+                "\(savedBytes) bytes against \(float32Bytes) as Float32")
+        // A damaged file is refused with its path, and the intact one then resumes.
+        let intact = try Data(contentsOf: saved)
+        try intact.dropLast(4).write(to: saved)
+        #expect(throws: CompressionError.checkpointMismatch(path: saved.path, reason: "truncated")) {
+            try CompressionJob(Self.request(interrupted, settings: settings)).run()
+        }
+        try (intact + Data([0, 0, 0, 0])).write(to: saved)
+        #expect(throws: CompressionError.checkpointMismatch(path: saved.path,
+                                                            reason: "size \(savedBytes + 4), expected \(savedBytes) bytes")) {
+            try CompressionJob(Self.request(interrupted, settings: settings)).run()
+        }
+        try intact.write(to: saved)
         let resumed = try CompressionJob(Self.request(interrupted, settings: settings)).run()
         #expect(resumed.resumedAfterIteration == 1)
 
@@ -287,7 +311,7 @@ final class StopFlag: @unchecked Sendable {
     /// The plan is sized by the same functions as the buffers, and must stay within 15% above the peak RSS measured
     /// for the same job: the demo model with `make bench-scale`'s budget (LoSA, 2 iterations, 8 calibration and 16
     /// training windows of 256 tokens, 2 evaluation windows, the quick profile's distillation and refit) peaked at
-    /// 2,377,852 KiB (2.27 GiB, release build, one thread).
+    /// 2,240,116 KiB (2.14 GiB, release build, one thread; the plan said 2.21 GiB).
     @Test(.enabled(if: FileManager.default.fileExists(atPath: demoModel), "needs the demo model"))
     func theDemoJobsPlanCoversItsMeasuredPeakWithin15Percent() throws {
         let checkpoint = try Checkpoint.open(Self.demoModel)
@@ -305,7 +329,7 @@ final class StopFlag: @unchecked Sendable {
         // The teacher reads the Q4_1 projections in place: no Float32 copy of them is planned.
         #expect(parts["distillation teacher: workspace"] != nil && parts["distillation teacher: Float32 projections"] == nil)
         #expect(plan.peakPhase == "recovery" && plan.trainingActivations == .store)
-        let measured = 2_377_852.0 * 1024
+        let measured = 2_240_116.0 * 1024
         #expect(Double(plan.totalBytes) >= measured && Double(plan.totalBytes) <= 1.15 * measured,
                 "estimate \(plan.totalBytes) against the measured \(Int(measured)): \(parts)")
         var none = settings

@@ -144,6 +144,22 @@ struct DistillationFixture {
         #expect(loss.crossEntropy > 1, "the cross-entropy is still reported: \(loss.crossEntropy)")
     }
 
+    /// A teacher that keeps no block outputs (the objective has no hidden-state term) runs the same blocks in place on
+    /// one buffer: the same final hidden states, bit for bit, with one block boundary instead of L + 1.
+    @Test func aTeacherWithoutBlockOutputsComputesTheSameHiddenStates() throws {
+        let checkpoint = try Checkpoint.open(try TransformerFixtures.modelPath("tiny-gemma3"))
+        let dense = try DecoderWeights(checkpoint: checkpoint)
+        let tokens: [[Int32]] = [[1, 5, 9, 2, 7, 3, 11, 4], [8, 6, 2, 9, 1, 12, 3, 5]]
+        let full = DistillationTeacher(weights: dense, batch: 2, tokens: 8, chunkRows: 7)
+        let lean = DistillationTeacher(weights: dense, batch: 2, tokens: 8, chunkRows: 7, keepsBlockOutputs: false)
+        let a = try full.forward(tokens, stopIf: { false }), b = try lean.forward(tokens, stopIf: { false })
+        #expect(a.blockOutputs.count == dense.config.layerCount && b.blockOutputs.isEmpty)
+        #expect(a.hidden.scalars == b.hidden.scalars)
+        #expect(lean.workspace.layerInputs.shape[0] == 1 && full.workspace.layerInputs.shape[0] == dense.config.layerCount + 1)
+        #expect(DistillationTeacher.workspaceFloats(config: dense.config, batch: 2, tokens: 8, chunkRows: 7, keepsBlockOutputs: false)
+                == lean.workspace.floatCount)
+    }
+
     // MARK: - Gradients by finite differences
 
     /// Central differences of the objective with ε = 3e-2 on 84 adapter entries (as SparseLoRATests), each term alone
