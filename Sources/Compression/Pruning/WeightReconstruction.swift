@@ -7,8 +7,8 @@ public struct WeightReconstructionOptions: Sendable, Equatable {
     public var dampening: Double
     /// Conjugate-gradient iterations at most. 10: on the demo model (quick profile, Wanda 50%, RMI) the pruned-only
     /// model refitted with at most 10, 20 and 40 iterations scored 20.576 / 30.269, 20.543 / 30.378 and 20.565 /
-    /// 30.339 (python-docs / perldiag, within ±0.4% of each other), while every iteration is one product of the
-    /// rows with H (out·in² multiply-adds): the refit's cost is proportional to this cap.
+    /// 30.367 (python-docs / perldiag: within 0.4% of each other), while every iteration is one product of the rows
+    /// with H (out·in² multiply-adds): the refit's cost is proportional to this cap.
     public var maximumIterations: Int
     /// A row stops once its residual norm is this fraction of its first one.
     public var tolerance: Double
