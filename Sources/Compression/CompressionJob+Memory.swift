@@ -5,8 +5,10 @@ import Transformer
 
 /// A job's peak memory, planned before it starts: what lives the whole job, plus the largest of its phases
 /// (pruning and the evaluations around it; the recovery loop; the export), each sized by the same functions that
-/// size the buffers `run` allocates. The plan also decides how training keeps its activations: stored for backward
-/// (fastest) when the job then fits under the memory limit, recomputed per layer when it does not.
+/// size the buffers `run` allocates. The plan also decides what the job keeps and what it recomputes, fastest first:
+/// training's activations stored for backward, and LoSA's dense features kept, when the job then fits under the
+/// memory limit; else activations recomputed per layer (the larger saving for the time: one more forward per
+/// step); else the dense features too (one more dense forward per pruning pass, from the input read in place).
 public struct CompressionMemoryPlan: Sendable, Equatable {
     /// The parts of the peak: the whole job's, then the peak phase's, each named.
     public var parts: [Part]
@@ -14,6 +16,15 @@ public struct CompressionMemoryPlan: Sendable, Equatable {
     public var peakPhase: String
     /// How training keeps its activations under this plan.
     public var trainingActivations: LoRATrainingWorkspace.ActivationPolicy
+    /// How LoSA's reconstruction errors get the dense outputs (`DenseReference`).
+    public var denseFeatures: DenseFeatures
+
+    public enum DenseFeatures: String, Sendable, Equatable {
+        /// Every block's dense output kept from the start (Float16).
+        case stored
+        /// Recomputed block by block in each pruning pass from the input's weights read in place.
+        case recomputed
+    }
     /// The limit the plan was made for (nil: none).
     public var limit: Int?
 
@@ -34,35 +45,53 @@ extension CompressionJob {
     /// stores its activations unless that would exceed the limit and recomputing them would not.
     public static func memoryPlan(checkpoint: Checkpoint, settings: CompressionSettings,
                                   limit: Int?) throws -> CompressionMemoryPlan {
-        let stored = try memoryPlan(checkpoint: checkpoint, settings: settings, activations: .store, limit: limit)
-        if stored.fits { return stored }
-        let recomputed = try memoryPlan(checkpoint: checkpoint, settings: settings, activations: .recompute, limit: limit)
-        return recomputed.totalBytes < stored.totalBytes ? recomputed : stored
+        var plans: [CompressionMemoryPlan] = []
+        for (activations, dense) in [(LoRATrainingWorkspace.ActivationPolicy.store, CompressionMemoryPlan.DenseFeatures.stored),
+                                     (.recompute, .stored), (.recompute, .recomputed)] {
+            let plan = try memoryPlan(checkpoint: checkpoint, settings: settings, activations: activations,
+                                      denseFeatures: dense, limit: limit)
+            if plan.fits { return plan }
+            plans.append(plan)
+        }
+        return plans.min { $0.totalBytes < $1.totalBytes }!
     }
 
     /// The plan with training activations kept as `activations`.
     ///
     /// Measured against peak RSS (VmHWM, which counts the mapped input's pages too) — see README "Memory".
     static func memoryPlan(checkpoint: Checkpoint, settings s: CompressionSettings,
-                           activations: LoRATrainingWorkspace.ActivationPolicy, limit: Int?) throws -> CompressionMemoryPlan {
+                           activations: LoRATrainingWorkspace.ActivationPolicy, denseFeatures: CompressionMemoryPlan.DenseFeatures,
+                           limit: Int?) throws -> CompressionMemoryPlan {
         let c = checkpoint.config
         let parameters = checkpoint.tensors.reduce(0) { $0 + $1.elementCount }
         let projections = FrozenLayerExpansion.floatCount(config: c) * c.layerCount
         let training = s.recovery != .none && s.trainingSamples > 0
+        let teacher = training && s.objective.needsTeacher
+        let recomputesDense = s.recovery == .losa && denseFeatures == .recomputed
+        let calibration = LayerwiseCalibration.floatCount(config: c, windows: s.calibrationWindows, tokens: s.calibrationLength,
+                                                          chunk: 4) * 4
+        // The dense model (teacher, recomputed dense features): the input's projections read in place, decoded one
+        // layer at a time into each user's own buffers; Float32 copies of those stored in a type without a decoder here.
+        let copied = teacher || recomputesDense ? try teacherCopiedProjectionBytes(checkpoint: checkpoint) : 0
+        let expansion = copied < projections * 4 ? FrozenLayerExpansion.floatCount(config: c) * 4 : 0
         typealias Part = CompressionMemoryPlan.Part
 
         // The whole job: the model, the mapped input's pages (loading reads them all), the calibration set.
         var job: [Part] = [
             Part(name: "weights (Float32)", bytes: parameters * 4),
             Part(name: "input file pages", bytes: checkpoint.fileSize),
-            Part(name: "calibration buffers", bytes: LayerwiseCalibration.floatCount(
-                config: c, windows: s.calibrationWindows, tokens: s.calibrationLength, chunk: 4) * 4),
+            Part(name: "calibration buffers", bytes: calibration),
             Part(name: "tokenized text, code, OpenBLAS buffers", bytes: runtimeBytes),
         ]
+        if copied > 0 { job.append(Part(name: "dense model: Float32 projections", bytes: copied)) }
         if s.recovery == .losa {
-            // Created before the pruned-only baseline's evaluation finishes and kept to the end of the loop.
-            job.append(Part(name: "dense features (Float16)",
-                            bytes: c.layerCount * s.calibrationWindows * s.calibrationLength * c.hiddenSize * 2))
+            // Kept from before the loop to its end.
+            if recomputesDense {
+                job.append(Part(name: "dense features (recomputed each pass)", bytes: calibration + expansion))
+            } else {
+                job.append(Part(name: "dense features (Float16)",
+                                bytes: c.layerCount * s.calibrationWindows * s.calibrationLength * c.hiddenSize * 2))
+            }
         }
 
         // Pruning: the refit's or SparseGPT's matrices for one projection at a time.
@@ -95,12 +124,9 @@ extension CompressionJob {
                                  bytes: LoRATrainingWorkspace.shapes(config: c, batch: s.batchSize, tokens: s.trainingLength,
                                                                      chunkRows: 128, policy: activations)
                                     .map { $0.1.reduce(1, *) }.reduce(0, +) * 4))
-            if s.objective.needsTeacher {
-                let copied = try teacherCopiedProjectionBytes(checkpoint: checkpoint)
-                if copied > 0 { recovery.append(Part(name: "distillation teacher: Float32 projections", bytes: copied)) }
-                let expanded = copied < projections * 4 ? FrozenLayerExpansion.floatCount(config: c) * 4 : 0
+            if teacher {
                 recovery.append(Part(name: "distillation teacher: workspace",
-                                     bytes: AdapterTraining.teacherWorkspaceFloats(config: c, settings: s) * 4 + expanded))
+                                     bytes: AdapterTraining.teacherWorkspaceFloats(config: c, settings: s) * 4 + expansion))
             }
             if s.recovery == .losa { recovery += pruning }
         }
@@ -116,8 +142,8 @@ extension CompressionJob {
             ("pruning", pruning), ("evaluation", evaluation), ("recovery", recovery), ("export", export),
         ]
         let peak = phases.max { total($0.1) < total($1.1) }!
-        return CompressionMemoryPlan(parts: job + peak.1, peakPhase: peak.0,
-                                     trainingActivations: training ? activations : .store, limit: limit)
+        return CompressionMemoryPlan(parts: job + peak.1, peakPhase: peak.0, trainingActivations: training ? activations : .store,
+                                     denseFeatures: s.recovery == .losa ? denseFeatures : .stored, limit: limit)
     }
 
     /// Resident memory of a job besides its buffers: code, the Swift and Foundation runtimes, tokenized texts and

@@ -36,6 +36,9 @@ public final class CompressionJob {
         /// Bytes the job may use at its peak (nil: no limit). The memory plan keeps training's activations for
         /// backward only when the job then fits, and a job that cannot fit is refused before it loads anything.
         public var memoryLimit: Int?
+        /// How LoSA gets its dense features whatever the memory plan says (nil: the plan decides). Both ways give the
+        /// same result; recomputing trades a dense forward per pruning pass for the L·n·T·C kept values.
+        public var denseFeatures: CompressionMemoryPlan.DenseFeatures?
 
         public init(input: String, output: String, settings: CompressionSettings, texts: TextSources = TextSources(),
                     checkpointDirectory: String? = nil) {
@@ -56,6 +59,8 @@ public final class CompressionJob {
     var stageStart = Date()
     /// How training keeps its activations (from the memory plan made when the job starts).
     var trainingActivations = LoRATrainingWorkspace.ActivationPolicy.store
+    /// How LoSA's reconstruction errors get the dense outputs (from the memory plan).
+    var denseFeatures = CompressionMemoryPlan.DenseFeatures.stored
 
     /// `progress` hears every unit of work; `iterationFinished` each finished LoSA iteration with the path of the
     /// checkpoint saved after it (nil when none was saved).
@@ -144,7 +149,7 @@ public final class CompressionJob {
         let settings = request.settings
         // Load: a private Float32 copy of every weight (pruning and merging write into them).
         report(.load, message: "loading \(request.input)")
-        let checkpoint: Checkpoint, weights: DecoderWeights, teacherWeights: DecoderWeights?
+        let checkpoint: Checkpoint, weights: DecoderWeights, denseWeights: DecoderWeights?
         let plan: CompressionMemoryPlan
         do {
             checkpoint = try Checkpoint.open(request.input)
@@ -158,11 +163,14 @@ public final class CompressionJob {
             }.joined(separator: ", "))
         }
         trainingActivations = plan.trainingActivations
+        denseFeatures = request.denseFeatures ?? plan.denseFeatures
         do {
             let tensors = try checkpoint.loadWeights().mapValues { $0.copy() }
             weights = try DecoderWeights(config: checkpoint.config, tensors: tensors)
-            teacherWeights = try settings.objective.needsTeacher && settings.recovery != .none
-                ? Self.teacherWeights(checkpoint: checkpoint, tensors: tensors) : nil
+            // The dense model read in place: the distillation teacher, and the source of recomputed dense features.
+            let needsDense = settings.objective.needsTeacher && settings.recovery != .none
+                || settings.recovery == .losa && denseFeatures == .recomputed
+            denseWeights = try needsDense ? Self.teacherWeights(checkpoint: checkpoint, tensors: tensors) : nil
         } catch {
             throw .unsupportedModel(path: request.input, reason: "\(error)")
         }
@@ -209,7 +217,7 @@ public final class CompressionJob {
             summary.prunedBaseline = try pruneOnce(calibration, sparsity: settings.sparsity, dense: nil, summary: &summary)
             try recordPrunedEvaluation(decoder, texts: texts, summary: &summary)
             if settings.recovery == .lora {
-                try trainBaselineLoRA(decoder, texts: texts, teacherWeights: teacherWeights, summary: &summary)
+                try trainBaselineLoRA(decoder, texts: texts, teacherWeights: denseWeights, summary: &summary)
             }
         case .losa:
             if resumed == nil {
@@ -221,7 +229,7 @@ public final class CompressionJob {
                 }
             }
             try runLoSA(decoder, calibration: calibration, texts: texts, checkpoint: jobCheckpoint, identity: identity,
-                        resumed: resumed, teacherWeights: teacherWeights, summary: &summary)
+                        resumed: resumed, denseWeights: denseWeights, summary: &summary)
         }
 
         let zeros = projectionZeros(weights)
@@ -251,7 +259,7 @@ public final class CompressionJob {
 
     // MARK: - Stages
 
-    private func pruneOnce(_ calibration: LayerwiseCalibration, sparsity: Double, dense: DenseFeatures?,
+    private func pruneOnce(_ calibration: LayerwiseCalibration, sparsity: Double, dense: DenseReference?,
                            summary: inout CompressionReport) throws(CompressionError) -> [CompressionReport.LayerRecord] {
         let settings = request.settings, layers = calibration.decoder.config.layerCount
         report(.prunedBaseline, message: "pruning to \(Int(sparsity * 100))% in one shot")
@@ -303,16 +311,25 @@ public final class CompressionJob {
 
     private func runLoSA(_ decoder: Decoder, calibration: LayerwiseCalibration, texts: JobTexts,
                          checkpoint: JobCheckpoint?, identity: String, resumed: JobCheckpoint.State?,
-                         teacherWeights: DecoderWeights?, summary: inout CompressionReport) throws(CompressionError) {
+                         denseWeights: DecoderWeights?, summary: inout CompressionReport) throws(CompressionError) {
         let settings = request.settings, config = decoder.config, layers = config.layerCount
+        // The dense model read in place is the teacher when the objective distils.
+        let teacherWeights = settings.objective.needsTeacher ? denseWeights : nil
         let schedule = SparsitySchedule(target: settings.sparsity, iterations: settings.iterations)
         let adapters = SparseLoRA(config: config, settings: .init(maximumRank: settings.maximumRank, scaling: Float(settings.loraScaling),
                                                                   dropout: Float(settings.loraDropout)), seed: settings.seed)
         let optimizer = AdamW(parameterCount: adapters.parameters.count, settings: .init(weightDecay: settings.weightDecay))
-        // Dense features first: on resume the weights are still the dense ones loaded from the input here.
-        report(.denseFeatures, message: "dense features of every block")
-        let dense = try calibration.denseFeatures(cancellation: cancellation)
-        finishStage(.denseFeatures, in: &summary)
+        // Dense features first: on resume the weights are still the dense ones loaded from the input here. Or, when
+        // the memory plan says so, recomputed in every pruning pass from the input read in place.
+        let dense: DenseReference
+        if denseFeatures == .recomputed, let denseWeights {
+            dense = .recomputed(LayerwiseCalibration(decoder: Decoder(weights: denseWeights), windows: calibration.windows,
+                                                     chunk: calibration.chunk))
+        } else {
+            report(.denseFeatures, message: "dense features of every block")
+            dense = .stored(try calibration.denseFeatures(cancellation: cancellation))
+            finishStage(.denseFeatures, in: &summary)
+        }
         var firstIteration = 1
         if let resumed {
             try checkpoint!.restore(weights: decoder.weights, adapters: adapters, optimizer: optimizer)

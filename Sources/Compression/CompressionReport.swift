@@ -48,6 +48,8 @@ public struct CompressionReport: Sendable, Codable, Equatable {
         public var peakPhase: String
         /// "store" or "recompute" (`LoRATrainingWorkspace.ActivationPolicy`).
         public var trainingActivations: String
+        /// "stored" or "recomputed" (`CompressionMemoryPlan.DenseFeatures`).
+        public var denseFeatures: String
         /// The estimate's parts, bytes by name.
         public var parts: [String: Int]
 
@@ -56,6 +58,7 @@ public struct CompressionReport: Sendable, Codable, Equatable {
             limitBytes = plan.limit
             peakPhase = plan.peakPhase
             trainingActivations = plan.trainingActivations.rawValue
+            denseFeatures = plan.denseFeatures.rawValue
             parts = Dictionary(plan.parts.map { ($0.name, $0.bytes) }, uniquingKeysWith: +)
         }
     }

@@ -157,18 +157,19 @@ public final class LayerwiseCalibration {
 
     /// Prunes block by block in order (LOSA.md step 4): each block's projections are pruned with statistics of
     /// their inputs when the block is fed the pruned output of the block before, then the pruned block runs again
-    /// to produce that output and its reconstruction error against `dense`.
+    /// to produce that output and its reconstruction error against `dense` (kept, or recomputed alongside).
     ///
     /// `sparsities[l]` is block l's target; the weights are modified in place. `reconstruction`: after Wanda or
     /// magnitude chose a projection's mask, its surviving weights are refitted by least squares to the outputs the
     /// projection had before pruning, on the same inputs (`reconstructPrunedWeight`; SparseGPT updates its own).
-    public func prune(sparsities: [Double], method: PruningMethod, pattern: SparsityPattern, dense: DenseFeatures?,
+    public func prune(sparsities: [Double], method: PruningMethod, pattern: SparsityPattern, dense: DenseReference?,
                       reconstruction: WeightReconstructionOptions? = nil, cancellation: Cancellation = .never,
                       progress: (Int) -> Void = { _ in }) throws(CompressionError) -> [LayerPruning] {
         let config = decoder.config
         precondition(sparsities.count == config.layerCount, "calibration: \(sparsities.count) sparsities for \(config.layerCount) layers")
         var results: [LayerPruning] = []
         embedAll()
+        if case .recomputed(let reference) = dense { reference.embedAll() }
         for l in 0..<config.layerCount {
             let refit = reconstruction != nil && method != .sparseGPT
             // SparseGPT's Cholesky factor wants the Hessian in Double; conjugate gradients in Float do not.
@@ -194,7 +195,18 @@ public final class LayerwiseCalibration {
                 }
             }
             try runBlock(l, cancellation: cancellation)
-            let error = dense.map { $0.reconstructionError(layer: l, output: hidden) }
+            let error: Double?
+            switch dense {
+            case nil: error = nil
+            case .stored(let features): error = features.reconstructionError(layer: l, output: hidden)
+            case .recomputed(let reference):
+                // The dense block runs on the dense stream now, and its output is normalised and rounded exactly as
+                // `denseFeatures` keeps it: the same error as from stored features.
+                try reference.runBlock(l, cancellation: cancellation)
+                var features = DenseFeatures(hiddenSize: config.hiddenSize)
+                features.append(output: reference.hidden)
+                error = features.reconstructionError(layer: 0, output: hidden)
+            }
             // Said here, not at the report: JSON has no infinity, and the job would otherwise fail at its very end.
             if let error, !error.isFinite {
                 throw .pruning(layer: l, reason: "the pruned block's output is not finite (reconstruction error \(error))")
@@ -204,6 +216,15 @@ public final class LayerwiseCalibration {
         }
         return results
     }
+}
+
+/// The dense outputs that reconstruction errors compare with: every block's, kept (`DenseFeatures`, L·n·T·C Float16
+/// values), or recomputed block by block during each pruning pass by a calibration over the dense model (its
+/// weights read in place from the input: one [n·T, C] stream and one block's workspace, one dense forward per pass).
+public enum DenseReference {
+    case stored(DenseFeatures)
+    /// A calibration over the dense decoder, on the same windows and chunks.
+    case recomputed(LayerwiseCalibration)
 }
 
 /// Every block's dense output Y_l [n·T, C], kept as Float16 of Y_l / ‖Y_l‖_col, and its per-channel norms

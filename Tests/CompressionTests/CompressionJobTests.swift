@@ -255,6 +255,23 @@ import Transformer
         #expect(abs(a - b) <= 1e-9 * a, "stored \(a), recomputed \(b)")
     }
 
+    @Test func recomputedDenseFeaturesGiveTheSameModelAsStoredOnes() throws {
+        func run(_ dense: CompressionMemoryPlan.DenseFeatures?) throws -> (Data, CompressionReport) {
+            let directory = try Self.temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: directory) }
+            var request = Self.request(directory, settings: Self.settings(.losa), checkpoint: false)
+            request.denseFeatures = dense
+            let report = try CompressionJob(request).run()
+            return (try Data(contentsOf: directory.appendingPathComponent("model/model.safetensors")), report)
+        }
+        let (stored, storedReport) = try run(nil), (recomputed, recomputedReport) = try run(.recomputed)
+        #expect(storedReport.memory?.denseFeatures == "stored")
+        #expect(stored == recomputed)
+        #expect(storedReport.iterations.map { $0.layers.map(\.reconstructionError) }
+                == recomputedReport.iterations.map { $0.layers.map(\.reconstructionError) })
+        #expect(recomputedReport.stageSeconds["dense-features"] == nil && storedReport.stageSeconds["dense-features"] != nil)
+    }
+
     @Test func anExistingOutputIsNeverOverwritten() throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -335,5 +352,17 @@ final class StopFlag: @unchecked Sendable {
         var none = settings
         none.recovery = .none
         #expect(try CompressionJob.memoryPlan(checkpoint: checkpoint, settings: none, limit: nil).totalBytes < plan.totalBytes / 2)
+
+        // Tighter limits: activations recomputed first, then the dense features too; a limit below both is refused.
+        let quick = CompressionSettings(profile: .quick)
+        let roomy = try CompressionJob.memoryPlan(checkpoint: checkpoint, settings: quick, limit: nil)
+        let lean = try CompressionJob.memoryPlan(checkpoint: checkpoint, settings: quick, limit: roomy.totalBytes - 1)
+        let leanest = try CompressionJob.memoryPlan(checkpoint: checkpoint, settings: quick, limit: lean.totalBytes - 1)
+        #expect(roomy.trainingActivations == .store && roomy.denseFeatures == .stored)
+        #expect(lean.fits && lean.trainingActivations == .recompute && lean.denseFeatures == .stored)
+        #expect(leanest.fits && leanest.trainingActivations == .recompute && leanest.denseFeatures == .recomputed)
+        #expect(!(try CompressionJob.memoryPlan(checkpoint: checkpoint, settings: quick, limit: leanest.totalBytes - 1)).fits)
+        print(String(format: "demo quick job plans: %.2f GiB (all kept), %.2f (activations recomputed), %.2f (dense features too)",
+                     Double(roomy.totalBytes) / 1073741824, Double(lean.totalBytes) / 1073741824, Double(leanest.totalBytes) / 1073741824))
     }
 }

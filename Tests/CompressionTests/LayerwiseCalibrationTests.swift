@@ -21,7 +21,7 @@ import Transformer
         let (decoder, windows) = try Self.setUp()
         let calibration = LayerwiseCalibration(decoder: decoder, windows: windows, chunk: 2)
         let dense = try calibration.denseFeatures()
-        let results = try calibration.prune(sparsities: [0, 0], method: .wanda, pattern: .unstructured, dense: dense)
+        let results = try calibration.prune(sparsities: [0, 0], method: .wanda, pattern: .unstructured, dense: .stored(dense))
         for r in results { #expect(r.reconstructionError! < 1e-5 && r.sparsity == 0) }
 
         let grams = try calibration.layerGrams()
@@ -46,8 +46,8 @@ import Transformer
         let (decoder, windows) = try Self.setUp()
         let calibration = LayerwiseCalibration(decoder: decoder, windows: windows, chunk: 2)
         let dense = try calibration.denseFeatures()
-        let mild = try calibration.prune(sparsities: [0.25, 0.25], method: method, pattern: .unstructured, dense: dense)
-        let strong = try calibration.prune(sparsities: [0.6, 0.55], method: method, pattern: .unstructured, dense: dense)
+        let mild = try calibration.prune(sparsities: [0.25, 0.25], method: method, pattern: .unstructured, dense: .stored(dense))
+        let strong = try calibration.prune(sparsities: [0.6, 0.55], method: method, pattern: .unstructured, dense: .stored(dense))
         for (l, layer) in decoder.weights.layers.enumerated() {
             for p in SparseLoRA.Projection.allCases {
                 let w = SparseLoRA.weight(layer, p), (out, input) = SparseLoRA.shape(of: p, config: decoder.config)
@@ -68,7 +68,7 @@ import Transformer
             let (decoder, windows) = try Self.setUp()
             let calibration = LayerwiseCalibration(decoder: decoder, windows: windows, chunk: 2)
             let dense = try calibration.denseFeatures()
-            let results = try calibration.prune(sparsities: [0.6, 0.5], method: .wanda, pattern: .unstructured, dense: dense,
+            let results = try calibration.prune(sparsities: [0.6, 0.5], method: .wanda, pattern: .unstructured, dense: .stored(dense),
                                                 reconstruction: reconstruction)
             errors.append(results.map { $0.reconstructionError! })
             masks.append(decoder.weights.layers.map { layer in
