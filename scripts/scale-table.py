@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """The table of scripts/bench-scale.sh from each run's report.json (or its log when the job was refused):
-parameters, peak RSS, the job's memory estimate and their ratio, how training kept its activations, seconds per
+parameters, peak RSS (/usr/bin/time's, from outside the job), the job's memory estimate and their ratio, how training kept its activations and LoSA its dense
+features (kept or recomputed, as the job's memory plan chose), seconds per
 calibration token (the stages that push the calibration windows through the model: dense features, RMI, pruning,
 the pruned-only baseline, over all their passes, divided by the calibration tokens), seconds per training token,
 total wall time; then each model's per-token costs against the model before it, over the parameter ratio (the
 issue's bar: from 1B to 7B, no more than 1.3)."""
 import json
 import os
+import re
 import sys
 
 out, names = sys.argv[1], sys.argv[2:]
@@ -25,19 +27,26 @@ for name in names:
     calibration_tokens = s["calibrationWindows"] * s["calibrationLength"]
     training_tokens = sum(i["trainingWindows"] for i in r["iterations"]) * s["trainingLength"]
     memory = r.get("memory") or {}
+    # Peak RSS as /usr/bin/time measured it from outside (the log's last line), else as the job read it (VmHWM).
+    peak = r["peakMemoryBytes"]
+    log = os.path.join(out, f"{name}.log")
+    if os.path.exists(log):
+        found = re.findall(r"(\d+) KiB peak RSS", open(log).read())
+        if found:
+            peak = max(peak, int(found[-1]) * 1024)
     rows.append(dict(
-        name=name, params=params, peak=r["peakMemoryBytes"], estimate=memory.get("estimateBytes"),
-        activations=memory.get("trainingActivations", "?"),
+        name=name, params=params, peak=peak, estimate=memory.get("estimateBytes"),
+        activations=memory.get("trainingActivations", "?"), dense=memory.get("denseFeatures", "?"),
         calib=sum(stages.get(k, 0) for k in CALIBRATION_STAGES) / calibration_tokens,
         train=stages.get("train", 0) / max(training_tokens, 1), wall=r["wallSeconds"]))
 
 gib = 1 << 30
-print(f"{'model':<12} {'parameters':>11} {'peak GiB':>9} {'estimate':>9} {'est/peak':>8} {'activations':>11} "
+print(f"{'model':<12} {'parameters':>11} {'peak GiB':>9} {'estimate':>9} {'est/peak':>8} {'activations':>11} {'dense':>10} "
       f"{'s/calib tok':>11} {'s/train tok':>11} {'wall s':>8}")
 for x in rows:
     est = f"{x['estimate'] / gib:9.2f}" if x["estimate"] else f"{'-':>9}"
     ratio = f"{x['estimate'] / x['peak']:8.2f}" if x["estimate"] else f"{'-':>8}"
-    print(f"{x['name']:<12} {x['params'] / 1e9:10.3f}B {x['peak'] / gib:9.2f} {est} {ratio} {x['activations']:>11} "
+    print(f"{x['name']:<12} {x['params'] / 1e9:10.3f}B {x['peak'] / gib:9.2f} {est} {ratio} {x['activations']:>11} {x['dense']:>10} "
           f"{x['calib']:11.5f} {x['train']:11.5f} {x['wall']:8.0f}")
 if len(rows) > 1:
     print("\nper-token cost growth over parameter growth, each model against the one before:")

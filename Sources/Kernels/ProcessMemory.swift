@@ -10,8 +10,14 @@ public enum ProcessMemory {
 
     private static func statusField(_ name: String) -> Int {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        return field(name, in: status)
+    }
+
+    /// Bytes of the "kB" field `name` in a /proc status text. The kernel writes "VmHWM:\t%8lu kB": a tab, then the
+    /// number padded with spaces to 8 digits — so from 10^7 kB (9.5 GiB) on no space precedes it.
+    static func field(_ name: String, in status: String) -> Int {
         for line in status.split(separator: "\n") where line.hasPrefix(name) {
-            return (line.split(separator: " ").compactMap { Int($0) }.first ?? 0) * 1024
+            return (line.dropFirst(name.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { Int($0) }.first ?? 0) * 1024
         }
         return 0
     }
