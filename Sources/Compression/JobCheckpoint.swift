@@ -58,7 +58,9 @@ struct JobCheckpoint {
         }
     }
 
-    /// The saved state, after checking it belongs to this job; nil when there is none.
+    /// The saved state, after checking it belongs to this job; nil when there is none, or when an older losad wrote
+    /// it in another format (the job then starts over and its next checkpoint replaces that one: nothing of the
+    /// user's is lost, and a job interrupted by an upgrade does not fail on every retry).
     func loadState(identity: String) throws(CompressionError) -> State? {
         guard exists else { return nil }
         let state: State
@@ -67,9 +69,7 @@ struct JobCheckpoint {
         } catch {
             throw .checkpointMismatch(path: directory, reason: "state.json is unreadable (\(error))")
         }
-        guard state.formatVersion == Self.formatVersion else {
-            throw .checkpointMismatch(path: directory, reason: "format \(state.formatVersion), this losad writes \(Self.formatVersion)")
-        }
+        guard state.formatVersion == Self.formatVersion else { return nil }
         guard state.identity == identity else {
             throw .checkpointMismatch(path: directory, reason: "it was made for another input file or other settings")
         }

@@ -207,6 +207,19 @@ import Transformer
             try CompressionJob(Self.request(interrupted, settings: settings)).run()
         }
         try intact.write(to: saved)
+        // A checkpoint in an older format (an upgrade between runs) is not resumed, nor an error: the job starts over.
+        let stateFile = interrupted.appendingPathComponent(".checkpoint/state.json")
+        let state = try Data(contentsOf: stateFile)
+        var older = try #require(try JSONSerialization.jsonObject(with: state) as? [String: Any])
+        older["formatVersion"] = 1
+        try JSONSerialization.data(withJSONObject: older).write(to: stateFile)
+        let startedOver = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: startedOver) }
+        try FileManager.default.copyItem(at: interrupted.appendingPathComponent(".checkpoint"),
+                                         to: startedOver.appendingPathComponent(".checkpoint"))
+        let over = try CompressionJob(Self.request(startedOver, settings: settings)).run()
+        #expect(over.resumedAfterIteration == nil)
+        try state.write(to: stateFile)
         let resumed = try CompressionJob(Self.request(interrupted, settings: settings)).run()
         #expect(resumed.resumedAfterIteration == 1)
 
