@@ -18,6 +18,8 @@ public struct CompressionMemoryPlan: Sendable, Equatable {
     public var trainingActivations: LoRATrainingWorkspace.ActivationPolicy
     /// How LoSA's reconstruction errors get the dense outputs (`DenseReference`).
     public var denseFeatures: DenseFeatures
+    /// The limit the plan was made for (nil: none).
+    public var limit: Int?
 
     public enum DenseFeatures: String, Sendable, Equatable {
         /// Every block's dense output kept from the start (Float16).
@@ -25,8 +27,6 @@ public struct CompressionMemoryPlan: Sendable, Equatable {
         /// Recomputed block by block in each pruning pass from the input's weights read in place.
         case recomputed
     }
-    /// The limit the plan was made for (nil: none).
-    public var limit: Int?
 
     public struct Part: Sendable, Equatable {
         public var name: String
@@ -41,38 +41,42 @@ public struct CompressionMemoryPlan: Sendable, Equatable {
 }
 
 extension CompressionJob {
-    /// The memory plan of compressing `checkpoint` with `settings` under `limit` bytes (nil: no limit): training
-    /// stores its activations unless that would exceed the limit and recomputing them would not.
+    /// The memory plan of compressing `checkpoint` with `settings` under `limit` bytes (nil: no limit): the first of
+    /// everything kept, activations recomputed, activations and dense features recomputed that fits; the smallest of
+    /// them when none does (the caller refuses the job then).
     public static func memoryPlan(checkpoint: Checkpoint, settings: CompressionSettings,
                                   limit: Int?) throws -> CompressionMemoryPlan {
+        let copied = try teacherCopiedProjectionBytes(checkpoint: checkpoint)
         var plans: [CompressionMemoryPlan] = []
         for (activations, dense) in [(LoRATrainingWorkspace.ActivationPolicy.store, CompressionMemoryPlan.DenseFeatures.stored),
                                      (.recompute, .stored), (.recompute, .recomputed)] {
-            let plan = try memoryPlan(checkpoint: checkpoint, settings: settings, activations: activations,
-                                      denseFeatures: dense, limit: limit)
+            let plan = memoryPlan(checkpoint: checkpoint, settings: settings, activations: activations, denseFeatures: dense,
+                                  copiedProjectionBytes: copied, limit: limit)
             if plan.fits { return plan }
             plans.append(plan)
         }
         return plans.min { $0.totalBytes < $1.totalBytes }!
     }
 
-    /// The plan with training activations kept as `activations`.
+    /// The plan with training activations and dense features kept as given; `copiedProjectionBytes`: the dense
+    /// model's projections the input stores in a type it cannot read in place (`teacherCopiedProjectionBytes`).
     ///
     /// Measured against peak RSS (VmHWM, which counts the mapped input's pages too) — see README "Memory".
     static func memoryPlan(checkpoint: Checkpoint, settings s: CompressionSettings,
                            activations: LoRATrainingWorkspace.ActivationPolicy, denseFeatures: CompressionMemoryPlan.DenseFeatures,
-                           limit: Int?) throws -> CompressionMemoryPlan {
+                           copiedProjectionBytes: Int, limit: Int?) -> CompressionMemoryPlan {
         let c = checkpoint.config
         let parameters = checkpoint.tensors.reduce(0) { $0 + $1.elementCount }
         let projections = FrozenLayerExpansion.floatCount(config: c) * c.layerCount
-        let training = s.recovery != .none && s.trainingSamples > 0
+        // Recovery allocates its adapters, workspace and teacher whatever the number of training windows.
+        let training = s.recovery != .none
         let teacher = training && s.objective.needsTeacher
         let recomputesDense = s.recovery == .losa && denseFeatures == .recomputed
         let calibration = LayerwiseCalibration.floatCount(config: c, windows: s.calibrationWindows, tokens: s.calibrationLength,
                                                           chunk: 4) * 4
         // The dense model (teacher, recomputed dense features): the input's projections read in place, decoded one
         // layer at a time into each user's own buffers; Float32 copies of those stored in a type without a decoder here.
-        let copied = teacher || recomputesDense ? try teacherCopiedProjectionBytes(checkpoint: checkpoint) : 0
+        let copied = teacher || recomputesDense ? copiedProjectionBytes : 0
         let expansion = copied < projections * 4 ? FrozenLayerExpansion.floatCount(config: c) * 4 : 0
         typealias Part = CompressionMemoryPlan.Part
 

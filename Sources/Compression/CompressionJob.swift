@@ -214,7 +214,7 @@ public final class CompressionJob {
         switch settings.recovery {
         case .none, .lora:
             // The pruned-only model is the start of both: prune once to the final sparsity.
-            summary.prunedBaseline = try pruneOnce(calibration, sparsity: settings.sparsity, dense: nil, summary: &summary)
+            summary.prunedBaseline = try pruneOnce(calibration, sparsity: settings.sparsity, summary: &summary)
             try recordPrunedEvaluation(decoder, texts: texts, summary: &summary)
             if settings.recovery == .lora {
                 try trainBaselineLoRA(decoder, texts: texts, teacherWeights: denseWeights, summary: &summary)
@@ -222,7 +222,7 @@ public final class CompressionJob {
         case .losa:
             if resumed == nil {
                 // Pruned-only baseline; the dense projections are then read back from the input.
-                summary.prunedBaseline = try pruneOnce(calibration, sparsity: settings.sparsity, dense: nil, summary: &summary)
+                summary.prunedBaseline = try pruneOnce(calibration, sparsity: settings.sparsity, summary: &summary)
                 try recordPrunedEvaluation(decoder, texts: texts, summary: &summary)
                 do { try restoreProjections(weights, from: checkpoint) } catch {
                     throw .unsupportedModel(path: request.input, reason: "re-reading the dense projections: \(error)")
@@ -259,13 +259,13 @@ public final class CompressionJob {
 
     // MARK: - Stages
 
-    private func pruneOnce(_ calibration: LayerwiseCalibration, sparsity: Double, dense: DenseReference?,
+    private func pruneOnce(_ calibration: LayerwiseCalibration, sparsity: Double,
                            summary: inout CompressionReport) throws(CompressionError) -> [CompressionReport.LayerRecord] {
         let settings = request.settings, layers = calibration.decoder.config.layerCount
         report(.prunedBaseline, message: "pruning to \(Int(sparsity * 100))% in one shot")
         let allocation = try allocate(calibration, sparsity: sparsity, iteration: 0)
         let results = try calibration.prune(sparsities: allocation.sparsities, method: settings.method, pattern: settings.pattern,
-                                            dense: dense, reconstruction: settings.refitOptions, cancellation: cancellation) { l in
+                                            dense: nil, reconstruction: settings.refitOptions, cancellation: cancellation) { l in
             self.report(.prunedBaseline, step: l + 1, steps: layers, message: "pruned block \(l + 1) of \(layers)")
         }
         finishStage(.prunedBaseline, in: &summary)

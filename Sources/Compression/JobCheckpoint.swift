@@ -113,8 +113,11 @@ struct JobCheckpoint {
 
     private func read(floats buffers: [UnsafeMutableBufferPointer<Float>], from path: String) throws {
         let expected = buffers.reduce(0) { $0 + $1.count * 4 }
-        let fd = try Self.open(path, expectedSize: { $0 == expected ? nil : "size \($0), expected \(expected) bytes" })
+        let (fd, size) = try Self.open(path)
         defer { close(fd) }
+        guard size == expected else {
+            throw CompressionError.checkpointMismatch(path: path, reason: "size \(size), expected \(expected) bytes")
+        }
         for buffer in buffers { try Self.readFully(fd, into: UnsafeMutableRawBufferPointer(buffer), path: path) }
     }
 
@@ -137,7 +140,7 @@ struct JobCheckpoint {
 
     /// The inverse of `writeCompact`: zeros where a bit is clear; the file must end exactly after the last buffer.
     private func readCompact(_ buffers: [UnsafeMutableBufferPointer<Float>], from path: String) throws {
-        let fd = try Self.open(path, expectedSize: { _ in nil })
+        let (fd, size) = try Self.open(path)
         defer { close(fd) }
         var consumed = 0
         for buffer in buffers {
@@ -159,26 +162,21 @@ struct JobCheckpoint {
             }
             consumed += bits.count * 8 + values.count * 4
         }
-        var info = stat()
-        guard fstat(fd, &info) == 0, Int(info.st_size) == consumed else {
-            throw CompressionError.checkpointMismatch(path: path, reason: "size \(info.st_size), expected \(consumed) bytes")
+        guard size == consumed else {
+            throw CompressionError.checkpointMismatch(path: path, reason: "size \(size), expected \(consumed) bytes")
         }
     }
 
-    /// The file opened for reading, its size checked by `expectedSize` (a reason when it is wrong).
-    private static func open(_ path: String, expectedSize: (Int) -> String?) throws -> Int32 {
+    /// The file opened for reading, and its size.
+    private static func open(_ path: String) throws -> (fd: Int32, size: Int) {
         let fd = Foundation.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw CompressionError.checkpointMismatch(path: path, reason: "missing") }
         var info = stat()
-        if fstat(fd, &info) != 0 {
+        guard fstat(fd, &info) == 0 else {
             close(fd)
             throw CompressionError.checkpointMismatch(path: path, reason: "cannot be examined")
         }
-        if let reason = expectedSize(Int(info.st_size)) {
-            close(fd)
-            throw CompressionError.checkpointMismatch(path: path, reason: reason)
-        }
-        return fd
+        return (fd, Int(info.st_size))
     }
 
     private static func readFully(_ fd: Int32, into raw: UnsafeMutableRawBufferPointer, path: String) throws {

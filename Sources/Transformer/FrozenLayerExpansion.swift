@@ -8,14 +8,14 @@ import ModelFormats
 /// Why decode rather than call the compressed kernels: those quantise the activations to 8 bits (inference's
 /// trade), while the dense reference of a compression job — the distillation teacher, the dense features — must
 /// be the Float32 model the job starts from. Decoding gives exactly the values `Checkpoint.tensor` loads, so a pass
-/// over expanded weights computes what it would over a Float32 copy, at the cost of one decode per layer per pass
-/// (for the 135M demo model ~0.1 s for all layers on two threads, against seconds for a training step's forward).
+/// over expanded weights computes what it would over a Float32 copy, at the cost of one decode per layer per pass.
 ///
 /// Shapes: one buffer [out, in] per projection of the model's shape (`SparseLoRA.shape`), ≈ 3.5 M floats for
 /// the demo model, 200 M (0.8 GB) for a 7B LLaMA shape.
 public final class FrozenLayerExpansion {
     private let buffers: [SparseLoRA.Projection: Tensor]
-    /// The layer whose projections the buffers hold (a backward right after its forward reuses them).
+    /// The layer whose projections the buffers hold: a calibration pass runs each layer on several chunks in a row,
+    /// and the weights are frozen, so the next chunk reuses the decoding.
     private var expandedLayer: Int?
 
     /// Buffers for `weights`; nil when every projection is already Float32 (nothing to expand).

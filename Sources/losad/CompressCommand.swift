@@ -110,15 +110,14 @@ struct CompressCommand: ParsableCommand {
 
     func validate() throws {
         _ = try settings()
-        _ = try limit()
+        _ = try parsedMemoryLimit()
     }
 
-    /// The job's memory bound: the given size, or what the machine and this process's cgroup leave.
-    func limit() throws -> Int? {
+    func parsedMemoryLimit() throws -> DaemonConfig.MemoryLimit {
         guard let limit = DaemonConfig.MemoryLimit(parsing: memoryLimit) else {
             throw ValidationError("--memory-limit \(memoryLimit) is not allowed; expected auto, or a size of at least 64M such as 1200M or 6GiB")
         }
-        return MemoryAdmission.bound(availability: .read(), limit: limit)?.bytes
+        return limit
     }
 
     func run() throws {
@@ -135,7 +134,8 @@ struct CompressCommand: ParsableCommand {
                                evaluation: eval.isEmpty ? [] : eval.map { $0 == "default" ? .pythonDocumentation : .file($0) }),
             checkpointDirectory: (out as NSString).appendingPathComponent(".checkpoint"))
         request.version = Losad.version
-        request.memoryLimit = try limit()
+        // The job's bound: the given size, or what the machine and this process's cgroup leave, if less.
+        request.memoryLimit = MemoryAdmission.bound(availability: .read(), limit: try parsedMemoryLimit())?.bytes
         let interrupted = InterruptFlag.install()
         let display = ProgressBar(terminal: isatty(STDERR_FILENO) == 1)
         let job = CompressionJob(request, cancellation: Cancellation { interrupted.isSet }) { display.show($0) }
