@@ -20,7 +20,7 @@ TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 INSTALL_LAYOUT = PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" BINDIR="$(BINDIR)" DATADIR="$(DATADIR)" \
 	SYSCONFDIR="$(SYSCONFDIR)" UNITDIR="$(UNITDIR)" SYSUSERSDIR="$(SYSUSERSDIR)" TMPFILESDIR="$(TMPFILESDIR)"
 
-.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress bench-scale bench-sparse check-families ckernels-check ckernels-check-emulated llama-cpp random-models bench-kit clean \
+.PHONY: all deps build release test run demo demo-model bench-kernels bench-engine bench-compress bench-schedule bench-scale bench-sparse check-families ckernels-check ckernels-check-emulated llama-cpp random-models bench-kit clean \
 	install install-built uninstall check-systemd
 
 all: build
@@ -94,6 +94,11 @@ bench-engine: release demo-model
 ## bench-compress: the compression figures on the demo model (quick profile; LoSA vs pruned-only vs dense LoRA at 50%/70%, each with cross-entropy and with distillation; 2:4)
 bench-compress: release demo-model
 	@bash scripts/bench-compress.sh
+
+## bench-schedule: the LoSA schedule sweep at 50% with the quick budget (iterations, pruning score, learning rate, warm-up,
+##   the last iteration's share), one table with the plain baseline
+bench-schedule: release demo-model
+	@LOSAD_BENCH_RUNS=schedule bash scripts/bench-compress.sh
 
 ## bench-scale: losad compress on the demo model, Gemma 3 270M and random LLaMA shapes of ~1B and ~7B parameters with one
 ##   reduced budget: parameters, peak RSS against the job's memory estimate, seconds per calibration and training token

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """One table of `losad compress` reports: python3 compress-table.py DIR RUN... reads DIR/RUN/report.json for
 each RUN (skipping those not there) and prints the perplexity of every evaluation text (dense, pruned-only,
-final), the training objective, the sparsity, the job's wall time and peak memory."""
+final), the final one against the plain baseline of the same budget (the run named GROUP-lora for a run named
+GROUP-…, e.g. q50-lora for q50-losa), the method, objective and schedule (LoSA iterations, peak learning rate,
+warm-up share, the last iteration's share of the training windows), the sparsity, the job's wall time and peak
+memory."""
 import json, os, sys
 
 def objective(settings):
@@ -20,15 +23,26 @@ def method(settings):
     m = settings.get("method", "?")
     return m + ("+ls" if settings.get("weightReconstruction") == "least-squares" and m != "sparsegpt" else "")
 
-out, runs = sys.argv[1], sys.argv[2:]
-print(f"{'run':22} {'method':10} {'objective':14} {'text':14} {'dense':>8} {'pruned':>8} {'final':>8} {'vs pruned':>9} "
-      f"{'sparsity':>8} {'wall s':>7} {'peak GiB':>8}")
-for name in runs:
+def schedule(settings):
+    if settings.get("recovery") == "none": return "-"
+    rate = f"lr{settings['learningRate']:g} w{settings['warmupFraction']:g}"
+    if settings.get("recovery") != "losa": return rate
+    return f"T{settings['iterations']} {rate} l{settings['lastIterationShare']:g}"
+
+def load(out, name):
     path = os.path.join(out, name, "report.json")
-    if not os.path.exists(path): continue
-    r = json.load(open(path))
+    return json.load(open(path)) if os.path.exists(path) else None
+
+out, runs = sys.argv[1], sys.argv[2:]
+print(f"{'run':20} {'method':10} {'objective':11} {'schedule':22} {'text':12} {'dense':>7} {'pruned':>8} {'final':>8} "
+      f"{'vs lora':>8} {'sparsity':>8} {'wall s':>7} {'peak GiB':>8}")
+for name in runs:
+    r = load(out, name)
+    if r is None: continue
+    baseline = load(out, name.split("-")[0] + "-lora")
+    plain = {e["text"]: e["final"] for e in baseline["evaluations"]} if baseline else {}
     for e in r["evaluations"]:
-        gain = (e["final"] / e["pruned"] - 1) * 100
-        print(f"{name:22} {method(r['settings']):10} {objective(r['settings']):14} {e['text'][:14]:14} {e['dense']:8.3f} {e['pruned']:8.3f} "
-              f"{e['final']:8.3f} {gain:+8.1f}% {r['finalSparsity']['fraction']:8.4f} {r['wallSeconds']:7.0f} "
-              f"{r['peakMemoryBytes']/2**30:8.2f}")
+        versus = f"{(e['final'] / plain[e['text']] - 1) * 100:+7.1f}%" if e["text"] in plain else f"{'-':>8}"
+        print(f"{name:20} {method(r['settings']):10} {objective(r['settings']):11} {schedule(r['settings']):22} "
+              f"{e['text'][:12]:12} {e['dense']:7.3f} {e['pruned']:8.3f} {e['final']:8.3f} {versus} "
+              f"{r['finalSparsity']['fraction']:8.4f} {r['wallSeconds']:7.0f} {r['peakMemoryBytes']/2**30:8.2f}")

@@ -74,6 +74,10 @@ struct CompressCommand: ParsableCommand {
     var eval: [String] = []
     @Option(name: .long, help: "Peak learning rate.")
     var learningRate: Double?
+    @Option(name: .long, help: "Share of each iteration's training steps spent warming the learning rate up, from 0 to below 1.")
+    var warmupFraction: Double?
+    @Option(name: .long, help: "Share of the training windows given to LoSA's last iteration (the others share the rest), above 0 up to 1.")
+    var lastIterationShare: Double?
     @Option(name: .long, help: "Seed of every random draw (the job is reproducible from it).")
     var seed: UInt64?
     @Option(name: .long, help: "Memory the job may use at its peak: auto (what the machine has available) or a size such as 1200M or 6GiB. Training stores its activations only when the job then fits; a job that cannot fit is refused before it starts.")
@@ -100,6 +104,8 @@ struct CompressCommand: ParsableCommand {
         do {
             var s = try JobSettings.defaults.applying(changes).compressionSettings()
             if let learningRate { s.learningRate = learningRate }
+            if let warmupFraction { s.warmupFraction = warmupFraction }
+            if let lastIterationShare { s.lastIterationShare = lastIterationShare }
             if let seed { s.seed = seed }
             try s.validate()
             return s
