@@ -39,7 +39,8 @@ print(f"{'run':20} {'method':10} {'objective':11} {'schedule':22} {'text':12} {'
 for name in runs:
     r = load(out, name)
     if r is None: continue
-    baseline = load(out, name.split("-")[0] + "-lora")
+    baseline_name = name.split("-")[0] + "-lora"
+    baseline = load(out, baseline_name) if baseline_name != name else None
     plain = {e["text"]: e["final"] for e in baseline["evaluations"]} if baseline else {}
     for e in r["evaluations"]:
         versus = f"{(e['final'] / plain[e['text']] - 1) * 100:+7.1f}%" if e["text"] in plain else f"{'-':>8}"

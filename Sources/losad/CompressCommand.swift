@@ -17,7 +17,7 @@ struct CompressCommand: ParsableCommand {
         DIR/.checkpoint; running the same command again resumes from it. Ctrl-C stops at the next step. \
         Without --calib/--eval, the English Python documentation shipped with Python (pydoc_data) is used: some \
         topics for calibration and training, the others held out for evaluation. The budget options take 0 for the \
-        profile's value. Exit status: 0 done, 1 the job failed (with a sentence saying why), 2 usage, 130 cancelled.
+        profile's value. Exit status: 0 done, 1 the job failed (with a sentence saying why), 64 usage (EX_USAGE), 130 cancelled.
         """
     )
 
