@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Kernels
 import Testing
 @testable import ModelFormats
@@ -145,6 +146,53 @@ func ramp(_ count: Int, scale: Float = 0.01) -> [Float] {
         #expect(info.type == .q4_0 && info.shape == [2, 32] && info.dimensions == [32, 2])
         #expect(Array(file.rawBytes(of: info)) == q4)
         #expect(Array(file.rawBytes(of: file.tensorInfo(named: "positions")!)) == i32)
+    }
+
+    @Test func aProducedTensorIsMadeWhenItsTurnComesInAsManyPiecesAsItLikes() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("produced.gguf")
+        let bytes = (0..<(3 * 34)).map { UInt8(truncatingIfNeeded: $0 * 13 + 1) }
+        let order = Mutex<[String]>([])
+        var writer = GGUFWriter()
+        writer.addTensor(named: "first", shape: [3, 32], type: .q8_0, byteCount: bytes.count) { write in
+            order.withLock { $0.append("first") }
+            try bytes[..<40].withUnsafeBytes(write)
+            try bytes[40...].withUnsafeBytes(write)
+        }
+        writer.addTensor(named: "second", shape: [2], type: .i32, byteCount: 8) { write in
+            order.withLock { $0.append("second") }
+            try littleEndianBytes([Int32(5), -6]).withUnsafeBytes(write)
+        }
+        #expect(order.withLock { $0 }.isEmpty, "nothing is produced before the write")
+        try writer.write(to: path)
+        #expect(order.withLock { $0 } == ["first", "second"])
+        let file = try GGUFFile(path: path)
+        #expect(Array(file.rawBytes(of: file.tensorInfo(named: "first")!)) == bytes)
+        #expect(Array(file.rawBytes(of: file.tensorInfo(named: "second")!)) == littleEndianBytes([Int32(5), -6]))
+    }
+
+    @Test(arguments: [33, 35])
+    func aProducerThatMakesAnotherNumberOfBytesFailsTheWriteAndLeavesNoFile(produced: Int) throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("short.gguf")
+        var writer = GGUFWriter()
+        writer.addTensor(named: "w", shape: [32], type: .q8_0, byteCount: 34) { write in
+            try [UInt8](repeating: 1, count: produced).withUnsafeBytes(write)
+        }
+        let error = try #require(throws: ModelFormatError.self) { try writer.write(to: path) }
+        #expect(error.field == "tensor 'w' data" && error.file == path)
+        #expect(directory.contents.isEmpty)
+    }
+
+    @Test func aProducedTensorWhoseDeclaredSizeDisagreesWithItsShapeIsRefusedBeforeWriting() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("bad.gguf")
+        let called = Mutex(false)
+        var writer = GGUFWriter()
+        writer.addTensor(named: "w", shape: [32], type: .q8_0, byteCount: 32) { _ in called.withLock { $0 = true } }
+        let error = try #require(throws: ModelFormatError.self) { try writer.write(to: path) }
+        #expect(error.field == "tensor 'w' data")
+        #expect(!called.withLock { $0 } && directory.contents.isEmpty)
     }
 
     @Test func aTensorCopiedFromAReadFileKeepsItsTypeShapeAndBytes() throws {

@@ -169,6 +169,16 @@ import Testing
         huge[5] = .nan
         weights[q] = Tensor(shape: weights[q]!.shape, values: huge)
         #expect(modelFormatError { try writer.write(weights: weights, sparse: roles, to: path) }?.description.contains("not finite") == true)
+        // In a row of 48 columns, element 50 is row 1's third: every group of every row is checked (the check once
+        // stepped 64 weights at a time across rows and skipped row 1's first 16).
+        let down = TensorRole.layer(0, .down)
+        #expect(weights[down]!.shape[1] == 48)
+        var downValues = try SparseFileFixtures.prunedWeights(of: source.checkpoint)[down]!.scalars
+        downValues[50] = .infinity
+        weights = try SparseFileFixtures.prunedWeights(of: source.checkpoint)
+        weights[down] = Tensor(shape: weights[down]!.shape, values: downValues)
+        #expect(modelFormatError { try writer.write(weights: weights, sparse: roles, to: path) }?.field
+                == "sparse tensor 'model.layers.0.mlp.down_proj.weight' element 50")
         weights = try SparseFileFixtures.prunedWeights(of: source.checkpoint)
 
         let missing = modelFormatError { try writer.write(weights: weights, sparse: roles.union([.tokenEmbedding]), to: path) }

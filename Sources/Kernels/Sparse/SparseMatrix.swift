@@ -55,7 +55,13 @@ public final class SparseMatrix: @unchecked Sendable {
     public var valueByteCount: Int { Int(rowOffsets[rows]) }
     /// Bytes of the whole encoding as stored: masks, offsets, values with padding, scales.
     public var storedByteCount: Int {
-        rows * groups * 8 + (rows + 1) * 4 + valueByteCount + Self.valuePadding + (scales == nil ? 0 : rows * groups * 2)
+        Self.storedByteCount(rows: rows, groups: groups, valueBytes: valueByteCount, kind: kind)
+    }
+
+    /// Bytes of an encoding of `rows` rows of `groups` column groups with `valueBytes` packed value bytes, as stored
+    /// (what a writer must declare before it encodes).
+    public static func storedByteCount(rows: Int, groups: Int, valueBytes: Int, kind: SparseValueKind) -> Int {
+        rows * groups * 8 + (rows + 1) * 4 + valueBytes + valuePadding + (kind == .f16 ? 0 : rows * groups * 2)
     }
 
     /// Wraps arrays that `owner` keeps valid; the caller has checked them (see `validate`), so the

@@ -5,7 +5,7 @@ import Kernels
 /// offset with zero padding after it (as gguf.cpp and gguf-py write it).
 ///
 /// Tensors are kept by reference until `write` streams them out one at a time,
-/// encoding Float32 values a few rows at a time; the file appears at its
+/// encoding Float32 values a few rows at a time (or asking a producer for them); the file appears at its
 /// destination only once it is complete and on disk (see `AtomicOutputFile`).
 public struct GGUFWriter: Sendable {
     /// The key/value pairs to write, in order. `general.alignment` (a uint32
@@ -39,6 +39,18 @@ public struct GGUFWriter: Sendable {
     public mutating func addTensor(named name: String, shape: [Int], type: GGMLType, bytes: [UInt8]) {
         pending.append(PendingTensor(name: name, dimensions: shape.reversed(), type: type, source: .bytes(bytes)))
     }
+
+    /// Adds a tensor whose `byteCount` bytes of `type` are produced only when its turn comes while the file is
+    /// written: `produce` hands them to its `write` argument, in order, in as many pieces as it likes. A writer of
+    /// tensors made on demand (the sparse file's encoded matrices) then holds one of them at a time, not all.
+    /// Producing a different number of bytes fails the write (the file does not appear).
+    public mutating func addTensor(named name: String, shape: [Int], type: GGMLType, byteCount: Int,
+                                   producing produce: @escaping TensorProducer) {
+        pending.append(PendingTensor(name: name, dimensions: shape.reversed(), type: type, source: .produced(byteCount, produce)))
+    }
+
+    /// Hands a tensor's bytes to `write` (`addTensor(named:shape:type:byteCount:producing:)`).
+    public typealias TensorProducer = @Sendable (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
 
     /// Adds a tensor of a read file unchanged (same type, dimensions and bytes), optionally renamed.
     public mutating func addTensor(copying info: GGUFTensorInfo, from file: GGUFFile, named name: String? = nil) {
@@ -187,6 +199,11 @@ public struct GGUFWriter: Sendable {
                 }
             case .file(_, let info):
                 precondition(info.byteCount == byteCount, "a copied tensor keeps its type and dimensions")
+            case .produced(let declared, _):
+                guard declared == byteCount else {
+                    throw ModelFormatError.invalid(file: file, field: label + " data",
+                                                   reason: "\(declared) bytes declared; \(elementCount) elements of \(tensor.type) take \(byteCount)")
+                }
             }
             placed.append(PlacedTensor(name: tensor.name, dimensions: tensor.dimensions, type: tensor.type, source: tensor.source,
                                        elementCount: elementCount, byteCount: byteCount, offset: offset))
@@ -245,6 +262,17 @@ public struct GGUFWriter: Sendable {
             try output.write(source.rawBytes(of: info))
         case .values(let values):
             try writeEncoded(values, as: tensor, to: output, file: file)
+        case .produced(_, let produce):
+            var written = 0
+            try produce { bytes in
+                written += bytes.count
+                guard written <= tensor.byteCount else { return }
+                try output.write(bytes)
+            }
+            guard written == tensor.byteCount else {
+                throw ModelFormatError.invalid(file: file, field: "tensor '\(tensor.name)' data",
+                                               reason: "\(written) bytes produced for the \(tensor.byteCount) its header declares")
+            }
         }
     }
 
@@ -282,6 +310,8 @@ private struct PendingTensor: Sendable {
         case bytes([UInt8])
         /// A tensor of an open file, copied unchanged.
         case file(GGUFFile, GGUFTensorInfo)
+        /// Bytes made while the file is written: how many, and what makes them.
+        case produced(Int, GGUFWriter.TensorProducer)
     }
 
     var name: String

@@ -8,6 +8,8 @@ import Kernels
 /// Everything is checked before anything is written (roles and shapes against the source, values
 /// against what the value kind and dense type store, metadata keys, the path); the file is written
 /// under a temporary name, fsynced and renamed into place (`GGUFWriter` → `AtomicOutputFile`).
+/// Sparse matrices are encoded one at a time as the file is written (`DeferredSparseMatrix`), and copied
+/// tensors read from the source then, so the writer's memory is one matrix's encoding, not the model's.
 public struct SparseModelWriter: Sendable {
     /// The checkpoint the weights were made from (a GGUF file or a Hugging Face folder).
     public let source: Checkpoint
@@ -87,10 +89,11 @@ public struct SparseModelWriter: Sendable {
     /// One source tensor and how it is written.
     private struct PlannedTensor {
         enum Data {
-            case sparse(SparseMatrix)
+            case sparse(DeferredSparseMatrix)
             case encode(Tensor, GGMLType)
             case copyGGUF(GGUFTensorInfo, GGUFFile)
-            case bytes(GGMLType, [UInt8])
+            /// A tensor of a safetensors shard: its bytes copied (F32, F16, BF16) or converted to F32 when written.
+            case copySafetensors(SafetensorsFile, GGMLType, converted: Bool)
         }
 
         var name: String
@@ -100,20 +103,28 @@ public struct SparseModelWriter: Sendable {
 
         func add(to writer: inout GGUFWriter) {
             switch data {
-            case .sparse(let encoded):
-                SparseModelWriter.addParts(of: encoded, named: name, to: &writer)
+            case .sparse(let matrix):
+                SparseModelWriter.addParts(of: matrix, named: name, to: &writer)
             case .encode(let values, let type):
                 writer.addTensor(named: name, values, as: type)
             case .copyGGUF(let info, let file):
                 writer.addTensor(copying: info, from: file)
-            case .bytes(let type, let bytes):
-                writer.addTensor(named: name, shape: shape, type: type, bytes: bytes)
+            case .copySafetensors(let shard, let type, let converted):
+                let name = name
+                writer.addTensor(named: name, shape: shape, type: type, byteCount: type.byteCount(elements: shape.reduce(1, *)) ?? 0) { write in
+                    if converted {
+                        let values = try shard.tensor(named: name)
+                        try write(UnsafeRawBufferPointer(start: values.pointer, count: values.count * 4))
+                    } else {
+                        try shard.withRawBytes(of: name) { try write($0) }
+                    }
+                }
             }
         }
     }
 
-    /// The source's tensors in its order, each sparse, re-encoded or copied; sparse ones encoded now
-    /// so that a value the kind cannot store fails before the file exists.
+    /// The source's tensors in its order, each sparse, re-encoded or copied. A sparse one is checked and sized now
+    /// (so that a value the kind cannot store fails before the file exists) but encoded only when written.
     private func planTensors(weights: [TensorRole: Tensor], sparseRoles: Set<TensorRole>, file: String) throws -> [PlannedTensor] {
         // (name, placement, shape, source type as ggml names it, how to copy it unchanged)
         var sourceTensors: [(name: String, placement: TensorPlacement, shape: [Int], type: GGMLType, copy: PlannedTensor.Data)] = []
@@ -129,15 +140,18 @@ public struct SparseModelWriter: Sendable {
                 for info in shard.tensors {
                     // Tensors without a role (rotary caches) hold nothing losad reads; they are left out.
                     guard let placement = TensorPlacement(huggingFaceName: info.name, architecture: architecture) else { continue }
-                    let copy: PlannedTensor.Data
+                    let type: GGMLType, converted: Bool
                     switch info.dtype {
-                    case .f32: copy = .bytes(.f32, try shard.rawBytes(named: info.name))
-                    case .f16: copy = .bytes(.f16, try shard.rawBytes(named: info.name))
-                    case .bf16: copy = .bytes(.bf16, try shard.rawBytes(named: info.name))
-                    default: copy = .encode(try shard.tensor(named: info.name), .f32)
+                    case .f32: (type, converted) = (.f32, false)
+                    case .f16: (type, converted) = (.f16, false)
+                    case .bf16: (type, converted) = (.bf16, false)
+                    default:
+                        // Converted to F32 when written; a dtype without a conversion is refused now, with the
+                        // reader's sentence naming the tensor (`tensor(named:)` throws it without reading anything).
+                        if !info.dtype.convertsToFloat32 { _ = try shard.tensor(named: info.name) }
+                        (type, converted) = (.f32, true)
                     }
-                    let type: GGMLType = switch copy { case .bytes(let type, _): type; default: .f32 }
-                    sourceTensors.append((info.name, placement, info.shape, type, copy))
+                    sourceTensors.append((info.name, placement, info.shape, type, .copySafetensors(shard, type, converted: converted)))
                 }
             }
         case .sparse:
@@ -157,7 +171,7 @@ public struct SparseModelWriter: Sendable {
             }
             let replaced = try source.replacedValues(of: tensor.name, placement: tensor.placement, replacements: weights)
             if isSparse, let values = replaced {
-                try Self.checkEncodable(values, kind: valueKind, name: tensor.name, file: file)
+                let counts = try Self.checkEncodable(values, kind: valueKind, name: tensor.name, file: file)
                 let importance = (role ?? roles.first).flatMap { importances[$0] }
                 if let importance {
                     guard importance.count == values.shape[1], importance.allSatisfy({ $0 >= 0 && $0.isFinite }) else {
@@ -167,23 +181,27 @@ public struct SparseModelWriter: Sendable {
                 }
                 let parts = role.map { [$0] } ?? roles
                 let givenScales = parts.allSatisfy { s4Scales[$0] != nil } ? parts.flatMap { s4Scales[$0]! } : nil
-                let encoded: SparseMatrix
+                let rows = values.shape[0], cols = values.shape[1]
                 if valueKind == .s4, let givenScales {
-                    let groups = (values.shape[1] + SparseMatrix.groupSize - 1) / SparseMatrix.groupSize
-                    guard givenScales.count == values.shape[0] * groups else {
+                    let groups = SparseModelFormat.groups(columns: cols)
+                    guard givenScales.count == rows * groups else {
                         throw ModelFormatError.invalid(file: file, field: "s4 scales of sparse tensor '\(tensor.name)'",
-                                                       reason: "\(givenScales.count) scales for \(values.shape[0]) rows of \(groups) groups")
+                                                       reason: "\(givenScales.count) scales for \(rows) rows of \(groups) groups")
                     }
-                    encoded = SparseMatrix.encodeS4(values, scales: givenScales)
-                } else {
-                    encoded = SparseMatrix.encode(values, kind: valueKind, importances: valueKind == .s4 ? importance : nil)
                 }
-                let bytes = encoded.storedByteCount
-                let density = encoded.density
-                plan.append(PlannedTensor(name: tensor.name, shape: tensor.shape, data: .sparse(encoded),
+                // A fused tensor's values are a stacked copy: made again when written rather than kept until then.
+                let kept: Tensor? = role == nil ? nil : values
+                let kind = valueKind, name = tensor.name, placement = tensor.placement, source = source
+                let matrix = DeferredSparseMatrix(name: name, file: file, kind: kind, rows: rows, cols: cols,
+                                                  valueBytes: counts.valueBytes, storedCount: counts.stored) {
+                    let values = try kept ?? source.replacedValues(of: name, placement: placement, replacements: weights)!
+                    if kind == .s4, let givenScales { return SparseMatrix.encodeS4(values, scales: givenScales) }
+                    return SparseMatrix.encode(values, kind: kind, importances: kind == .s4 ? importance : nil)
+                }
+                plan.append(PlannedTensor(name: tensor.name, shape: tensor.shape, data: .sparse(matrix),
                                           written: SparseWrittenTensor(name: tensor.name, role: role, shape: tensor.shape, sourceType: sourceType,
                                                                        type: SparseModelFormat.entryType(valueKind), replaced: true,
-                                                                       byteCount: bytes, density: density, fallback: nil)))
+                                                                       byteCount: matrix.storedByteCount, density: matrix.density, fallback: nil)))
             } else if let values = replaced {
                 let (type, fallback) = denseType.ggufType(source: tensor.type, rowLength: tensor.shape.last ?? 1)
                 try CheckpointExporter.checkValues(values, name: tensor.name, storedAs: type, file: file)
@@ -193,11 +211,10 @@ public struct SparseModelWriter: Sendable {
                                                                        byteCount: type.byteCount(elements: values.count) ?? 0, density: nil, fallback: fallback)))
             } else {
                 let count = tensor.shape.reduce(1, *)
-                let type: GGMLType = switch tensor.copy { case .encode(_, let type): type; default: tensor.type }
                 plan.append(PlannedTensor(name: tensor.name, shape: tensor.shape, data: tensor.copy,
                                           written: SparseWrittenTensor(name: tensor.name, role: role, shape: tensor.shape, sourceType: sourceType,
-                                                                       type: type.description, replaced: false,
-                                                                       byteCount: type.byteCount(elements: count) ?? 0, density: nil, fallback: nil)))
+                                                                       type: tensor.type.description, replaced: false,
+                                                                       byteCount: tensor.type.byteCount(elements: count) ?? 0, density: nil, fallback: nil)))
             }
         }
         return plan
@@ -217,53 +234,57 @@ public struct SparseModelWriter: Sendable {
 
     /// Refuses, naming the weight, what `SparseMatrix.encode` would store other than as given: it
     /// saturates ±∞ and weights past `largestMagnitude`, turns NaN into 0, and traps on a value
-    /// stream past the format's 32-bit offsets; the file must hold the job's weights or not exist.
-    static func checkEncodable(_ w: Tensor, kind: SparseValueKind, name: String, file: String) throws {
+    /// stream past the format's 32-bit offsets; the file must hold the job's weights or not exist. Returns what
+    /// the encoding will store: its value bytes (padding excluded) and the number of stored weights.
+    @discardableResult
+    static func checkEncodable(_ w: Tensor, kind: SparseValueKind, name: String, file: String) throws -> (valueBytes: Int, stored: Int) {
         guard w.rank == 2, w.shape[0] > 0, w.shape[1] > 0 else {
             throw ModelFormatError.invalid(file: file, field: "sparse tensor '\(name)'",
                                            reason: "shape \(w.shape); a sparse matrix has rows and columns")
         }
         let cols = w.shape[1], limit = largestMagnitude(kind)
         let weights = UnsafeBufferPointer(start: w.pointer, count: w.count)
-        var valueBytes = 0
-        for groupStart in stride(from: 0, to: weights.count, by: SparseModelFormat.groupSize) {
-            // Groups never straddle rows: the last one of a row stops at its end.
-            let groupEnd = min(groupStart + SparseModelFormat.groupSize, (groupStart / cols + 1) * cols)
-            var stored = 0
-            for index in groupStart..<groupEnd where weights[index] != 0 {
-                let value = weights[index]
-                guard abs(value) <= limit else {
-                    let why = value.isFinite ? "\(value) is beyond what \(kind) stores (magnitudes up to \(limit))" : "\(value) is not finite"
-                    throw ModelFormatError.invalid(file: file, field: "sparse tensor '\(name)' element \(index)", reason: why)
+        var valueBytes = 0, storedTotal = 0
+        // Row by row, group by group: groups never straddle rows (the last one of a row stops at its end).
+        for rowStart in stride(from: 0, to: weights.count, by: cols) {
+            for groupStart in stride(from: rowStart, to: rowStart + cols, by: SparseModelFormat.groupSize) {
+                var stored = 0
+                for index in groupStart..<min(groupStart + SparseModelFormat.groupSize, rowStart + cols) where weights[index] != 0 {
+                    let value = weights[index]
+                    guard abs(value) <= limit else {
+                        let why = value.isFinite ? "\(value) is beyond what \(kind) stores (magnitudes up to \(limit))" : "\(value) is not finite"
+                        throw ModelFormatError.invalid(file: file, field: "sparse tensor '\(name)' element \(index)", reason: why)
+                    }
+                    stored += 1
                 }
-                stored += 1
+                valueBytes += kind.valueBytes(count: stored)
+                storedTotal += stored
             }
-            valueBytes += kind.valueBytes(count: stored)
         }
         guard valueBytes <= Int(UInt32.max) else {
             throw ModelFormatError.invalid(file: file, field: "sparse tensor '\(name)'",
                                            reason: "its \(valueBytes) value bytes do not fit the format's uint32 row offsets")
         }
+        return (valueBytes, storedTotal)
     }
 
     /// Adds the GGUF tensors of `matrix` (`NAME.mask`, `.offsets`, `.values` with its padding, `.scales`
     /// for s8/s4), in that order, little-endian as docs/sparse-format.md stores them.
     static func addParts(of matrix: SparseMatrix, named name: String, to writer: inout GGUFWriter) {
-        let words = matrix.rows * matrix.groups
+        addParts(of: DeferredSparseMatrix(encoded: matrix, name: name), named: name, to: &writer)
+    }
+
+    /// The same for a matrix encoded when the writer reaches its first part.
+    fileprivate static func addParts(of matrix: DeferredSparseMatrix, named name: String, to writer: inout GGUFWriter) {
         for part in SparseModelFormat.Part.allCases where part.isPresent(for: matrix.kind) {
-            let bytes: [UInt8]
-            switch part {
-            case .mask: bytes = littleEndian(matrix.masks, count: words)
-            case .offsets: bytes = littleEndian(matrix.rowOffsets, count: matrix.rows + 1)
-            case .values: bytes = Array(UnsafeBufferPointer(start: matrix.values, count: matrix.valueByteCount + SparseModelFormat.valuePadding))
-            case .scales: bytes = littleEndian(matrix.scales!, count: words)
-            }
-            let dimensions = part.dimensions(rows: matrix.rows, groups: matrix.groups, valueBytes: matrix.valueByteCount)
-            writer.addTensor(named: SparseModelFormat.tensorName(name, part), shape: dimensions.reversed(), type: part.type, bytes: bytes)
+            let dimensions = part.dimensions(rows: matrix.rows, groups: matrix.groups, valueBytes: matrix.valueBytes)
+            let byteCount = dimensions.reduce(part.elementBytes, *)
+            writer.addTensor(named: SparseModelFormat.tensorName(name, part), shape: dimensions.reversed(), type: part.type,
+                             byteCount: byteCount) { write in try matrix.write(part, to: write) }
         }
     }
 
-    private static func littleEndian<T: FixedWidthInteger>(_ elements: UnsafePointer<T>, count: Int) -> [UInt8] {
+    static func littleEndian<T: FixedWidthInteger>(_ elements: UnsafePointer<T>, count: Int) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: count * MemoryLayout<T>.size) { raw, initialized in
             for index in 0..<count {
                 UnsafeMutableRawPointer(raw.baseAddress!).storeBytes(of: elements[index].littleEndian,
@@ -304,10 +325,10 @@ public struct SparseModelWriter: Sendable {
         for (key, value) in metadata.entries { combined[key] = value }
         var names: [GGUFValue] = [], kinds: [GGUFValue] = [], columns: [GGUFValue] = []
         for tensor in plan {
-            guard case .sparse(let encoded) = tensor.data else { continue }
+            guard case .sparse(let matrix) = tensor.data else { continue }
             names.append(.string(tensor.name))
-            kinds.append(.string(encoded.kind.rawValue))
-            columns.append(.uint32(UInt32(encoded.cols)))
+            kinds.append(.string(matrix.kind.rawValue))
+            columns.append(.uint32(UInt32(matrix.cols)))
         }
         combined[SparseModelFormat.Key.tensors] = .array(elementType: .string, names)
         combined[SparseModelFormat.Key.kinds] = .array(elementType: .string, kinds)
