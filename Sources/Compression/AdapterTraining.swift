@@ -18,23 +18,32 @@ final class AdapterTraining {
     let workspace: LoRATrainingWorkspace
     /// The dense model run alongside when the objective distils from it.
     let teacher: DistillationTeacher?
+    /// Windows run through forward and backward together; an optimiser batch is `settings.batchSize / windowsPerPass`
+    /// passes whose gradients add up (the workspace and the teacher hold one pass's activations).
+    let windowsPerPass: Int
     /// 1 where the current ranks make a parameter trainable (inactive rank components stay frozen).
     private var updateMask: [UInt8]
 
-    /// `activations`: what forward keeps for backward (the job's memory plan decides); `teacherWeights`: the dense
-    /// model's weights, needed when the settings' objective distils from it.
+    /// `activations`: what forward keeps for backward; `windowsPerPass`: how many of a batch's windows one pass runs
+    /// (a divisor of the batch size; both the job's memory plan decides); `teacherWeights`: the dense model's
+    /// weights, needed when the settings' objective distils from it.
     init(decoder: Decoder, adapters: SparseLoRA, optimizer: AdamW, settings: CompressionSettings,
-         activations: LoRATrainingWorkspace.ActivationPolicy = .store, teacherWeights: DecoderWeights? = nil) {
+         activations: LoRATrainingWorkspace.ActivationPolicy = .store, windowsPerPass: Int? = nil,
+         teacherWeights: DecoderWeights? = nil) {
         precondition(!settings.objective.needsTeacher || teacherWeights != nil, "adapter training: the objective needs the dense weights")
+        let windowsPerPass = windowsPerPass ?? settings.batchSize
+        precondition(windowsPerPass >= 1 && settings.batchSize % windowsPerPass == 0,
+                     "adapter training: \(windowsPerPass) windows per pass do not divide batches of \(settings.batchSize)")
         self.decoder = decoder
         self.adapters = adapters
         self.optimizer = optimizer
         self.settings = settings
-        workspace = LoRATrainingWorkspace(weights: decoder.weights, batch: settings.batchSize,
+        self.windowsPerPass = windowsPerPass
+        workspace = LoRATrainingWorkspace(weights: decoder.weights, batch: windowsPerPass,
                                           tokens: settings.trainingLength, policy: activations)
         updateMask = [UInt8](repeating: 0, count: adapters.parameters.count)
         teacher = settings.objective.needsTeacher
-            ? DistillationTeacher(weights: teacherWeights!, batch: settings.batchSize, tokens: settings.trainingLength,
+            ? DistillationTeacher(weights: teacherWeights!, batch: windowsPerPass, tokens: settings.trainingLength,
                                   keepsBlockOutputs: settings.objective.hiddenStateWeight > 0) : nil
     }
 
@@ -54,10 +63,11 @@ final class AdapterTraining {
         return chosen
     }
 
-    /// The floats of the teacher's workspace for these settings (0 when the objective needs no teacher).
-    static func teacherWorkspaceFloats(config: ModelConfig, settings: CompressionSettings) -> Int {
+    /// The floats of the teacher's workspace for these settings and passes of `windowsPerPass` windows (0 when the
+    /// objective needs no teacher).
+    static func teacherWorkspaceFloats(config: ModelConfig, settings: CompressionSettings, windowsPerPass: Int) -> Int {
         settings.objective.needsTeacher
-            ? DistillationTeacher.workspaceFloats(config: config, batch: settings.batchSize, tokens: settings.trainingLength,
+            ? DistillationTeacher.workspaceFloats(config: config, batch: windowsPerPass, tokens: settings.trainingLength,
                                                   keepsBlockOutputs: settings.objective.hiddenStateWeight > 0) : 0
     }
 
@@ -68,6 +78,7 @@ final class AdapterTraining {
         let perStep = settings.batchSize * settings.gradientAccumulation
         let steps = windows.count / perStep
         guard steps > 0 else { return [] }
+        let passesPerBatch = settings.batchSize / windowsPerPass
         adapters.fillUpdateMask(&updateMask)
         adapters.training = true
         let schedule = LearningRateSchedule(peak: settings.learningRate, totalSteps: steps,
@@ -79,24 +90,30 @@ final class AdapterTraining {
             var loss = TrainingLoss.zero
             for micro in 0..<settings.gradientAccumulation {
                 let first = (step * settings.gradientAccumulation + micro) * settings.batchSize
-                let batch = windows[first..<(first + settings.batchSize)]
-                // A fresh dropout mask per pass, derived from the job seed and the pass's coordinates.
+                // A fresh dropout mask per batch, derived from the job seed and the batch's coordinates; a pass
+                // draws its rows' part of it, so splitting the batch changes no mask.
                 adapters.dropoutSeed = settings.seed &* 0x9E37_79B9_7F4A_7C15
                     &+ UInt64(iteration) << 40 &+ UInt64(step) << 12 &+ UInt64(micro)
-                do {
-                    loss = loss + (try decoder.adapterGradients(tokens: batch.map { Array($0.dropLast()) },
-                                                                targets: batch.map { Array($0.dropFirst()) },
-                                                                adapters: adapters, workspace: workspace,
-                                                                objective: settings.objective, teacher: teacher,
-                                                                stopIf: cancellation.isCancelled))
-                } catch {
-                    // Only the stop check interrupts a step; the step's partial gradients are dropped.
-                    throw .cancelled
+                for pass in 0..<passesPerBatch {
+                    let windowsOfPass = windows[(first + pass * windowsPerPass)..<(first + (pass + 1) * windowsPerPass)]
+                    adapters.dropoutRowOffset = pass * windowsPerPass * settings.trainingLength
+                    do {
+                        loss = loss + (try decoder.adapterGradients(tokens: windowsOfPass.map { Array($0.dropLast()) },
+                                                                    targets: windowsOfPass.map { Array($0.dropFirst()) },
+                                                                    adapters: adapters, workspace: workspace,
+                                                                    objective: settings.objective, teacher: teacher,
+                                                                    stopIf: cancellation.isCancelled))
+                    } catch {
+                        // Only the stop check interrupts a step; the step's partial gradients are dropped.
+                        throw .cancelled
+                    }
                 }
             }
-            loss = loss.divided(by: Double(settings.gradientAccumulation))
-            if settings.gradientAccumulation > 1 {
-                let scale = 1 / Float(settings.gradientAccumulation), g = adapters.gradients.base
+            // Each pass's loss and gradients are means over its windows' tokens: the step's are their mean.
+            let passes = settings.gradientAccumulation * passesPerBatch
+            loss = loss.divided(by: Double(passes))
+            if passes > 1 {
+                let scale = 1 / Float(passes), g = adapters.gradients.base
                 for i in 0..<adapters.gradients.count { g[i] *= scale }
             }
             let norm = GradientClipping.clip(adapters.gradients, maximumNorm: settings.gradientClip)

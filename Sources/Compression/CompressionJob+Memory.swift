@@ -6,9 +6,10 @@ import Transformer
 /// A job's peak memory, planned before it starts: what lives the whole job, plus the largest of its phases
 /// (pruning and the evaluations around it; the recovery loop; the export), each sized by the same functions that
 /// size the buffers `run` allocates. The plan also decides what the job keeps and what it recomputes, fastest first:
-/// training's activations stored for backward, and LoSA's dense features kept, when the job then fits under the
-/// memory limit; else activations recomputed per layer (the larger saving for the time: one more forward per
-/// step); else the dense features too (one more dense forward per pruning pass, from the input read in place).
+/// training's activations stored for backward, a whole batch per pass, and LoSA's dense features kept, when the job
+/// then fits under the memory limit; else one window per pass (a quarter of the activations at batch 4; the same
+/// gradients, measured as fast); else activations recomputed per layer (one more forward per step); else the dense
+/// features too (one more dense forward per pruning pass, from the input read in place).
 public struct CompressionMemoryPlan: Sendable, Equatable {
     /// The parts of the peak: the whole job's, then the peak phase's, each named.
     public var parts: [Part]
@@ -16,6 +17,9 @@ public struct CompressionMemoryPlan: Sendable, Equatable {
     public var peakPhase: String
     /// How training keeps its activations under this plan.
     public var trainingActivations: LoRATrainingWorkspace.ActivationPolicy
+    /// Windows of an optimiser batch that go through forward and backward together (the rest of the batch in
+    /// further passes, gradients added): the activations kept are one pass's.
+    public var trainingWindowsPerPass: Int
     /// How LoSA's reconstruction errors get the dense outputs (`DenseReference`).
     public var denseFeatures: DenseFeatures
     /// The limit the plan was made for (nil: none).
@@ -42,15 +46,14 @@ public struct CompressionMemoryPlan: Sendable, Equatable {
 
 extension CompressionJob {
     /// The memory plan of compressing `checkpoint` with `settings` under `limit` bytes (nil: no limit): the first of
-    /// everything kept, activations recomputed, activations and dense features recomputed that fits; the smallest of
-    /// them when none does (the caller refuses the job then).
+    /// `candidates` (fastest first) that fits; the smallest of them when none does (the caller refuses the job then).
     public static func memoryPlan(checkpoint: Checkpoint, settings: CompressionSettings,
                                   limit: Int?) throws -> CompressionMemoryPlan {
         let copied = try teacherCopiedProjectionBytes(checkpoint: checkpoint)
         var plans: [CompressionMemoryPlan] = []
-        for (activations, dense) in [(LoRATrainingWorkspace.ActivationPolicy.store, CompressionMemoryPlan.DenseFeatures.stored),
-                                     (.recompute, .stored), (.recompute, .recomputed)] {
-            let plan = memoryPlan(checkpoint: checkpoint, settings: settings, activations: activations, denseFeatures: dense,
+        for candidate in candidates(settings: settings) {
+            let plan = memoryPlan(checkpoint: checkpoint, settings: settings, activations: candidate.activations,
+                                  windowsPerPass: candidate.windowsPerPass, denseFeatures: candidate.dense,
                                   copiedProjectionBytes: copied, limit: limit)
             if plan.fits { return plan }
             plans.append(plan)
@@ -58,12 +61,21 @@ extension CompressionJob {
         return plans.min { $0.totalBytes < $1.totalBytes }!
     }
 
-    /// The plan with training activations and dense features kept as given; `copiedProjectionBytes`: the dense
-    /// model's projections the input stores in a type it cannot read in place (`teacherCopiedProjectionBytes`).
+    /// What the plan may keep and recompute, fastest first: a batch's activations stored for backward with all its
+    /// windows in one pass; the same one window per pass; activations recomputed per layer (one more forward per
+    /// step); then LoSA's dense features recomputed too (one more dense forward per pruning pass).
+    static func candidates(settings: CompressionSettings)
+        -> [(activations: LoRATrainingWorkspace.ActivationPolicy, windowsPerPass: Int, dense: CompressionMemoryPlan.DenseFeatures)] {
+        [(.store, settings.batchSize, .stored), (.store, 1, .stored), (.recompute, 1, .stored), (.recompute, 1, .recomputed)]
+    }
+
+    /// The plan with training activations, windows per pass and dense features kept as given; `copiedProjectionBytes`:
+    /// the dense model's projections the input stores in a type it cannot read in place (`teacherCopiedProjectionBytes`).
     ///
     /// Measured against peak RSS (VmHWM, which counts the mapped input's pages too) — see README "Memory".
     static func memoryPlan(checkpoint: Checkpoint, settings s: CompressionSettings,
-                           activations: LoRATrainingWorkspace.ActivationPolicy, denseFeatures: CompressionMemoryPlan.DenseFeatures,
+                           activations: LoRATrainingWorkspace.ActivationPolicy, windowsPerPass: Int,
+                           denseFeatures: CompressionMemoryPlan.DenseFeatures,
                            copiedProjectionBytes: Int, limit: Int?) -> CompressionMemoryPlan {
         let c = checkpoint.config
         let parameters = checkpoint.tensors.reduce(0) { $0 + $1.elementCount }
@@ -124,21 +136,27 @@ extension CompressionJob {
             let rank = s.recovery == .losa ? s.maximumRank : s.baselineRank
             let arena = SparseLoRA.layout(config: c, maximumRank: rank).last!
             recovery.append(Part(name: "adapters, gradients, AdamW moments", bytes: arena * 4 * 4 + arena))
-            recovery.append(Part(name: "training workspace (activations \(activations == .store ? "stored" : "recomputed"))",
-                                 bytes: LoRATrainingWorkspace.shapes(config: c, batch: s.batchSize, tokens: s.trainingLength,
+            recovery.append(Part(name: "training workspace (activations \(activations == .store ? "stored" : "recomputed"), \(windowsPerPass) of \(s.batchSize) windows per pass)",
+                                 bytes: LoRATrainingWorkspace.shapes(config: c, batch: windowsPerPass, tokens: s.trainingLength,
                                                                      chunkRows: 128, policy: activations)
                                     .map { $0.1.reduce(1, *) }.reduce(0, +) * 4))
             if teacher {
                 recovery.append(Part(name: "distillation teacher: workspace",
-                                     bytes: AdapterTraining.teacherWorkspaceFloats(config: c, settings: s) * 4 + expansion))
+                                     bytes: AdapterTraining.teacherWorkspaceFloats(config: c, settings: s, windowsPerPass: windowsPerPass) * 4 + expansion))
             }
             if s.recovery == .losa { recovery += pruning }
         }
 
-        // Export: the sparse writer holds every encoded projection (at most a byte per weight plus mask and scales).
+        // Export: the sparse writer encodes each projection only when it writes it (`DeferredSparseMatrix`), so it
+        // holds the largest one's encoding (at most a byte per weight, plus mask and scales) — and for a fused
+        // tensor (phi3's q/k/v, gate/up) its stacked Float32 copy too.
         var export: [Part] = []
         if s.outputs.contains(.sparse) {
-            export.append(Part(name: "sparse file being written", bytes: projections * 9 / 8 + projections / 32))
+            let widest = SparseLoRA.Projection.allCases.map { p in SparseLoRA.shape(of: p, config: c) }.map { $0.out * $0.in }.max()!
+            let fused = checkpoint.tensors.filter { !$0.parts.isEmpty }.map(\.elementCount).max() ?? 0
+            let encoded = max(widest, fused)
+            export.append(Part(name: "sparse file: one projection encoded at a time",
+                               bytes: encoded * 9 / 8 + encoded / 32 + fused * 4))
         }
 
         func total(_ parts: [Part]) -> Int { parts.reduce(0) { $0 + $1.bytes } }
@@ -150,6 +168,7 @@ extension CompressionJob {
         let slack = Part(name: "allocator and transient buffers (\(Int(slackFraction * 100))%)",
                          bytes: Int(Double(total(sized)) * slackFraction))
         return CompressionMemoryPlan(parts: sized + [slack], peakPhase: peak.0, trainingActivations: training ? activations : .store,
+                                     trainingWindowsPerPass: training ? windowsPerPass : s.batchSize,
                                      denseFeatures: s.recovery == .losa ? denseFeatures : .stored, limit: limit)
     }
 

@@ -42,7 +42,8 @@ extension CompressionJob {
         adapters.ranks = [Int](repeating: settings.baselineRank, count: config.layerCount)
         let optimizer = AdamW(parameterCount: adapters.parameters.count, settings: .init(weightDecay: settings.weightDecay))
         let training = AdapterTraining(decoder: decoder, adapters: adapters, optimizer: optimizer, settings: settings,
-                                       activations: trainingActivations, teacherWeights: teacherWeights)
+                                       activations: trainingActivations, windowsPerPass: trainingWindowsPerPass,
+                                       teacherWeights: teacherWeights)
         let start = Date()
         let order = AdapterTraining.windows(for: 1, count: settings.trainingSamples, pool: texts.trainingWindows.count,
                                             seed: settings.seed)

@@ -39,6 +39,9 @@ public final class CompressionJob {
         /// How LoSA gets its dense features whatever the memory plan says (nil: the plan decides). Both ways give the
         /// same result; recomputing trades a dense forward per pruning pass for the L·n·T·C kept values.
         public var denseFeatures: CompressionMemoryPlan.DenseFeatures?
+        /// How many of a batch's windows training runs per pass whatever the memory plan says (nil: the plan
+        /// decides; a divisor of the batch size). The gradients are the same; fewer windows keep fewer activations.
+        public var trainingWindowsPerPass: Int?
 
         public init(input: String, output: String, settings: CompressionSettings, texts: TextSources = TextSources(),
                     checkpointDirectory: String? = nil) {
@@ -59,6 +62,8 @@ public final class CompressionJob {
     var stageStart = Date()
     /// How training keeps its activations (from the memory plan made when the job starts).
     var trainingActivations = LoRATrainingWorkspace.ActivationPolicy.store
+    /// How many of a batch's windows one training pass runs (from the memory plan).
+    var trainingWindowsPerPass = 1
     /// How LoSA's reconstruction errors get the dense outputs (from the memory plan).
     var denseFeatures = CompressionMemoryPlan.DenseFeatures.stored
 
@@ -163,6 +168,11 @@ public final class CompressionJob {
             }.joined(separator: ", "))
         }
         trainingActivations = plan.trainingActivations
+        if let forced = request.trainingWindowsPerPass, forced < 1 || settings.batchSize % forced != 0 {
+            throw .invalidSetting(field: "training_windows_per_pass", value: "\(forced)",
+                                  allowed: "a divisor of the batch size \(settings.batchSize)")
+        }
+        trainingWindowsPerPass = request.trainingWindowsPerPass ?? plan.trainingWindowsPerPass
         denseFeatures = request.denseFeatures ?? plan.denseFeatures
         do {
             let tensors = try checkpoint.loadWeights().mapValues { $0.copy() }
@@ -186,6 +196,7 @@ public final class CompressionJob {
             fileBytes: checkpoint.fileSize), settings: settings)
         summary.losadVersion = request.version
         summary.memory = .init(plan)
+        summary.memory?.trainingWindowsPerPass = trainingWindowsPerPass
         finishStage(.load, in: &summary)
 
         report(.tokenize, message: "tokenizing the calibration, training and evaluation text")
@@ -340,7 +351,8 @@ public final class CompressionJob {
         }
         let scratch = Tensor(zeros: [adapters.largestDeltaCount])
         let training = AdapterTraining(decoder: decoder, adapters: adapters, optimizer: optimizer, settings: settings,
-                                       activations: trainingActivations, teacherWeights: teacherWeights)
+                                       activations: trainingActivations, windowsPerPass: trainingWindowsPerPass,
+                                       teacherWeights: teacherWeights)
 
         for t in firstIteration...max(firstIteration, settings.iterations) where t <= settings.iterations {
             let iterationStart = Date()

@@ -48,6 +48,8 @@ public struct CompressionReport: Sendable, Codable, Equatable {
         public var peakPhase: String
         /// "store" or "recompute" (`LoRATrainingWorkspace.ActivationPolicy`).
         public var trainingActivations: String
+        /// Windows of an optimiser batch run through forward and backward together (nil in reports before it existed).
+        public var trainingWindowsPerPass: Int?
         /// "stored" or "recomputed" (`CompressionMemoryPlan.DenseFeatures`).
         public var denseFeatures: String
         /// The estimate's parts, bytes by name.
@@ -58,6 +60,7 @@ public struct CompressionReport: Sendable, Codable, Equatable {
             limitBytes = plan.limit
             peakPhase = plan.peakPhase
             trainingActivations = plan.trainingActivations.rawValue
+            trainingWindowsPerPass = plan.trainingWindowsPerPass
             denseFeatures = plan.denseFeatures.rawValue
             parts = Dictionary(plan.parts.map { ($0.name, $0.bytes) }, uniquingKeysWith: +)
         }

@@ -60,6 +60,9 @@ public final class SparseLoRA {
     public var training = true
     /// The seed of this step's dropout masks; set a new one per step. Backward regenerates the same masks.
     public var dropoutSeed: UInt64 = 0
+    /// The first token row of the current pass within its optimiser batch: a batch split into passes of fewer
+    /// windows (to keep fewer activations) draws each row the dropout mask the whole batch would have given it.
+    public var dropoutRowOffset = 0
     /// Whether ΔW currently sits inside the base weights (`merge`), when adapted forwards are refused.
     public private(set) var isMerged = false
 
@@ -229,10 +232,10 @@ public final class SparseLoRA {
     /// `accumulate`, y += instead (backward uses it for dX).   x, y [count]
     func dropout(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int,
                  stream: UInt64, accumulate: Bool, columns: Int) {
-        let p = settings.dropout, keepScale = 1 / (1 - settings.dropout), seed = dropoutSeed
+        let p = settings.dropout, keepScale = 1 / (1 - settings.dropout), seed = dropoutSeed, rowOffset = dropoutRowOffset
         WorkerPool.shared.parallelFor(count / columns, minimumChunk: max(1, 4096 / columns)) { rows in
             for row in rows {
-                var generator = RandomGenerator(seed: seed, stream: stream &* 0x1_0000_0000 &+ UInt64(row))
+                var generator = RandomGenerator(seed: seed, stream: stream &* 0x1_0000_0000 &+ UInt64(rowOffset + row))
                 let xRow = x + row * columns, yRow = y + row * columns
                 for i in 0..<columns {
                     let kept: Float = generator.nextFloat() >= p ? xRow[i] * keepScale : 0

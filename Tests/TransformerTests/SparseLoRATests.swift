@@ -213,6 +213,25 @@ struct SparseLoRAFixture {
         #expect(zip(once, twice).allSatisfy { abs($1 - 2 * $0) <= 1e-6 * scale })
     }
 
+    @Test func aBatchRunAsPassesOfOneWindowGivesTheSameGradientsWithDropout() throws {
+        let whole = try SparseLoRAFixture(dropout: 0.1, batch: 2)
+        let batched = whole.gradients()
+        // The same adapters and windows, one window per pass (each pass's gradient is the mean over its tokens).
+        let one = LoRATrainingWorkspace(weights: whole.decoder.weights, batch: 1, tokens: 10, chunkRows: 7, policy: .store)
+        whole.adapters.zeroGradients()
+        for window in 0..<2 {
+            whole.adapters.dropoutRowOffset = window * 10
+            _ = try whole.decoder.adapterGradients(tokens: [whole.tokens[window]], targets: [whole.targets[window]],
+                                                   adapters: whole.adapters, workspace: one)
+        }
+        whole.adapters.dropoutRowOffset = 0
+        let split = Array(UnsafeBufferPointer(start: whole.adapters.gradients.base, count: whole.adapters.gradients.count)).map { $0 / 2 }
+        let scale = batched.map(abs).max()!
+        #expect(scale > 0)
+        let worst = zip(batched, split).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-5 * scale, "largest difference \(worst) against gradients up to \(scale)")
+    }
+
     @Test func onlyTheActiveRankSliceReceivesGradients() throws {
         let fixture = try SparseLoRAFixture(dropout: 0.1)
         let adapters = fixture.adapters
