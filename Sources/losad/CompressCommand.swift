@@ -78,6 +78,8 @@ struct CompressCommand: ParsableCommand {
     var warmupFraction: Double?
     @Option(name: .long, help: "Share of the training windows given to LoSA's last iteration (the others share the rest), above 0 up to 1.")
     var lastIterationShare: Double?
+    @Option(name: .long, help: "Dropout on the adapters' input during training, from 0 to below 1.")
+    var loraDropout: Double?
     @Option(name: .long, help: "Seed of every random draw (the job is reproducible from it).")
     var seed: UInt64?
     @Option(name: .long, help: "Memory the job may use at its peak: auto (what the machine has available) or a size such as 1200M or 6GiB. Training stores its activations only when the job then fits; a job that cannot fit is refused before it starts.")
@@ -106,6 +108,7 @@ struct CompressCommand: ParsableCommand {
             if let learningRate { s.learningRate = learningRate }
             if let warmupFraction { s.warmupFraction = warmupFraction }
             if let lastIterationShare { s.lastIterationShare = lastIterationShare }
+            if let loraDropout { s.loraDropout = loraDropout }
             if let seed { s.seed = seed }
             try s.validate()
             return s

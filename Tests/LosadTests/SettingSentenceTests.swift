@@ -49,7 +49,7 @@ import Testing
 /// use them): out of range they are refused naming the field; in range they reach the job (its report's settings).
 @Suite struct ScheduleOptionTests {
     @Test(arguments: [("--warmup-fraction", "1", "warmup_fraction"), ("--last-iteration-share", "0", "last_iteration_share"),
-                      ("--last-iteration-share", "1.5", "last_iteration_share")])
+                      ("--last-iteration-share", "1.5", "last_iteration_share"), ("--lora-dropout", "1", "lora_dropout")])
     func anOutOfRangeScheduleOptionIsRefusedNamingTheField(_ option: String, _ value: String, _ field: String) async throws {
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("schedule-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: out) }
@@ -64,13 +64,14 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: out) }
         let compress = try await DaemonJobTests.losad(
             ["compress", DaemonJobTests.tinyModel, "--out", out, "--calib", DaemonJobTests.text, "--eval", DaemonJobTests.text,
-             "--warmup-fraction", "0", "--last-iteration-share", "0.5", "--outputs", "gguf"]
+             "--warmup-fraction", "0", "--last-iteration-share", "0.5", "--lora-dropout", "0.2", "--outputs", "gguf"]
             + DaemonJobTests.budget.flatMap { [$0.flag, $0.value] })
         #expect(compress.status == 0, "\(compress.error)")
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as? [String: Any]
         let settings = report?["settings"] as? [String: Any]
         #expect(settings?["warmupFraction"] as? Double == 0)
         #expect(settings?["lastIterationShare"] as? Double == 0.5)
+        #expect(settings?["loraDropout"] as? Double == 0.2)
         // 40 windows of batch 4: 10 steps, the last iteration 5 of them with the share 0.5 (0.6 would give 6).
         let iterations = report?["iterations"] as? [[String: Any]]
         #expect((iterations?.last?["trainingSteps"] as? Int) == 5, "\(String(describing: iterations?.last))")

@@ -71,35 +71,45 @@ public func reconstructPrunedWeight(_ pruned: Tensor, dense: Tensor, statistics:
     let buffers = UnsafeMutableBufferPointer<Float>.allocate(capacity: 4 * count)
     defer { buffers.deallocate() }
     let residual = buffers.baseAddress!, direction = residual + count, product = direction + count, step = product + count
-    // The mask: kept ⇔ the pruned weight is nonzero. The start is the masked dense row, whatever `pruned` held.
-    var kept = [Bool](repeating: false, count: count)
-    for i in 0..<count where w[i] != 0 {
-        kept[i] = true
-        w[i] = wd[i]
+    // Per row: kept flags (1 ⇔ the pruned weight is nonzero: the mask), r·z, the first residual norm, and whether it
+    // still iterates. Rows are independent, so the element-wise work runs over rows in parallel with the same result.
+    let kept = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: count)
+    let rz = UnsafeMutableBufferPointer<Double>.allocate(capacity: rows)
+    let first = UnsafeMutableBufferPointer<Double>.allocate(capacity: rows)
+    let active = UnsafeMutableBufferPointer<Bool>.allocate(capacity: rows)
+    defer { kept.deallocate(); rz.deallocate(); first.deallocate(); active.deallocate() }
+    let rowChunk = max(1, 16_384 / n)
+    // The start is the masked dense row, whatever `pruned` held; r = m ⊙ ((w_dense − w)(H + λI)): the difference
+    // is w_dense on the pruned entries, 0 on the kept ones.
+    WorkerPool.shared.parallelFor(count, minimumChunk: 16_384) { range in
+        for i in range {
+            let isKept = w[i] != 0
+            kept[i] = isKept ? 1 : 0
+            if isKept { w[i] = wd[i] }
+            step[i] = isKept ? 0 : wd[i]
+        }
     }
-    // r = m ⊙ ((w_dense − w)(H + λI)): the difference is w_dense on the pruned entries, 0 on the kept ones.
-    for i in 0..<count { step[i] = kept[i] ? 0 : wd[i] }
     // x ↦ x (H + λI) for [rows, n] buffers: one product per iteration.
     let timesH = { (x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) in
         h.withUnsafeBufferPointer { sgemm(transposeA: false, transposeB: false, m: rows, n: n, k: n, a: x, lda: n,
                                           b: $0.baseAddress!, ldb: n, c: out, ldc: n) }
     }
     timesH(step, residual)
-    var rz = [Double](repeating: 0, count: rows), first = [Double](repeating: 0, count: rows)
-    var active = [Bool](repeating: true, count: rows)
     inverseDiagonal.withUnsafeBufferPointer { dInv in
-        for row in 0..<rows {
-            var dot = 0.0, norm = 0.0
-            for j in 0..<n {
-                let i = row * n + j
-                if !kept[i] { residual[i] = 0 }
-                direction[i] = residual[i] * dInv[j]
-                dot += Double(residual[i]) * Double(direction[i])
-                norm += Double(residual[i]) * Double(residual[i])
+        WorkerPool.shared.parallelFor(rows, minimumChunk: rowChunk) { range in
+            for row in range {
+                var dot = 0.0, norm = 0.0
+                for j in 0..<n {
+                    let i = row * n + j
+                    if kept[i] == 0 { residual[i] = 0 }
+                    direction[i] = residual[i] * dInv[j]
+                    dot += Double(residual[i]) * Double(direction[i])
+                    norm += Double(residual[i]) * Double(residual[i])
+                }
+                rz[row] = dot
+                first[row] = norm.squareRoot()
+                active[row] = norm > 0
             }
-            rz[row] = dot
-            first[row] = norm.squareRoot()
-            active[row] = norm > 0
         }
     }
     var iterations = 0
@@ -108,34 +118,36 @@ public func reconstructPrunedWeight(_ pruned: Tensor, dense: Tensor, statistics:
         // q = m ⊙ (p (H + λI)) for every row (inactive rows have p = 0).
         timesH(direction, product)
         inverseDiagonal.withUnsafeBufferPointer { dInv in
-            for row in 0..<rows where active[row] {
-                let base = row * n
-                var pq = 0.0
-                for j in 0..<n {
-                    if !kept[base + j] { product[base + j] = 0 }
-                    pq += Double(direction[base + j]) * Double(product[base + j])
-                }
-                guard pq > 0 else {
-                    active[row] = false
-                    for j in 0..<n { direction[base + j] = 0 }
-                    continue
-                }
-                let alpha = Float(rz[row] / pq)
-                var dot = 0.0, norm = 0.0
-                for j in 0..<n where kept[base + j] {
-                    let i = base + j
-                    w[i] += alpha * direction[i]
-                    residual[i] -= alpha * product[i]
-                    step[i] = residual[i] * dInv[j]
-                    dot += Double(residual[i]) * Double(step[i])
-                    norm += Double(residual[i]) * Double(residual[i])
-                }
-                let beta = Float(dot / rz[row])
-                rz[row] = dot
-                for j in 0..<n where kept[base + j] { direction[base + j] = step[base + j] + beta * direction[base + j] }
-                if norm.squareRoot() <= options.tolerance * first[row] {
-                    active[row] = false
-                    for j in 0..<n { direction[base + j] = 0 }
+            WorkerPool.shared.parallelFor(rows, minimumChunk: rowChunk) { range in
+                for row in range where active[row] {
+                    let base = row * n
+                    var pq = 0.0
+                    for j in 0..<n {
+                        if kept[base + j] == 0 { product[base + j] = 0 }
+                        pq += Double(direction[base + j]) * Double(product[base + j])
+                    }
+                    guard pq > 0 else {
+                        active[row] = false
+                        for j in 0..<n { direction[base + j] = 0 }
+                        continue
+                    }
+                    let alpha = Float(rz[row] / pq)
+                    var dot = 0.0, norm = 0.0
+                    for j in 0..<n where kept[base + j] != 0 {
+                        let i = base + j
+                        w[i] += alpha * direction[i]
+                        residual[i] -= alpha * product[i]
+                        step[i] = residual[i] * dInv[j]
+                        dot += Double(residual[i]) * Double(step[i])
+                        norm += Double(residual[i]) * Double(residual[i])
+                    }
+                    let beta = Float(dot / rz[row])
+                    rz[row] = dot
+                    for j in 0..<n where kept[base + j] != 0 { direction[base + j] = step[base + j] + beta * direction[base + j] }
+                    if norm.squareRoot() <= options.tolerance * first[row] {
+                        active[row] = false
+                        for j in 0..<n { direction[base + j] = 0 }
+                    }
                 }
             }
         }
