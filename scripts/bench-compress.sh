@@ -9,8 +9,8 @@
 # documentation and Perl's perldiag.pod (another domain than the training text). Arguments: extra `losad compress`
 # options for every run (e.g. --seed 1, with LOSAD_BENCH_OUT set to another folder). LOSAD_BENCH_RUNS="q50-lora
 # t320-losa" runs only those; LOSAD_BENCH_RUNS=schedule runs the schedule sweep at 50% with the quick budget (the
-# default against 3 iterations, SparseGPT as the score, learning rates 5e-4 and 2e-3, warm-up 0.1, the last
-# iteration's share 0.4: README's schedule table). 20–40 minutes a run on 2 cores; a run whose report.json exists
+# default against 5 iterations, adapter dropout 0.1, SparseGPT as the score, learning rates 5e-4 and 2e-3, warm-up 0.1,
+# the last iteration's share 0.4: README's schedule table). 20–40 minutes a run on 2 cores; a run whose report.json exists
 # is kept.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,7 +35,8 @@ declare -A options=(
     [t320-losa]="--sparsity 0.5 --training-samples 320"
     [losa-2of4]="--sparsity 0.5 --pattern 2:4"
     [q50-lora-ls]="--sparsity 0.5 --recovery lora --weight-reconstruction least-squares"
-    [q50-losa-t3]="--sparsity 0.5 --iterations 3"
+    [q50-losa-t5]="--sparsity 0.5 --iterations 5"
+    [q50-losa-dropout0.1]="--sparsity 0.5 --lora-dropout 0.1"
     [q50-losa-sparsegpt]="--sparsity 0.5 --method sparsegpt"
     [q50-losa-lr5e-4]="--sparsity 0.5 --learning-rate 5e-4"
     [q50-losa-lr2e-3]="--sparsity 0.5 --learning-rate 2e-3"
@@ -43,7 +44,7 @@ declare -A options=(
     [q50-losa-last0.4]="--sparsity 0.5 --last-iteration-share 0.4"
 )
 runs=(t320-lora t320-lora-kd t320-losa q50-lora q50-lora-kd q50-lora-ls q50-losa q70-lora q70-lora-kd q70-losa losa-2of4)
-schedule=(q50-lora q50-losa q50-losa-t3 q50-losa-sparsegpt q50-losa-lr5e-4 q50-losa-lr2e-3 q50-losa-warmup0.1 q50-losa-last0.4)
+schedule=(q50-lora q50-losa q50-losa-t5 q50-losa-dropout0.1 q50-losa-sparsegpt q50-losa-lr5e-4 q50-losa-lr2e-3 q50-losa-warmup0.1 q50-losa-last0.4)
 requested="${LOSAD_BENCH_RUNS:-${runs[*]}}"
 [ "$requested" = schedule ] && { requested="${schedule[*]}"; runs=("${schedule[@]}"); }
 read -r -a chosen <<< "$requested"
