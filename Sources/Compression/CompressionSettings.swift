@@ -170,9 +170,9 @@ public struct CompressionSettings: Sendable, Codable, Equatable {
             // windows) and for the plain LoRA baseline alike.
             learningRate = 1e-3
             // Measured on the demo model at 50% (README, "The schedule"): three iterations without adapter dropout
-            // tie five with 0.1 (15.373 / 24.997 against 15.428 / 24.957); the job alone took 500 s against 728 s
-            // (dropout makes every adapted projection two products forward and three backward instead of one and
-            // two). At 70% three iterations cost 2.7% / 1.2%.
+            // tie five with 0.1 (15.373 / 24.997 against 15.428 / 24.957) in less time (dropout makes every adapted
+            // projection two products forward and three backward instead of one and two). At 70% three iterations
+            // cost 2.7% / 1.2%.
             iterations = 3
             loraDropout = 0
             evaluationLength = 512

@@ -71,8 +71,9 @@ public func reconstructPrunedWeight(_ pruned: Tensor, dense: Tensor, statistics:
     let buffers = UnsafeMutableBufferPointer<Float>.allocate(capacity: 4 * count)
     defer { buffers.deallocate() }
     let residual = buffers.baseAddress!, direction = residual + count, product = direction + count, step = product + count
-    // Per row: kept flags (1 ⇔ the pruned weight is nonzero: the mask), r·z, the first residual norm, and whether it
-    // still iterates. Rows are independent, so the element-wise work runs over rows in parallel with the same result.
+    // Per weight whether it is kept (1 ⇔ the pruned weight is nonzero: the mask); per row r·z, the first residual
+    // norm and whether it still iterates. Rows are independent, so their element-wise work runs in parallel with the
+    // same result as serially.
     let kept = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: count)
     let rz = UnsafeMutableBufferPointer<Double>.allocate(capacity: rows)
     let first = UnsafeMutableBufferPointer<Double>.allocate(capacity: rows)
