@@ -44,4 +44,40 @@ public protocol CompressedMatrix: AnyObject, Sendable {
                   rows rowRange: Range<Int>, accumulate: Bool, path: KernelPath)
     /// Decodes rows `rowRange` to Float32: out[(o − lowerBound)·cols + i].
     func dequantize(rows rowRange: Range<Int>, into out: UnsafeMutablePointer<Float>, path: KernelPath)
+    /// Lets the kernel drop the pages of rows `rowRange` from this process's resident memory where they are a mapped
+    /// file's (they stay in the page cache; the next read faults them back in): a pass that decodes a large model one
+    /// layer at a time then holds one layer's pages, not the file's. Nothing for matrices in owned memory.
+    func releaseResidentPages(rows rowRange: Range<Int>)
+}
+
+extension CompressedMatrix {
+    public func releaseResidentPages(rows rowRange: Range<Int>) {}
+
+    // The direct product of a matrix without an 8-bit kernel (stored floats, a compression job's pruned projection):
+    // the activations kept as Float32 and each row decoded, then dotted — exact, and slow.
+
+    /// Bytes of one token's activations kept as Float32.
+    public var float32ActivationRowBytes: Int { cols * MemoryLayout<Float>.stride }
+
+    /// Copies `tokens` rows of x (row stride `stride`) into `act` as packed Float32 rows.
+    public func copyFloat32Activations(_ x: UnsafePointer<Float>, tokens: Int, stride: Int, into act: UnsafeMutableRawPointer) {
+        let out = act.assumingMemoryBound(to: Float.self)
+        for t in 0..<tokens { (out + t * cols).update(from: x + t * stride, count: cols) }
+    }
+
+    /// y[t·ldy + o] (+)= W[o] · x[t] for o in `rowRange`, each row decoded with `dequantize`; x as `copyFloat32Activations` left it.
+    public func multiplyDecodedRows(activations act: UnsafeRawPointer, tokens: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
+                                    rows rowRange: Range<Int>, accumulate: Bool, path: KernelPath) {
+        let x = act.assumingMemoryBound(to: Float.self), cols = cols
+        let row = UnsafeMutablePointer<Float>.allocate(capacity: cols)
+        defer { row.deallocate() }
+        for o in rowRange {
+            dequantize(rows: o..<(o + 1), into: row, path: path)
+            for t in 0..<tokens {
+                var sum: Float = 0
+                for j in 0..<cols { sum += row[j] * x[t * cols + j] }
+                y[t * ldy + o] = accumulate ? y[t * ldy + o] + sum : sum
+            }
+        }
+    }
 }

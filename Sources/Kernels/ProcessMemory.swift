@@ -22,3 +22,14 @@ public enum ProcessMemory {
         return 0
     }
 }
+
+/// Drops the whole pages inside `byteCount` bytes at `address` — a read-only file mapping's — from this process's
+/// resident memory (madvise MADV_DONTNEED: the page cache keeps them, a later read faults them back in without
+/// I/O). The partial pages at either end stay. Only for file mappings: an anonymous page would read back as zeros.
+public func releaseMappedPages(_ address: UnsafeRawPointer, byteCount: Int) {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let start = (Int(bitPattern: address) + page - 1) / page * page
+    let end = (Int(bitPattern: address) + byteCount) / page * page
+    guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    _ = madvise(pointer, end - start, Int32(MADV_DONTNEED))
+}

@@ -35,7 +35,60 @@ extension Checkpoint {
             }
             guard let base = bytes.baseAddress else { continue }
             matrices[role] = try QuantizedMatrix(type: type, rows: entry.shape[0], cols: entry.shape[1], base: base,
-                                                 byteCount: bytes.count, owner: stored.file, name: entry.name)
+                                                 byteCount: bytes.count, owner: stored.file, name: entry.name,
+                                                 mappedFile: stored.file.isMapped)
+        }
+        return matrices
+    }
+}
+
+extension Checkpoint {
+    /// The seven projections of every layer as matrices decoded where the file holds them: the in-place ones
+    /// (`inPlaceMatrices`: quantised blocks), and those stored as F32, F16 or BF16 (`StoredFloatMatrix`), in a GGUF
+    /// file or a Hugging Face folder, a fused tensor's rows included. What a compression job reads one layer at a
+    /// time instead of a Float32 copy; roles stored otherwise are absent.
+    public func decodableProjections() throws -> [TensorRole: any CompressedMatrix] {
+        let inPlace = try inPlaceMatrices()
+        var matrices: [TensorRole: any CompressedMatrix] = [:]
+        for entry in roleEntries {
+            guard let role = entry.role, case .layer(_, let tensor) = role, entry.shape.count == 2 else { continue }
+            switch tensor {
+            case .query, .key, .value, .attentionOutput, .gate, .up, .down: break
+            default: continue
+            }
+            if let matrix = inPlace[role] {
+                matrices[role] = matrix
+                continue
+            }
+            let bytes: UnsafeRawBufferPointer, element: StoredFloatMatrix.Element, owner: AnyObject, mapped: Bool
+            switch storage {
+            case .gguf(let file):
+                guard let info = file.tensorInfo(named: entry.name) else { continue }
+                switch info.type {
+                case .f32: element = .f32
+                case .f16: element = .f16
+                case .bf16: element = .bf16
+                default: continue
+                }
+                (bytes, owner, mapped) = (file.rawBytes(of: info), file, file.isMapped)
+            case .huggingFace(let weights):
+                guard let file = weights.file(containing: entry.name), let info = file.info(named: entry.name) else { continue }
+                switch info.dtype {
+                case .f32: element = .f32
+                case .f16: element = .f16
+                case .bf16: element = .bf16
+                default: continue
+                }
+                let stored = try file.storedBytes(of: entry.name)
+                (bytes, owner, mapped) = (stored.bytes, file, stored.mapped)
+            case .sparse:
+                continue
+            }
+            let rowBytes = entry.shape[1] * element.byteCount
+            let first = (entry.rows?.lowerBound ?? 0) * rowBytes
+            guard let base = bytes.baseAddress, first + entry.shape[0] * rowBytes <= bytes.count else { continue }
+            matrices[role] = StoredFloatMatrix(element: element, rows: entry.shape[0], cols: entry.shape[1], base: base + first,
+                                               owner: owner, mappedFile: mapped)
         }
         return matrices
     }

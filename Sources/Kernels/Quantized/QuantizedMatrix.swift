@@ -94,11 +94,13 @@ public final class QuantizedMatrix: CompressedMatrix, @unchecked Sendable {
     /// First byte of row 0 (no alignment assumed).
     public let base: UnsafeRawPointer
     private let owner: AnyObject
+    /// Whether the bytes are a mapped file's (not a copy the matrix owns), whose pages `releaseResidentPages` drops.
+    private let releasesPages: Bool
 
     /// Wraps `byteCount` bytes at `base`, which `owner` keeps valid and unchanged; `name` (a tensor
-    /// name) goes into errors.
+    /// name) goes into errors. `mappedFile`: the bytes are a read-only file mapping, whose pages may be dropped.
     public init(type: QuantizedBlockType, rows: Int, cols: Int, base: UnsafeRawPointer, byteCount: Int,
-                owner: AnyObject, name: String) throws {
+                owner: AnyObject, name: String, mappedFile: Bool = false) throws {
         guard rows > 0, cols > 0, cols < Int(Int32.max), rows < Int(Int32.max) else {
             throw QuantizedMatrixError.invalidShape(name: name, rows: rows, cols: cols)
         }
@@ -117,6 +119,7 @@ public final class QuantizedMatrix: CompressedMatrix, @unchecked Sendable {
         self.rowBytes = rowBytes
         self.base = base
         self.owner = owner
+        releasesPages = mappedFile
     }
 
     /// Copies `bytes` into a buffer the matrix owns (tests, small matrices built in memory).
@@ -158,6 +161,11 @@ public final class QuantizedMatrix: CompressedMatrix, @unchecked Sendable {
         precondition(rowRange.lowerBound >= 0 && rowRange.upperBound <= rows, "quantised matrix: rows \(rowRange) of \(rows)")
         ck_quant_dequantize_rows(type.ggmlTypeID, base, rowBytes, Int32(cols), Int32(rowRange.lowerBound),
                                  Int32(rowRange.upperBound), out, path.rawValue)
+    }
+
+    public func releaseResidentPages(rows rowRange: Range<Int>) {
+        guard releasesPages else { return }
+        releaseMappedPages(base + rowRange.lowerBound * rowBytes, byteCount: rowRange.count * rowBytes)
     }
 }
 

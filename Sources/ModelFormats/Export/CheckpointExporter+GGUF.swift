@@ -3,10 +3,12 @@ import Kernels
 extension CheckpointExporter {
     /// GGUF → GGUF: the source's metadata and tensor order, replaced tensors
     /// encoded, the others copied byte for byte (`GGUFWriter` streams both).
-    static func exportGGUF(_ source: Checkpoint, file: GGUFFile, replacements: [TensorRole: Tensor], type: ExportTensorType,
+    static func exportGGUF(_ source: Checkpoint, file: GGUFFile, replacements: [TensorRole: any ReplacementValues], type: ExportTensorType,
                            metadata: GGUFMetadata, to path: String, replacingExisting: Bool) throws -> ExportResult {
         let fileName = splitPath(path).name
-        var plan: [(info: GGUFTensorInfo, values: Tensor?, type: GGMLType, fallback: String?)] = []
+        // Values given whole are kept in the plan; produced ones are checked now and made again when written.
+        enum Values { case given(Tensor), produced(@Sendable () throws -> Tensor) }
+        var plan: [(info: GGUFTensorInfo, values: Values?, type: GGMLType, fallback: String?)] = []
         var elementsByType: [GGMLType: Int] = [:]
         let architecture = source.config.architecture
         for info in file.tensors {
@@ -17,7 +19,14 @@ extension CheckpointExporter {
             }
             let (stored, fallback) = type.ggufType(source: info.type, rowLength: info.dimensions.first ?? 1)
             try checkValues(values, name: info.name, storedAs: stored, file: path)
-            plan.append((info, values, stored, fallback))
+            if source.producesValues(of: info.name, placement: placement, replacements: replacements) {
+                nonisolated(unsafe) let replacements = replacements
+                let name = info.name
+                plan.append((info, .produced { try source.replacedValues(of: name, placement: placement, replacements: replacements)! },
+                             stored, fallback))
+            } else {
+                plan.append((info, .given(values), stored, fallback))
+            }
             elementsByType[stored, default: 0] += info.elementCount
         }
 
@@ -33,8 +42,10 @@ extension CheckpointExporter {
         var writer = GGUFWriter(metadata: combined)
         var tensors: [ExportedTensor] = []
         for step in plan {
-            if let values = step.values {
+            if case .given(let values) = step.values {
                 writer.addTensor(named: step.info.name, values, as: step.type)
+            } else if case .produced(let make) = step.values {
+                writer.addTensor(named: step.info.name, shape: step.info.shape, as: step.type, makingValues: make)
             } else {
                 writer.addTensor(copying: step.info, from: file)
             }

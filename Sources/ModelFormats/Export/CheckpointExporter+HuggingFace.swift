@@ -7,7 +7,7 @@ extension CheckpointExporter {
     /// plus the export's keys; the index when the source had one; every other
     /// non-weight file copied. All of it in a temporary sibling folder that is
     /// renamed into place (`AtomicOutputFolder`).
-    static func exportHuggingFace(_ source: Checkpoint, weights: SafetensorsCheckpoint, replacements: [TensorRole: Tensor],
+    static func exportHuggingFace(_ source: Checkpoint, weights: SafetensorsCheckpoint, replacements: [TensorRole: any ReplacementValues],
                                   type: ExportTensorType, metadata: GGUFMetadata, to path: String,
                                   replacingExisting: Bool) throws -> ExportResult {
         guard type.ggmlType == nil || type.safetensorsDType != nil else {

@@ -37,7 +37,7 @@ extension Checkpoint {
     ///   - path: the `.gguf` file (GGUF source) or the folder (Hugging Face source) to create.
     ///   - replacingExisting: replace an existing output at `path`.
     @discardableResult
-    public func export(replacing replacements: [TensorRole: Tensor], as type: ExportTensorType = .auto,
+    public func export(replacing replacements: [TensorRole: any ReplacementValues], as type: ExportTensorType = .auto,
                        metadata: GGUFMetadata = GGUFMetadata(), to path: String,
                        replacingExisting: Bool = false) throws -> ExportResult {
         let output = AtomicOutputFolder.trimmingTrailingSlashes(path)
@@ -62,17 +62,26 @@ extension Checkpoint {
     /// The values a writer stores for the stored tensor `name`: the replacement of its role, or, for a
     /// fused tensor (phi3), its parts' replacements stacked in its rows (a part not replaced keeps the
     /// source's rows); nil when nothing of it is replaced, so it is copied as stored.
-    func replacedValues(of name: String, placement: TensorPlacement?, replacements: [TensorRole: Tensor]) throws -> Tensor? {
+    /// Whether any replacement the tensor `name` takes is made on demand (`ReplacementValues.isProduced`).
+    func producesValues(of name: String, placement: TensorPlacement?, replacements: [TensorRole: any ReplacementValues]) -> Bool {
+        switch placement {
+        case .role(let role)?: return replacements[role]?.isProduced ?? false
+        case .fused?: return tensors.first { $0.name == name }?.parts.contains { replacements[$0.role]?.isProduced ?? false } ?? false
+        case nil: return false
+        }
+    }
+
+    func replacedValues(of name: String, placement: TensorPlacement?, replacements: [TensorRole: any ReplacementValues]) throws -> Tensor? {
         switch placement {
         case .role(let role)?:
-            return replacements[role]
+            return try replacements[role]?.values()
         case .fused?:
             guard let entry = tensors.first(where: { $0.name == name }),
                   entry.parts.contains(where: { replacements[$0.role] != nil }) else { return nil }
             let values = entry.parts.allSatisfy({ replacements[$0.role] != nil }) ? Tensor(zeros: entry.shape)
                 : try storedValues(named: name)
             for part in entry.parts {
-                if let replacement = replacements[part.role] { values.slice(part.rows).assign(replacement) }
+                if let replacement = replacements[part.role] { values.slice(part.rows).assign(try replacement.values()) }
             }
             return values
         case nil:
@@ -130,7 +139,7 @@ enum CheckpointExporter {
     }
 
     /// Every role is the source's, every shape the source's.
-    static func checkReplacements(_ replacements: [TensorRole: Tensor], source: Checkpoint, file: String) throws {
+    static func checkReplacements(_ replacements: [TensorRole: any ReplacementValues], source: Checkpoint, file: String) throws {
         for (role, tensor) in replacements {
             guard let entry = source.entry(for: role) else {
                 let name = source.tensorName(of: role)

@@ -26,6 +26,9 @@ public final class GGUFFile: @unchecked Sendable {
     private let bytes: UnsafeRawBufferPointer
     private let owner: AnyObject
 
+    /// Whether the bytes are the file mapped read-only (not a copy in memory).
+    public var isMapped: Bool { owner is MappedFile }
+
     /// Maps the file at `path` and validates its header, metadata and tensor infos.
     public convenience init(path: String) throws {
         let mapping = try MappedFile(path: path)

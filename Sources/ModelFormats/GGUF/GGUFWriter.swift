@@ -35,6 +35,13 @@ public struct GGUFWriter: Sendable {
         pending.append(PendingTensor(name: name, dimensions: tensor.shape.reversed(), type: type, source: .values(tensor)))
     }
 
+    /// Adds Float32 values of row-major `shape` made only when the writer reaches the tensor, then encoded as `type`
+    /// like `addTensor(named:_:as:)`'s: a writer of many such tensors holds one at a time.
+    public mutating func addTensor(named name: String, shape: [Int], as type: GGMLType,
+                                   makingValues make: @escaping @Sendable () throws -> Tensor) {
+        pending.append(PendingTensor(name: name, dimensions: shape.reversed(), type: type, source: .madeValues(make)))
+    }
+
     /// Adds already encoded bytes of `type` for a tensor of row-major `shape`.
     public mutating func addTensor(named name: String, shape: [Int], type: GGMLType, bytes: [UInt8]) {
         pending.append(PendingTensor(name: name, dimensions: shape.reversed(), type: type, source: .bytes(bytes)))
@@ -190,7 +197,7 @@ public struct GGUFWriter: Sendable {
                                                reason: "rows of \(rowLength) elements are not a whole number of \(tensor.type) blocks of \(tensor.type.blockSize)")
             }
             switch tensor.source {
-            case .values:
+            case .values, .madeValues:
                 try checkEncodable(tensor.type, field: label + " type", file: file)
             case .bytes(let bytes):
                 guard bytes.count == byteCount else {
@@ -262,6 +269,13 @@ public struct GGUFWriter: Sendable {
             try output.write(source.rawBytes(of: info))
         case .values(let values):
             try writeEncoded(values, as: tensor, to: output, file: file)
+        case .madeValues(let make):
+            let values = try make()
+            guard values.count == tensor.elementCount else {
+                throw ModelFormatError.invalid(file: file, field: "tensor '\(tensor.name)' data",
+                                               reason: "\(values.count) values made for the \(tensor.elementCount) its header declares")
+            }
+            try writeEncoded(values, as: tensor, to: output, file: file)
         case .produced(_, let produce):
             var written = 0
             try produce { bytes in
@@ -312,6 +326,8 @@ private struct PendingTensor: Sendable {
         case file(GGUFFile, GGUFTensorInfo)
         /// Bytes made while the file is written: how many, and what makes them.
         case produced(Int, GGUFWriter.TensorProducer)
+        /// Float32 values made while the file is written, then encoded.
+        case madeValues(@Sendable () throws -> Tensor)
     }
 
     var name: String

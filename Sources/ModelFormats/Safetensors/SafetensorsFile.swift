@@ -88,6 +88,14 @@ public final class SafetensorsFile: Sendable {
         return try body(UnsafeRawBufferPointer(rebasing: storage.bytes[start..<end]))
     }
 
+    /// The tensor's bytes as stored, valid while this file lives (it owns the mapping), and whether they are the file
+    /// mapped read-only: for matrices read in place (`Checkpoint.decodableProjections`).
+    public func storedBytes(of name: String) throws -> (bytes: UnsafeRawBufferPointer, mapped: Bool) {
+        let info = try requireInfo(name)
+        let start = dataOffset + info.byteRange.lowerBound, end = dataOffset + info.byteRange.upperBound
+        return (UnsafeRawBufferPointer(rebasing: storage.bytes[start..<end]), storage.isMapped)
+    }
+
     /// A copy of the tensor's bytes as stored.
     public func rawBytes(named name: String) throws -> [UInt8] {
         try withRawBytes(of: name) { Array($0) }
@@ -124,6 +132,9 @@ final class SafetensorsBytes: @unchecked Sendable {
     let bytes: UnsafeRawBufferPointer
     private let owner: AnyObject?
     private let allocation: UnsafeMutableRawPointer?
+
+    /// Whether the bytes are a file mapped read-only (not a copy).
+    var isMapped: Bool { allocation == nil }
 
     init(bytes: UnsafeRawBufferPointer, owner: AnyObject) {
         self.bytes = bytes

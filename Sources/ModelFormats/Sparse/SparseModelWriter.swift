@@ -45,7 +45,7 @@ public struct SparseModelWriter: Sendable {
     ///     roles absent here are copied from the source unchanged.
     ///   - sparseRoles: the roles stored in the sparse encoding (2-D, all in `weights`; at least one).
     @discardableResult
-    public func write(weights: [TensorRole: Tensor], sparse sparseRoles: Set<TensorRole>, to path: String,
+    public func write(weights: [TensorRole: any ReplacementValues], sparse sparseRoles: Set<TensorRole>, to path: String,
                       replacingExisting: Bool = false) throws -> SparseModelWriteResult {
         let output = AtomicOutputFolder.trimmingTrailingSlashes(path)
         guard let sourceFormat = SparseModelFormat.sourceFormatName(source.format) else {
@@ -125,7 +125,7 @@ public struct SparseModelWriter: Sendable {
 
     /// The source's tensors in its order, each sparse, re-encoded or copied. A sparse one is checked and sized now
     /// (so that a value the kind cannot store fails before the file exists) but encoded only when written.
-    private func planTensors(weights: [TensorRole: Tensor], sparseRoles: Set<TensorRole>, file: String) throws -> [PlannedTensor] {
+    private func planTensors(weights: [TensorRole: any ReplacementValues], sparseRoles: Set<TensorRole>, file: String) throws -> [PlannedTensor] {
         // (name, placement, shape, source type as ggml names it, how to copy it unchanged)
         var sourceTensors: [(name: String, placement: TensorPlacement, shape: [Int], type: GGMLType, copy: PlannedTensor.Data)] = []
         let architecture = source.config.architecture
@@ -190,7 +190,9 @@ public struct SparseModelWriter: Sendable {
                     }
                 }
                 // A fused tensor's values are a stacked copy: made again when written rather than kept until then.
-                let kept: Tensor? = role == nil ? nil : values
+                // So are produced values (a job's compactly kept model): made again for the write.
+                let kept: Tensor? = role == nil || source.producesValues(of: tensor.name, placement: tensor.placement, replacements: weights)
+                    ? nil : values
                 let kind = valueKind, name = tensor.name, placement = tensor.placement, source = source
                 let matrix = DeferredSparseMatrix(name: name, file: file, kind: kind, rows: rows, cols: cols,
                                                   valueBytes: counts.valueBytes, storedCount: counts.stored) {
