@@ -139,16 +139,31 @@ public final class AdamW {
     /// The whole state as bytes (little-endian): "LOSAADMW", format version u32, 0 u32, step u64,
     /// N u64, β₁ β₂ ε λ f64, then m and v as N f32 each. `restore(from:)` continues bit for bit.
     public func serializedState() -> [UInt8] {
-        var bytes = AdamW.magic
+        var bytes: [UInt8] = []
         bytes.reserveCapacity(AdamW.headerSize + 8 * parameterCount)
-        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) } }
+        writeState { bytes.append(contentsOf: $0) }
+        return bytes
+    }
+
+    /// `serializedState`'s bytes handed to `write` a piece at a time (the header, then the moments in chunks), so
+    /// that saving a checkpoint never holds a second copy of the moments (0.3 GB for a 7B model's adapters).
+    public func writeState(_ write: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        var header = AdamW.magic
+        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { header.append(contentsOf: $0) } }
         append(AdamW.formatVersion)
         append(UInt32(0))
         append(UInt64(step))
         append(UInt64(parameterCount))
         for value in [settings.beta1, settings.beta2, settings.epsilon, settings.weightDecay] { append(value.bitPattern) }
-        for i in 0..<(2 * parameterCount) { append(moments.base[i].bitPattern) }
-        return bytes
+        try header.withUnsafeBytes { try write($0) }
+        var chunk = [UInt32](repeating: 0, count: 1 << 16)
+        var first = 0
+        while first < 2 * parameterCount {
+            let count = min(chunk.count, 2 * parameterCount - first)
+            for i in 0..<count { chunk[i] = moments.base[first + i].bitPattern.littleEndian }
+            try chunk.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[0..<(count * 4)])) }
+            first += count
+        }
     }
 
     /// Replaces step and moments with a state `serializedState` wrote, after checking all of it.

@@ -26,10 +26,11 @@ final class AdapterTraining {
 
     /// `activations`: what forward keeps for backward; `windowsPerPass`: how many of a batch's windows one pass runs
     /// (a divisor of the batch size; both the job's memory plan decides); `teacherWeights`: the dense model's
-    /// weights, needed when the settings' objective distils from it.
+    /// weights, needed when the settings' objective distils from it; `expansion`: the student's layer buffers when it
+    /// is kept compactly, shared with calibration.
     init(decoder: Decoder, adapters: SparseLoRA, optimizer: AdamW, settings: CompressionSettings,
          activations: LoRATrainingWorkspace.ActivationPolicy = .store, windowsPerPass: Int? = nil,
-         teacherWeights: DecoderWeights? = nil) {
+         teacherWeights: DecoderWeights? = nil, expansion: FrozenLayerExpansion? = nil) {
         precondition(!settings.objective.needsTeacher || teacherWeights != nil, "adapter training: the objective needs the dense weights")
         let windowsPerPass = windowsPerPass ?? settings.batchSize
         precondition(windowsPerPass >= 1 && settings.batchSize % windowsPerPass == 0,
@@ -40,7 +41,7 @@ final class AdapterTraining {
         self.settings = settings
         self.windowsPerPass = windowsPerPass
         workspace = LoRATrainingWorkspace(weights: decoder.weights, batch: windowsPerPass,
-                                          tokens: settings.trainingLength, policy: activations)
+                                          tokens: settings.trainingLength, policy: activations, expansion: expansion)
         updateMask = [UInt8](repeating: 0, count: adapters.parameters.count)
         teacher = settings.objective.needsTeacher
             ? DistillationTeacher(weights: teacherWeights!, batch: windowsPerPass, tokens: settings.trainingLength,

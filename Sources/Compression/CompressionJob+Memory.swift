@@ -22,8 +22,18 @@ public struct CompressionMemoryPlan: Sendable, Equatable {
     public var trainingWindowsPerPass: Int
     /// How LoSA's reconstruction errors get the dense outputs (`DenseReference`).
     public var denseFeatures: DenseFeatures
+    /// How the model being compressed is kept under this plan.
+    public var studentWeights: StudentWeights
     /// The limit the plan was made for (nil: none).
     public var limit: Int?
+
+    public enum StudentWeights: String, Sendable, Equatable {
+        /// A private Float32 copy of every weight, pruned and merged in place.
+        case float32
+        /// The projections as the input's matrices read in place, a mask each and the adapters while merged
+        /// (`PrunedProjection`), expanded one layer at a time; kept values of their own only after a refit.
+        case compact
+    }
 
     public enum DenseFeatures: String, Sendable, Equatable {
         /// Every block's dense output kept from the start (Float16).
@@ -50,11 +60,12 @@ extension CompressionJob {
     public static func memoryPlan(checkpoint: Checkpoint, settings: CompressionSettings,
                                   limit: Int?) throws -> CompressionMemoryPlan {
         let copied = try teacherCopiedProjectionBytes(checkpoint: checkpoint)
+        let compactAllowed = compactStudentRefusal(checkpoint: checkpoint) == nil
         var plans: [CompressionMemoryPlan] = []
-        for candidate in candidates(settings: settings) {
+        for candidate in candidates(settings: settings) where candidate.student == .float32 || compactAllowed {
             let plan = memoryPlan(checkpoint: checkpoint, settings: settings, activations: candidate.activations,
                                   windowsPerPass: candidate.windowsPerPass, denseFeatures: candidate.dense,
-                                  copiedProjectionBytes: copied, limit: limit)
+                                  student: candidate.student, copiedProjectionBytes: copied, limit: limit)
             if plan.fits { return plan }
             plans.append(plan)
         }
@@ -63,10 +74,14 @@ extension CompressionJob {
 
     /// What the plan may keep and recompute, fastest first: a batch's activations stored for backward with all its
     /// windows in one pass; the same one window per pass; activations recomputed per layer (one more forward per
-    /// step); then LoSA's dense features recomputed too (one more dense forward per pruning pass).
+    /// step); then LoSA's dense features recomputed too (one more dense forward per pruning pass); then the same with
+    /// the student kept compactly (a decode of each layer per pass, and where the input allows it).
     static func candidates(settings: CompressionSettings)
-        -> [(activations: LoRATrainingWorkspace.ActivationPolicy, windowsPerPass: Int, dense: CompressionMemoryPlan.DenseFeatures)] {
-        [(.store, settings.batchSize, .stored), (.store, 1, .stored), (.recompute, 1, .stored), (.recompute, 1, .recomputed)]
+        -> [(activations: LoRATrainingWorkspace.ActivationPolicy, windowsPerPass: Int, dense: CompressionMemoryPlan.DenseFeatures,
+             student: CompressionMemoryPlan.StudentWeights)] {
+        [(.store, settings.batchSize, .stored, .float32), (.store, 1, .stored, .float32), (.recompute, 1, .stored, .float32),
+         (.recompute, 1, .recomputed, .float32), (.store, 1, .stored, .compact), (.recompute, 1, .stored, .compact),
+         (.recompute, 1, .recomputed, .compact)]
     }
 
     /// The plan with training activations, windows per pass and dense features kept as given; `copiedProjectionBytes`:
@@ -76,6 +91,7 @@ extension CompressionJob {
     static func memoryPlan(checkpoint: Checkpoint, settings s: CompressionSettings,
                            activations: LoRATrainingWorkspace.ActivationPolicy, windowsPerPass: Int,
                            denseFeatures: CompressionMemoryPlan.DenseFeatures,
+                           student: CompressionMemoryPlan.StudentWeights = .float32,
                            copiedProjectionBytes: Int, limit: Int?) -> CompressionMemoryPlan {
         let c = checkpoint.config
         let parameters = checkpoint.tensors.reduce(0) { $0 + $1.elementCount }
@@ -92,10 +108,34 @@ extension CompressionJob {
         let expansion = copied < projections * 4 ? FrozenLayerExpansion.floatCount(config: c) * 4 : 0
         typealias Part = CompressionMemoryPlan.Part
 
-        // The whole job: the model, the mapped input's pages (loading reads them all), the calibration set.
-        var job: [Part] = [
-            Part(name: "weights (Float32)", bytes: parameters * 4),
-            Part(name: "input file pages", bytes: checkpoint.fileSize),
+        // The whole job: the model, the mapped input's pages, the calibration set.
+        var job: [Part]
+        switch student {
+        case .float32:
+            // Loading reads every page of the input.
+            job = [Part(name: "weights (Float32)", bytes: parameters * 4), Part(name: "input file pages", bytes: checkpoint.fileSize)]
+        case .compact:
+            // The rest of the model as Float32 (its pages read once and kept); the projections as the input's blocks, a
+            // mask bit each and, after a refit, their kept values (at the least sparse pruning of the job); one layer's
+            // pages and one layer's Float32 expansion at a time.
+            let matrices = (try? checkpoint.decodableProjections()) ?? [:]
+            let stored = matrices.values.reduce(0) { $0 + $1.storedByteCount }
+            var compact = [
+                Part(name: "weights besides the projections (Float32)", bytes: (parameters - projections) * 4),
+                Part(name: "input file pages: all but the projections, and one layer's", bytes: checkpoint.fileSize - stored + stored / c.layerCount),
+                Part(name: "projection masks", bytes: (projections + 63) / 64 * 8),
+                Part(name: "student: one layer expanded (Float32)", bytes: FrozenLayerExpansion.floatCount(config: c) * 4),
+            ]
+            if s.refitOptions != nil || s.method == .sparseGPT {
+                let least = s.recovery == .losa ? min(s.sparsity, SparsitySchedule(target: s.sparsity, iterations: s.iterations).sparsity(iteration: 1))
+                    : s.sparsity
+                compact.append(Part(name: "projections' refitted values (Float32)",
+                                    bytes: Int(Double(projections) * (1 - least) * 4)
+                                        + SparseLoRA.Projection.allCases.reduce(0) { $0 + SparseLoRA.shape(of: $1, config: c).out + 1 } * c.layerCount * 8))
+            }
+            job = compact
+        }
+        job += [
             Part(name: "calibration buffers", bytes: calibration),
             Part(name: "tokenized text, code, OpenBLAS buffers", bytes: runtimeBytes),
         ]
@@ -158,6 +198,11 @@ extension CompressionJob {
             export.append(Part(name: "sparse file: one projection encoded at a time",
                                bytes: encoded * 9 / 8 + encoded / 32 + fused * 4))
         }
+        if student == .compact {
+            // Each projection is made in Float32 only when a writer reaches it.
+            let widest = SparseLoRA.Projection.allCases.map { p in SparseLoRA.shape(of: p, config: c) }.map { $0.out * $0.in }.max()!
+            export.append(Part(name: "export: one projection made at a time (Float32)", bytes: widest * 4))
+        }
 
         func total(_ parts: [Part]) -> Int { parts.reduce(0) { $0 + $1.bytes } }
         let phases: [(String, [Part])] = [
@@ -169,7 +214,8 @@ extension CompressionJob {
                          bytes: Int(Double(total(sized)) * slackFraction))
         return CompressionMemoryPlan(parts: sized + [slack], peakPhase: peak.0, trainingActivations: training ? activations : .store,
                                      trainingWindowsPerPass: training ? windowsPerPass : s.batchSize,
-                                     denseFeatures: s.recovery == .losa ? denseFeatures : .stored, limit: limit)
+                                     denseFeatures: s.recovery == .losa ? denseFeatures : .stored, studentWeights: student,
+                                     limit: limit)
     }
 
     /// Resident memory of a job besides its buffers: code, the Swift and Foundation runtimes, tokenized texts and

@@ -43,7 +43,7 @@ extension CompressionJob {
         let optimizer = AdamW(parameterCount: adapters.parameters.count, settings: .init(weightDecay: settings.weightDecay))
         let training = AdapterTraining(decoder: decoder, adapters: adapters, optimizer: optimizer, settings: settings,
                                        activations: trainingActivations, windowsPerPass: trainingWindowsPerPass,
-                                       teacherWeights: teacherWeights)
+                                       teacherWeights: teacherWeights, expansion: studentExpansion)
         let start = Date()
         let order = AdapterTraining.windows(for: 1, count: settings.trainingSamples, pool: texts.trainingWindows.count,
                                             seed: settings.seed)

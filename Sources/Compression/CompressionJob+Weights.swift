@@ -17,21 +17,63 @@ extension CompressionJob {
     }
 
     /// Puts the input's projections back into `weights` (after the pruned-only baseline pruned them), decoded
-    /// from the mapped file one tensor at a time rather than from a Float32 snapshot of them all.
+    /// from the mapped file one tensor at a time rather than from a Float32 snapshot of them all; a compactly kept
+    /// projection forgets its mask.
     func restoreProjections(_ weights: DecoderWeights, from checkpoint: Checkpoint) throws {
         for (l, layer) in weights.layers.enumerated() {
             for p in SparseLoRA.Projection.allCases {
-                SparseLoRA.weight(layer, p).assign(try checkpoint.tensor(.layer(l, p.layerTensor)))
+                if case .compressed(let compact as PrunedProjection) = layer.projection(p) {
+                    compact.reset()
+                } else {
+                    SparseLoRA.weight(layer, p).assign(try checkpoint.tensor(.layer(l, p.layerTensor)))
+                }
             }
         }
     }
 
+    /// The model to compress as a private Float32 copy of every weight, and those tensors by role.
+    static func float32Student(checkpoint: Checkpoint) throws -> (DecoderWeights, [TensorRole: Tensor]) {
+        let tensors = try checkpoint.loadWeights().mapValues { $0.copy() }
+        return (try DecoderWeights(config: checkpoint.config, tensors: tensors), tensors)
+    }
+
+    /// The model to compress kept compactly: its projections the input's matrices read in place, each wrapped in a
+    /// `PrunedProjection`; every other weight Float32 (returned by role too: the teacher shares them).
+    static func compactStudent(checkpoint: Checkpoint) throws -> (DecoderWeights, [TensorRole: Tensor]) {
+        let stored = try checkpoint.decodableProjections(), config = checkpoint.config
+        var tensors: [TensorRole: Tensor] = [:], matrices: [TensorRole: any CompressedMatrix] = [:]
+        for l in 0..<config.layerCount {
+            for p in SparseLoRA.Projection.allCases {
+                let role = TensorRole.layer(l, p.layerTensor)
+                matrices[role] = PrunedProjection(source: stored[role]!)
+            }
+        }
+        for entry in checkpoint.roleEntries {
+            guard let role = entry.role, matrices[role] == nil else { continue }
+            tensors[role] = try checkpoint.tensor(role)
+        }
+        return (try DecoderWeights(config: config, tensors: tensors, matrices: matrices), tensors)
+    }
+
+    /// Why the model in `checkpoint` cannot be kept compactly (nil: it can): every projection must be stored in a
+    /// form decoded in place (quantised blocks, F32, F16, BF16: `Checkpoint.decodableProjections`).
+    static func compactStudentRefusal(checkpoint: Checkpoint) -> String? {
+        guard let stored = try? checkpoint.decodableProjections() else { return "its projections cannot be read in place" }
+        for l in 0..<checkpoint.config.layerCount {
+            for p in SparseLoRA.Projection.allCases where stored[.layer(l, p.layerTensor)] == nil {
+                let role = TensorRole.layer(l, p.layerTensor)
+                return "\(checkpoint.entry(for: role)?.name ?? "\(role)") is stored in a type losad does not decode in place"
+            }
+        }
+        return nil
+    }
+
     /// The dense teacher of distillation: the student's `tensors` for every role the job never writes (embeddings,
-    /// norms, head), and the input's projections as the mapped file stores them (`Checkpoint.inPlaceMatrices`,
-    /// decoded one layer at a time while the teacher runs: `FrozenLayerExpansion`). A projection in a type without
-    /// a decoder here (F16/BF16/F32 tensors) is copied as Float32, since pruning overwrites the student's.
+    /// norms, head), and the input's projections as the mapped file stores them (`Checkpoint.decodableProjections`:
+    /// quantised blocks, F32/F16/BF16, decoded one layer at a time while the teacher runs: `FrozenLayerExpansion`). A
+    /// projection in a type without a decoder here is copied as Float32, since pruning overwrites the student's.
     static func teacherWeights(checkpoint: Checkpoint, tensors: [TensorRole: Tensor]) throws -> DecoderWeights {
-        let config = checkpoint.config, stored = try checkpoint.inPlaceMatrices()
+        let config = checkpoint.config, stored = try checkpoint.decodableProjections()
         var teacher = tensors, matrices: [TensorRole: any CompressedMatrix] = [:]
         for l in 0..<config.layerCount {
             for p in SparseLoRA.Projection.allCases {
@@ -49,7 +91,7 @@ extension CompressionJob {
 
     /// Bytes of Float32 projections the teacher copies for `checkpoint` (those stored in a type it cannot read in place).
     static func teacherCopiedProjectionBytes(checkpoint: Checkpoint) throws -> Int {
-        let stored = try checkpoint.inPlaceMatrices(), config = checkpoint.config
+        let stored = try checkpoint.decodableProjections(), config = checkpoint.config
         var bytes = 0
         for l in 0..<config.layerCount {
             for p in SparseLoRA.Projection.allCases where stored[.layer(l, p.layerTensor)] == nil {
@@ -60,13 +102,44 @@ extension CompressionJob {
         return bytes
     }
 
-    /// The seven projections of every layer by tensor role, for export.
-    func projectionTensors(_ weights: DecoderWeights) -> [TensorRole: Tensor] {
-        var tensors: [TensorRole: Tensor] = [:]
+    /// The seven projections of every layer by tensor role, for export: the Float32 tensors, or, kept compactly,
+    /// values each made when a writer reaches it.
+    func projectionTensors(_ weights: DecoderWeights) -> [TensorRole: any ReplacementValues] {
+        var tensors: [TensorRole: any ReplacementValues] = [:]
         for (l, layer) in weights.layers.enumerated() {
-            for p in SparseLoRA.Projection.allCases { tensors[.layer(l, p.layerTensor)] = SparseLoRA.weight(layer, p) }
+            for p in SparseLoRA.Projection.allCases {
+                if case .compressed(let compact as PrunedProjection) = layer.projection(p) {
+                    tensors[.layer(l, p.layerTensor)] = ProducedValues(shape: [compact.rows, compact.cols]) {
+                        let values = Tensor(zeros: [compact.rows, compact.cols])
+                        compact.expand(into: values.pointer)
+                        return values
+                    }
+                } else {
+                    tensors[.layer(l, p.layerTensor)] = SparseLoRA.weight(layer, p)
+                }
+            }
         }
         return tensors
+    }
+
+    /// Calls `body` with the Float32 values of `weight`: the tensor itself, or decoded into `scratch` (≥ its size).
+    func withValues<R>(of weight: LinearWeight, scratch: Tensor, _ body: (UnsafeBufferPointer<Float>) -> R) -> R {
+        switch weight {
+        case .dense(let w):
+            return body(UnsafeBufferPointer(start: w.pointer, count: w.count))
+        case .compressed(let matrix):
+            let count = matrix.rows * matrix.cols
+            precondition(scratch.count >= count, "projection values: scratch \(scratch.count) for \(matrix.rows)×\(matrix.cols)")
+            if let compact = matrix as? PrunedProjection {
+                compact.expand(into: scratch.pointer)
+            } else {
+                WorkerPool.shared.parallelFor(matrix.rows, minimumChunk: 16) { rows in
+                    matrix.dequantize(rows: rows, into: scratch.pointer + rows.lowerBound * matrix.cols, path: .best)
+                }
+                matrix.releaseResidentPages(rows: 0..<matrix.rows)
+            }
+            return body(UnsafeBufferPointer(start: scratch.pointer, count: count))
+        }
     }
 
     struct ZeroCount {
@@ -77,19 +150,28 @@ extension CompressionJob {
         var masks: [[UInt64]] = []
     }
 
+    /// The zeros of every projection, Float32 or read through a scratch one projection at a time (a compactly kept
+    /// model, an exported file read in place).
     func projectionZeros(_ weights: DecoderWeights) -> ZeroCount {
         var count = ZeroCount()
+        let compressed = weights.layers.contains { layer in
+            SparseLoRA.Projection.allCases.contains { if case .compressed = layer.projection($0) { true } else { false } }
+        }
+        let largest = SparseLoRA.Projection.allCases.map { SparseLoRA.shape(of: $0, config: weights.config) }.map { $0.out * $0.in }.max()!
+        let scratch = Tensor(zeros: [compressed ? largest : 0])
         for layer in weights.layers {
             var layerZeros = 0, size = 0
             for p in SparseLoRA.Projection.allCases {
-                let w = SparseLoRA.weight(layer, p)
-                var bits = [UInt64](repeating: 0, count: (w.count + 63) / 64)
-                for i in 0..<w.count where w.pointer[i] == 0 {
-                    bits[i >> 6] |= 1 << UInt64(i & 63)
-                    layerZeros += 1
+                let bits = withValues(of: layer.projection(p), scratch: scratch) { w in
+                    var bits = [UInt64](repeating: 0, count: (w.count + 63) / 64)
+                    for i in 0..<w.count where w[i] == 0 {
+                        bits[i >> 6] |= 1 << UInt64(i & 63)
+                        layerZeros += 1
+                    }
+                    size += w.count
+                    return bits
                 }
                 count.masks.append(bits)
-                size += w.count
             }
             count.zeros += layerZeros
             count.total += size

@@ -42,6 +42,9 @@ public final class CompressionJob {
         /// How many of a batch's windows training runs per pass whatever the memory plan says (nil: the plan
         /// decides; a divisor of the batch size). The gradients are the same; fewer windows keep fewer activations.
         public var trainingWindowsPerPass: Int?
+        /// How the model being compressed is kept whatever the memory plan says (nil: the plan decides). Compact
+        /// needs an input whose projections are quantised blocks; both give the same model to float rounding.
+        public var studentWeights: CompressionMemoryPlan.StudentWeights?
 
         public init(input: String, output: String, settings: CompressionSettings, texts: TextSources = TextSources(),
                     checkpointDirectory: String? = nil) {
@@ -66,6 +69,13 @@ public final class CompressionJob {
     var trainingWindowsPerPass = 1
     /// How LoSA's reconstruction errors get the dense outputs (from the memory plan).
     var denseFeatures = CompressionMemoryPlan.DenseFeatures.stored
+    /// How the model being compressed is kept (from the memory plan).
+    var studentWeights = CompressionMemoryPlan.StudentWeights.float32
+    /// The layer buffers a compactly kept student is read through, shared by calibration and training.
+    var studentExpansion: FrozenLayerExpansion?
+    /// The dense model's Gram matrices (RMI), from the first pass over it: every allocation made while the model is
+    /// still dense (the pruned-only baseline's, LoSA's first) uses them instead of running the calibration set again.
+    var denseGrams: [GramMatrix]?
 
     /// `progress` hears every unit of work; `iterationFinished` each finished LoSA iteration with the path of the
     /// checkpoint saved after it (nil when none was saved).
@@ -98,7 +108,10 @@ public final class CompressionJob {
         report(.evaluate, message: "evaluating the exported file")
         let reread: Decoder
         do {
-            reread = try Decoder(checkpoint: Checkpoint.open(primary))
+            // A model too large for a Float32 copy (kept compactly throughout) is read in place: evaluations decode
+            // panels of rows to Float32 (`compressedMatmul` above 8 tokens), the same values a copy would hold.
+            reread = studentWeights == .compact ? try Decoder(readingInPlace: Checkpoint.open(primary))
+                : try Decoder(checkpoint: Checkpoint.open(primary))
         } catch {
             throw .unsupportedModel(path: primary, reason: "the exported model does not load: \(error)")
         }
@@ -152,7 +165,8 @@ public final class CompressionJob {
     private func compressAndExport(checkpoint jobCheckpoint: JobCheckpoint?) throws(CompressionError)
         -> (CompressionReport, JobTexts, ZeroCount, WrittenOutputs) {
         let settings = request.settings
-        // Load: a private Float32 copy of every weight (pruning and merging write into them).
+        // Load: a private Float32 copy of every weight (pruning and merging write into them), or, kept compactly, the
+        // projections as the input's matrices read in place with a mask each.
         report(.load, message: "loading \(request.input)")
         let checkpoint: Checkpoint, weights: DecoderWeights, denseWeights: DecoderWeights?
         let plan: CompressionMemoryPlan
@@ -174,9 +188,15 @@ public final class CompressionJob {
         }
         trainingWindowsPerPass = request.trainingWindowsPerPass ?? plan.trainingWindowsPerPass
         denseFeatures = request.denseFeatures ?? plan.denseFeatures
+        studentWeights = request.studentWeights ?? plan.studentWeights
+        if studentWeights == .compact, let reason = Self.compactStudentRefusal(checkpoint: checkpoint) {
+            throw .invalidSetting(field: "student_weights", value: "compact", allowed: "float32 for \(request.input): \(reason)")
+        }
         do {
-            let tensors = try checkpoint.loadWeights().mapValues { $0.copy() }
-            weights = try DecoderWeights(config: checkpoint.config, tensors: tensors)
+            let tensors: [TensorRole: Tensor]
+            (weights, tensors) = try studentWeights == .compact ? Self.compactStudent(checkpoint: checkpoint)
+                : Self.float32Student(checkpoint: checkpoint)
+            studentExpansion = FrozenLayerExpansion(weights: weights)
             // The dense model read in place: the distillation teacher, and the source of recomputed dense features.
             let needsDense = settings.objective.needsTeacher && settings.recovery != .none
                 || settings.recovery == .losa && denseFeatures == .recomputed
@@ -190,13 +210,14 @@ public final class CompressionJob {
             path: request.input, format: checkpoint.format.rawValue, architecture: config.architecture.rawValue,
             layers: config.layerCount, hiddenSize: config.hiddenSize,
             projectionParameters: weights.layers.reduce(0) { n, layer in
-                n + SparseLoRA.Projection.allCases.reduce(0) { $0 + SparseLoRA.weight(layer, $1).count }
+                n + SparseLoRA.Projection.allCases.reduce(0) { $0 + layer.projection($1).rows * layer.projection($1).cols }
             },
             parameters: checkpoint.tensors.reduce(0) { $0 + $1.elementCount },
             fileBytes: checkpoint.fileSize), settings: settings)
         summary.losadVersion = request.version
         summary.memory = .init(plan)
         summary.memory?.trainingWindowsPerPass = trainingWindowsPerPass
+        summary.memory?.studentWeights = studentWeights.rawValue
         finishStage(.load, in: &summary)
 
         report(.tokenize, message: "tokenizing the calibration, training and evaluation text")
@@ -221,7 +242,7 @@ public final class CompressionJob {
             finishStage(.evaluateDense, in: &summary)
         }
 
-        let calibration = LayerwiseCalibration(decoder: decoder, windows: texts.calibrationWindows)
+        let calibration = LayerwiseCalibration(decoder: decoder, windows: texts.calibrationWindows, expansion: studentExpansion)
         switch settings.recovery {
         case .none, .lora:
             // The pruned-only model is the start of both: prune once to the final sparsity.
@@ -231,7 +252,15 @@ public final class CompressionJob {
                 try trainBaselineLoRA(decoder, texts: texts, teacherWeights: denseWeights, summary: &summary)
             }
         case .losa:
+            var storedDense: DenseFeatures?
             if resumed == nil {
+                if denseFeatures == .stored {
+                    // LoSA's targets and the dense model's layer similarities in one pass, before anything is pruned.
+                    report(.denseFeatures, message: "dense features of every block")
+                    let pass = try calibration.denseFeaturesAndGrams(cancellation: cancellation)
+                    (storedDense, denseGrams) = (pass.features, pass.grams)
+                    finishStage(.denseFeatures, in: &summary)
+                }
                 // Pruned-only baseline; the dense projections are then read back from the input.
                 summary.prunedBaseline = try pruneOnce(calibration, sparsity: settings.sparsity, summary: &summary)
                 try recordPrunedEvaluation(decoder, texts: texts, summary: &summary)
@@ -240,7 +269,7 @@ public final class CompressionJob {
                 }
             }
             try runLoSA(decoder, calibration: calibration, texts: texts, checkpoint: jobCheckpoint, identity: identity,
-                        resumed: resumed, denseWeights: denseWeights, summary: &summary)
+                        resumed: resumed, denseWeights: denseWeights, storedDense: storedDense, summary: &summary)
         }
 
         let zeros = projectionZeros(weights)
@@ -274,7 +303,7 @@ public final class CompressionJob {
                            summary: inout CompressionReport) throws(CompressionError) -> [CompressionReport.LayerRecord] {
         let settings = request.settings, layers = calibration.decoder.config.layerCount
         report(.prunedBaseline, message: "pruning to \(Int(sparsity * 100))% in one shot")
-        let allocation = try allocate(calibration, sparsity: sparsity, iteration: 0)
+        let allocation = try allocate(calibration, sparsity: sparsity, iteration: 0, modelIsDense: true)
         let results = try calibration.prune(sparsities: allocation.sparsities, method: settings.method, pattern: settings.pattern,
                                             dense: nil, reconstruction: settings.refitOptions, cancellation: cancellation) { l in
             self.report(.prunedBaseline, step: l + 1, steps: layers, message: "pruned block \(l + 1) of \(layers)")
@@ -301,15 +330,22 @@ public final class CompressionJob {
     }
 
     /// Layer sparsities at `sparsity`: RMI (Gram matrices of the current model's block inputs → CKA → importance →
-    /// exact LP) or uniform.
-    private func allocate(_ calibration: LayerwiseCalibration, sparsity: Double,
-                          iteration: Int) throws(CompressionError) -> Allocation {
+    /// exact LP) or uniform. `modelIsDense`: the weights are the input's (the Gram matrices of the first such pass
+    /// serve every later one: `denseGrams`).
+    private func allocate(_ calibration: LayerwiseCalibration, sparsity: Double, iteration: Int,
+                          modelIsDense: Bool = false) throws(CompressionError) -> Allocation {
         let layers = calibration.decoder.config.layerCount
         guard request.settings.allocation == .rmi, layers > 1 else {
             return Allocation(sparsities: [Double](repeating: sparsity, count: layers))
         }
         report(.rmi, iteration: iteration, message: "layer similarity (CKA) at \(String(format: "%.3f", sparsity))")
-        let grams = try calibration.layerGrams(cancellation: cancellation)
+        let grams: [GramMatrix]
+        if modelIsDense, let cached = denseGrams {
+            grams = cached
+        } else {
+            grams = try calibration.layerGrams(cancellation: cancellation)
+            if modelIsDense { denseGrams = grams }
+        }
         let beta = request.settings.method == .sparseGPT ? 100.0 : 1.0
         let redundancy: [Double]
         do { redundancy = LayerSimilarity.redundancy(cka: try LayerSimilarity.ckaMatrix(grams)) } catch {
@@ -322,7 +358,8 @@ public final class CompressionJob {
 
     private func runLoSA(_ decoder: Decoder, calibration: LayerwiseCalibration, texts: JobTexts,
                          checkpoint: JobCheckpoint?, identity: String, resumed: JobCheckpoint.State?,
-                         denseWeights: DecoderWeights?, summary: inout CompressionReport) throws(CompressionError) {
+                         denseWeights: DecoderWeights?, storedDense: DenseFeatures?,
+                         summary: inout CompressionReport) throws(CompressionError) {
         let settings = request.settings, config = decoder.config, layers = config.layerCount
         // The dense model read in place is the teacher when the objective distils.
         let teacherWeights = settings.objective.needsTeacher ? denseWeights : nil
@@ -330,12 +367,15 @@ public final class CompressionJob {
         let adapters = SparseLoRA(config: config, settings: .init(maximumRank: settings.maximumRank, scaling: Float(settings.loraScaling),
                                                                   dropout: Float(settings.loraDropout)), seed: settings.seed)
         let optimizer = AdamW(parameterCount: adapters.parameters.count, settings: .init(weightDecay: settings.weightDecay))
-        // Dense features first: on resume the weights are still the dense ones loaded from the input here. Or, when
-        // the memory plan says so, recomputed in every pruning pass from the input read in place.
+        // Dense features: made before the pruned-only baseline (`storedDense`), or here on resume, when the weights
+        // are still the dense ones loaded from the input. Or, when the memory plan says so, recomputed in every
+        // pruning pass from the input read in place.
         let dense: DenseReference
         if denseFeatures == .recomputed, let denseWeights {
             dense = .recomputed(LayerwiseCalibration(decoder: Decoder(weights: denseWeights), windows: calibration.windows,
                                                      chunk: calibration.chunk))
+        } else if let storedDense {
+            dense = .stored(storedDense)
         } else {
             report(.denseFeatures, message: "dense features of every block")
             dense = .stored(try calibration.denseFeatures(cancellation: cancellation))
@@ -352,13 +392,14 @@ public final class CompressionJob {
         let scratch = Tensor(zeros: [adapters.largestDeltaCount])
         let training = AdapterTraining(decoder: decoder, adapters: adapters, optimizer: optimizer, settings: settings,
                                        activations: trainingActivations, windowsPerPass: trainingWindowsPerPass,
-                                       teacherWeights: teacherWeights)
+                                       teacherWeights: teacherWeights, expansion: studentExpansion)
 
         for t in firstIteration...max(firstIteration, settings.iterations) where t <= settings.iterations {
             let iterationStart = Date()
             let target = schedule.sparsity(iteration: t)
             if t > 1 { adapters.merge(into: decoder.weights, scratch: scratch) }
-            let allocation = try allocate(calibration, sparsity: target, iteration: t)
+            // Iteration 1 of a job not resumed starts from the dense model (the baseline's pruning undone, no adapters).
+            let allocation = try allocate(calibration, sparsity: target, iteration: t, modelIsDense: t == 1 && resumed == nil)
             finishStage(.rmi, in: &summary)
             report(.prune, iteration: t, message: "pruning to \(String(format: "%.3f", target))")
             let pruned = try calibration.prune(sparsities: allocation.sparsities, method: settings.method, pattern: settings.pattern,

@@ -52,6 +52,8 @@ public struct CompressionReport: Sendable, Codable, Equatable {
         public var trainingWindowsPerPass: Int?
         /// "stored" or "recomputed" (`CompressionMemoryPlan.DenseFeatures`).
         public var denseFeatures: String
+        /// "float32" or "compact" (`CompressionMemoryPlan.StudentWeights`; nil in reports before it existed).
+        public var studentWeights: String?
         /// The estimate's parts, bytes by name.
         public var parts: [String: Int]
 
@@ -62,6 +64,7 @@ public struct CompressionReport: Sendable, Codable, Equatable {
             trainingActivations = plan.trainingActivations.rawValue
             trainingWindowsPerPass = plan.trainingWindowsPerPass
             denseFeatures = plan.denseFeatures.rawValue
+            studentWeights = plan.studentWeights.rawValue
             parts = Dictionary(plan.parts.map { ($0.name, $0.bytes) }, uniquingKeysWith: +)
         }
     }
@@ -258,7 +261,13 @@ public struct CompressionReport: Sendable, Codable, Equatable {
                 lines.append("training loss of the last \(tail.count) steps by term: \(mean.summary)")
             }
         }
-        lines.append(String(format: "wall time %.1f s, peak memory %.2f GiB", wallSeconds, Double(peakMemoryBytes) / 1073741824))
+        var memoryLine = String(format: "wall time %.1f s, peak memory %.2f GiB", wallSeconds, Double(peakMemoryBytes) / 1073741824)
+        if let memory {
+            // What the memory plan chose, so that a slower job under a tight limit says why.
+            memoryLine += String(format: " (estimate %.2f GiB; ", Double(memory.estimateBytes) / 1073741824)
+                + "model \(memory.studentWeights ?? "float32"), activations \(memory.trainingActivations), dense features \(memory.denseFeatures))"
+        }
+        lines.append(memoryLine)
         return lines.joined(separator: "\n")
     }
 }

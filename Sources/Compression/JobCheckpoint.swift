@@ -54,7 +54,9 @@ struct JobCheckpoint {
             try writeCompact(projections(of: weights), to: folder + "/projections.bin")
             try write(floats: [UnsafeMutableBufferPointer(start: adapters.parameters.base, count: adapters.parameters.count)],
                       to: folder + "/adapters.f32")
-            try AtomicOutputFile.write(optimizer.serializedState(), to: folder + "/optimizer.bin", replacingExisting: false)
+            try AtomicOutputFile.write(to: folder + "/optimizer.bin", replacingExisting: false) { file in
+                try optimizer.writeState { try file.write($0) }
+            }
         }
     }
 
@@ -96,13 +98,17 @@ struct JobCheckpoint {
 
     // MARK: - Files
 
-    private func projections(of weights: DecoderWeights) -> [UnsafeMutableBufferPointer<Float>] {
-        weights.layers.flatMap { layer in
-            SparseLoRA.Projection.allCases.map { p in
-                let w = SparseLoRA.weight(layer, p)
-                return UnsafeMutableBufferPointer(start: w.pointer, count: w.count)
-            }
-        }
+    /// Every projection of every layer, layer-major, as the checkpoint stores it.
+    private func projections(of weights: DecoderWeights) -> [LinearWeight] {
+        weights.layers.flatMap { layer in SparseLoRA.Projection.allCases.map { layer.projection($0) } }
+    }
+
+    /// A scratch for the largest compactly kept projection among `weights` (empty when all are Float32).
+    private func scratch(for weights: [LinearWeight]) -> UnsafeMutableBufferPointer<Float> {
+        let count = weights.map { if case .compressed(let m) = $0 { m.rows * m.cols } else { 0 } }.max() ?? 0
+        let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: count)
+        buffer.initialize(repeating: 0)
+        return buffer
     }
 
     private func write(floats buffers: [UnsafeMutableBufferPointer<Float>], to path: String) throws {
@@ -121,10 +127,23 @@ struct JobCheckpoint {
         for buffer in buffers { try Self.readFully(fd, into: UnsafeMutableRawBufferPointer(buffer), path: path) }
     }
 
-    /// Each buffer as its nonzero positions (a bit per value) and then its nonzero values.
-    private func writeCompact(_ buffers: [UnsafeMutableBufferPointer<Float>], to path: String) throws {
+    /// Each projection as its nonzero positions (a bit per value) and then its nonzero values; a compactly kept one
+    /// (`PrunedProjection`, unmerged) expanded first, so both forms write the same file.
+    private func writeCompact(_ weights: [LinearWeight], to path: String) throws {
+        let scratch = scratch(for: weights)
+        defer { scratch.deallocate() }
         try AtomicOutputFile.write(to: path, replacingExisting: false) { file in
-            for buffer in buffers {
+            for weight in weights {
+                let buffer: UnsafeBufferPointer<Float>
+                switch weight {
+                case .dense(let w): buffer = UnsafeBufferPointer(start: w.pointer, count: w.count)
+                case .compressed(let matrix):
+                    guard let compact = matrix as? PrunedProjection, !compact.isMerged else {
+                        preconditionFailure("job checkpoint: a projection is neither Float32 nor an unmerged pruned projection")
+                    }
+                    compact.expand(into: scratch.baseAddress!)
+                    buffer = UnsafeBufferPointer(rebasing: scratch[0..<(matrix.rows * matrix.cols)])
+                }
                 var bits = [UInt64](repeating: 0, count: (buffer.count + 63) / 64)
                 var values: [Float] = []
                 values.reserveCapacity(buffer.count)
@@ -138,12 +157,19 @@ struct JobCheckpoint {
         }
     }
 
-    /// The inverse of `writeCompact`: zeros where a bit is clear; the file must end exactly after the last buffer.
-    private func readCompact(_ buffers: [UnsafeMutableBufferPointer<Float>], from path: String) throws {
+    /// The inverse of `writeCompact`: zeros where a bit is clear; the file must end exactly after the last projection.
+    private func readCompact(_ weights: [LinearWeight], from path: String) throws {
         let (fd, size) = try Self.open(path)
         defer { close(fd) }
+        let scratch = scratch(for: weights)
+        defer { scratch.deallocate() }
         var consumed = 0
-        for buffer in buffers {
+        for weight in weights {
+            let buffer: UnsafeMutableBufferPointer<Float>
+            switch weight {
+            case .dense(let w): buffer = UnsafeMutableBufferPointer(start: w.pointer, count: w.count)
+            case .compressed(let matrix): buffer = UnsafeMutableBufferPointer(rebasing: scratch[0..<(matrix.rows * matrix.cols)])
+            }
             var bits = [UInt64](repeating: 0, count: (buffer.count + 63) / 64)
             try bits.withUnsafeMutableBytes { try Self.readFully(fd, into: $0, path: path) }
             if buffer.count % 64 != 0, bits[bits.count - 1] >> UInt64(buffer.count % 64) != 0 {
@@ -160,6 +186,7 @@ struct JobCheckpoint {
                     buffer[i] = 0
                 }
             }
+            if case .compressed(let compact as PrunedProjection) = weight { compact.restore(buffer.baseAddress!) }
             consumed += bits.count * 8 + values.count * 4
         }
         guard size == consumed else {

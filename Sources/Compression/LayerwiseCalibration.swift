@@ -24,7 +24,8 @@ public final class LayerwiseCalibration {
     /// One chunk's copy of the block input, [chunk·T, C].
     let scratch: Tensor
 
-    public init(decoder: Decoder, windows: [[Int32]], chunk: Int = 4) {
+    /// `expansion`: layer buffers shared with another user of the same weights (`LoRATrainingWorkspace.init`).
+    public init(decoder: Decoder, windows: [[Int32]], chunk: Int = 4, expansion: FrozenLayerExpansion? = nil) {
         precondition(!windows.isEmpty && windows.allSatisfy { $0.count == windows[0].count },
                      "calibration: \(windows.count) windows of unequal or zero length")
         self.decoder = decoder
@@ -33,7 +34,7 @@ public final class LayerwiseCalibration {
         self.chunk = min(chunk, windows.count)
         // One set of block intermediates: a block is run, its projection inputs read, then it runs again.
         workspace = LoRATrainingWorkspace(weights: decoder.weights, batch: self.chunk, tokens: tokens, chunkRows: 1,
-                                          policy: .recompute, boundaries: 1)
+                                          policy: .recompute, boundaries: 1, expansion: expansion)
         hidden = Tensor(zeros: [windows.count * tokens, decoder.config.hiddenSize])
         scratch = Tensor(zeros: [self.chunk * tokens, decoder.config.hiddenSize])
     }
@@ -78,13 +79,24 @@ public final class LayerwiseCalibration {
     /// Runs the (dense) decoder and keeps every block's output Y_l and its per-channel L2 norms over all
     /// calibration tokens: the targets of the reconstruction errors.
     public func denseFeatures(cancellation: Cancellation = .never) throws(CompressionError) -> DenseFeatures {
+        try denseFeaturesAndGrams(cancellation: cancellation).features
+    }
+
+    /// `denseFeatures` and, from the same pass, `layerGrams` of the same model: a job that needs both of the dense
+    /// model (LoSA's targets, and the layer similarities of its first allocations) runs the calibration set once.
+    public func denseFeaturesAndGrams(cancellation: Cancellation = .never) throws(CompressionError)
+        -> (features: DenseFeatures, grams: [GramMatrix]) {
         var features = DenseFeatures(hiddenSize: decoder.config.hiddenSize)
+        var grams: [GramMatrix] = []
         embedAll()
         for l in 0..<decoder.config.layerCount {
+            var gram = GramMatrix(sampleCount: windows.count)
+            gram.accumulate(hidden)
+            grams.append(gram)
             try runBlock(l, cancellation: cancellation)
             features.append(output: hidden)
         }
-        return features
+        return (features, grams)
     }
 
     // MARK: - RMI
@@ -176,10 +188,13 @@ public final class LayerwiseCalibration {
             let statistics = try inputStatistics(layer: l, hessian: method.needsHessian ? .float64 : refit ? .float32 : nil,
                                                  gather: method != .magnitude || refit, advance: false, cancellation: cancellation)
             var zeros = 0, total = 0
+            // The Float32 weights themselves, or the expansion of compactly kept ones (the statistics pass just made it):
+            // pruned there, and the mask (and refitted values) stored back.
+            let layerWeights = workspace.layerWeights(l, of: decoder.weights)
             for (group, stats) in zip(Self.inputGroups, statistics) {
                 for projection in group {
                     try cancellation.check()
-                    let weight = SparseLoRA.weight(decoder.weights.layers[l], projection)
+                    let weight = SparseLoRA.weight(layerWeights, projection)
                     do {
                         let before = refit ? weight.copy() : nil
                         try method.prune(weight, statistics: method.needsStatistics ? stats : nil, sparsity: sparsities[l],
@@ -190,10 +205,15 @@ public final class LayerwiseCalibration {
                     } catch {
                         throw .pruning(layer: l, reason: "\(projection): \(error)")
                     }
+                    if case .compressed(let compact as PrunedProjection) = decoder.weights.layers[l].projection(projection) {
+                        compact.store(weight.pointer, ownValues: refit || method == .sparseGPT)
+                    }
                     zeros += countZeros(weight)
                     total += weight.count
                 }
             }
+            // The expansion holds the pruned values already: the block runs on them as on Float32 weights.
+            workspace.keepExpansion(layer: l, of: decoder.weights)
             try runBlock(l, cancellation: cancellation)
             let error: Double?
             switch dense {

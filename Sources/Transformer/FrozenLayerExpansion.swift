@@ -3,7 +3,9 @@ import ModelFormats
 
 /// Frozen projections kept in their stored form (quantised blocks or sparse rows read in place from the mapped
 /// file) and decoded to Float32 one layer at a time, only while that layer computes: a training or calibration
-/// pass over such weights holds one layer's Float32 projections, not the whole model's.
+/// pass over such weights holds one layer's Float32 projections, not the whole model's. The model being compressed,
+/// when it is kept compactly (`PrunedProjection`: the input's matrix, a mask, the adapters while merged), is read
+/// the same way.
 ///
 /// Why decode rather than call the compressed kernels: those quantise the activations to 8 bits (inference's
 /// trade), while the dense reference of a compression job — the distillation teacher, the dense features — must
@@ -14,12 +16,12 @@ import ModelFormats
 /// the demo model, 200 M (0.8 GB) for a 7B LLaMA shape.
 public final class FrozenLayerExpansion {
     private let buffers: [SparseLoRA.Projection: Tensor]
-    /// The layer whose projections the buffers hold: a calibration pass runs each layer on several chunks in a row,
-    /// and the weights are frozen, so the next chunk reuses the decoding.
-    private var expandedLayer: Int?
+    /// What each buffer holds: (layer, the matrix's version) — a calibration pass runs each layer on several chunks in
+    /// a row, so the next chunk reuses the decoding until pruning or merging changes a `PrunedProjection`.
+    private var holds: [SparseLoRA.Projection: (layer: Int, version: Int)] = [:]
 
     /// Buffers for `weights`; nil when every projection is already Float32 (nothing to expand).
-    init?(weights: DecoderWeights) {
+    public init?(weights: DecoderWeights) {
         let compressed = weights.layers.contains { layer in
             SparseLoRA.Projection.allCases.contains { if case .compressed = layer.projection($0) { true } else { false } }
         }
@@ -40,23 +42,39 @@ public final class FrozenLayerExpansion {
         }
     }
 
+    /// Marks the buffers as holding layer l's current `PrunedProjection` versions (see `LoRATrainingWorkspace.keepExpansion`).
+    func keep(layer l: Int, of weights: DecoderWeights) {
+        for p in SparseLoRA.Projection.allCases {
+            guard case .compressed(let matrix) = weights.layers[l].projection(p), let held = holds[p], held.layer == l else { continue }
+            holds[p] = (l, (matrix as? PrunedProjection)?.version ?? 0)
+        }
+    }
+
     /// Layer l of `weights` with every compressed projection replaced by its Float32 decoding (valid until
-    /// another layer is expanded); Float32 projections are passed through untouched.
-    func layer(_ l: Int, of weights: DecoderWeights) -> LayerWeights {
+    /// another layer is expanded or the matrix changes); Float32 projections are passed through untouched. The
+    /// input file's pages a decoding read are let go afterwards, so a pass over a large model holds one layer's.
+    public func layer(_ l: Int, of weights: DecoderWeights) -> LayerWeights {
         let stored = weights.layers[l]
         func expanded(_ p: SparseLoRA.Projection) -> LinearWeight {
             guard case .compressed(let matrix) = stored.projection(p) else { return stored.projection(p) }
             let buffer = buffers[p]!
             precondition(buffer.shape == [matrix.rows, matrix.cols],
                          "frozen layer expansion: \(p) of layer \(l) is \(matrix.rows)×\(matrix.cols), expected \(buffer.shape)")
-            if expandedLayer != l {
+            let pruned = matrix as? PrunedProjection
+            let version = pruned?.version ?? 0
+            if let held = holds[p], held.layer == l, held.version == version { return .dense(buffer) }
+            if let pruned {
+                pruned.expand(into: buffer.pointer)
+            } else {
                 WorkerPool.shared.parallelFor(matrix.rows, minimumChunk: 16) { rows in
                     matrix.dequantize(rows: rows, into: buffer.pointer + rows.lowerBound * matrix.cols, path: .best)
                 }
+                matrix.releaseResidentPages(rows: 0..<matrix.rows)
             }
+            holds[p] = (l, version)
             return .dense(buffer)
         }
-        let layer = LayerWeights(
+        return LayerWeights(
             attentionNorm: stored.attentionNorm,
             query: expanded(.query), key: expanded(.key), value: expanded(.value),
             attentionOutput: expanded(.attentionOutput),
@@ -64,7 +82,5 @@ public final class FrozenLayerExpansion {
             ffnNorm: stored.ffnNorm, gate: expanded(.gate), up: expanded(.up), down: expanded(.down),
             queryNorm: stored.queryNorm, keyNorm: stored.keyNorm,
             attentionPostNorm: stored.attentionPostNorm, ffnPostNorm: stored.ffnPostNorm)
-        expandedLayer = l
-        return layer
     }
 }

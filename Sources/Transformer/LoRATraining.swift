@@ -98,8 +98,10 @@ public final class LoRATrainingWorkspace {
     }
 
     /// Buffers for `batch` windows of `tokens` tokens of a decoder with `weights` (`boundaries`: see `shapes`).
+    /// `expansion`: the layer buffers of compressed projections, shared with another workspace over the same weights
+    /// that never runs at the same time (nil: the workspace makes its own when it needs them).
     public init(weights: DecoderWeights, batch: Int, tokens: Int, chunkRows: Int = 128, policy: ActivationPolicy = .store,
-                boundaries: Int? = nil) {
+                boundaries: Int? = nil, expansion: FrozenLayerExpansion? = nil) {
         precondition(batch > 0 && tokens > 0 && chunkRows > 0, "training workspace: batch \(batch) × \(tokens) tokens, chunks of \(chunkRows)")
         precondition(boundaries.map { $0 >= 1 } ?? true, "training workspace: \(boundaries!) layer boundaries")
         buffers = NamedBuffers(LoRATrainingWorkspace.shapes(config: weights.config, batch: batch, tokens: tokens,
@@ -112,7 +114,7 @@ public final class LoRATrainingWorkspace {
         positions = (0..<(batch * tokens)).map { Int32($0 % tokens) }
         rotary = RotaryTables(weights: weights, positionCount: tokens)
         heads = (weights.config.headCount, weights.config.kvHeadCount)
-        expansion = FrozenLayerExpansion(weights: weights)
+        self.expansion = expansion ?? FrozenLayerExpansion(weights: weights)
     }
 
     /// The first `rows` rows of a named buffer (all of it for buffers not in rows of N).
@@ -167,8 +169,14 @@ public final class LoRATrainingWorkspace {
     }
 
     /// Layer l of `weights` with Float32 projections: decoded into the expansion buffers when kept compressed.
-    func layerWeights(_ l: Int, of weights: DecoderWeights) -> LayerWeights {
+    public func layerWeights(_ l: Int, of weights: DecoderWeights) -> LayerWeights {
         expansion?.layer(l, of: weights) ?? weights.layers[l]
+    }
+
+    /// Says that the expansion of layer l, changed in place, is what its compactly kept projections now hold (pruning
+    /// wrote into it and stored the result back), so the next pass uses it without decoding again.
+    public func keepExpansion(layer l: Int, of weights: DecoderWeights) {
+        expansion?.keep(layer: l, of: weights)
     }
 }
 

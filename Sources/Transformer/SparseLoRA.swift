@@ -206,9 +206,14 @@ public final class SparseLoRA {
     // The mask is read from the current W: after a merge W + ΔW is nonzero exactly where W was,
     // unless a sum cancels to zero exactly (a measure-zero event that would then stay pruned).
     // Only nonzero entries receive ΔW, which for unmasked (dense) LoRA is the merge-then-re-mask.
+    // A compactly kept projection (`PrunedProjection`) takes the adapters themselves and adds ΔW whenever it is read.
     private func apply(_ weights: DecoderWeights, scratch: Tensor, sign: Float) {
         for (l, layer) in weights.layers.enumerated() {
             for projection in Projection.allCases {
+                if case .compressed(let pruned as PrunedProjection) = layer.projection(projection) {
+                    if sign > 0 { pruned.merge(self, layer: l, projection: projection) } else { pruned.unmerge() }
+                    continue
+                }
                 let w = SparseLoRA.weight(layer, projection)
                 delta(l, projection, weight: w, into: scratch)
                 let p = w.pointer, d = scratch.pointer

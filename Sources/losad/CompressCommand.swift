@@ -82,7 +82,7 @@ struct CompressCommand: ParsableCommand {
     var loraDropout: Double?
     @Option(name: .long, help: "Seed of every random draw (the job is reproducible from it).")
     var seed: UInt64?
-    @Option(name: .long, help: "Memory the job may use at its peak: auto (what the machine has available) or a size such as 1200M or 6GiB. Training stores its activations only when the job then fits; a job that cannot fit is refused before it starts.")
+    @Option(name: .long, help: "Memory the job may use at its peak: auto (what the machine has available) or a size such as 1200M or 6GiB. The job keeps a Float32 copy of the model and stores training's activations only when it then fits, else it keeps the model compactly (the input read in place, a mask per projection) and recomputes; a job that cannot fit is refused before it starts.")
     var memoryLimit = "auto"
     @Flag(name: .long, help: "Print the report as JSON instead of the table.")
     var json = false

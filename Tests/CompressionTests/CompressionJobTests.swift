@@ -406,9 +406,24 @@ final class StopFlag: @unchecked Sendable {
         #expect(passes.fits && passes.trainingActivations == .store && passes.trainingWindowsPerPass == 1)
         #expect(lean.fits && lean.trainingActivations == .recompute && lean.denseFeatures == .stored)
         #expect(leanest.fits && leanest.trainingActivations == .recompute && leanest.denseFeatures == .recomputed)
-        #expect(!(try CompressionJob.memoryPlan(checkpoint: checkpoint, settings: quick, limit: leanest.totalBytes - 1)).fits)
+        #expect(roomy.studentWeights == .float32 && leanest.studentWeights == .float32)
+        // Then the student kept compactly (the demo's Q4_1 projections read in place with a mask each), with the same
+        // steps after it.
+        var compact: [CompressionMemoryPlan] = []
+        var limit = leanest.totalBytes - 1
+        while true {
+            let plan = try CompressionJob.memoryPlan(checkpoint: checkpoint, settings: quick, limit: limit)
+            guard plan.fits else { break }
+            compact.append(plan)
+            limit = plan.totalBytes - 1
+        }
+        // (Compact with stored activations plans more than the leanest Float32 plan here: it is skipped.)
+        #expect(compact.map(\.studentWeights) == [.compact, .compact])
+        #expect(compact.map(\.trainingActivations) == [.recompute, .recompute])
+        #expect(compact.map(\.denseFeatures) == [.stored, .recomputed])
         print(String(format: "demo quick job plans: %.2f GiB (all kept), %.2f (one window per pass), %.2f (activations recomputed), %.2f (dense features too)",
                      Double(roomy.totalBytes) / 1073741824, Double(passes.totalBytes) / 1073741824,
-                     Double(lean.totalBytes) / 1073741824, Double(leanest.totalBytes) / 1073741824))
+                     Double(lean.totalBytes) / 1073741824, Double(leanest.totalBytes) / 1073741824)
+              + "; compact student: " + compact.map { String(format: "%.2f", Double($0.totalBytes) / 1073741824) }.joined(separator: ", "))
     }
 }
