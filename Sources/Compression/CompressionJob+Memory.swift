@@ -209,6 +209,23 @@ extension CompressionJob {
             ("pruning", pruning), ("evaluation", evaluation), ("recovery", recovery), ("export", export),
         ]
         let peak = phases.max { total($0.1) < total($1.1) }!
+        // After the job the model is let go and the outputs are read back one at a time: the export loaded as Float32
+        // (or, for a compact job, read in place, its pages let go as it is evaluated) with the zeros of both, then
+        // the input decoded in place for the decode-speed measurement, which reads every page of it.
+        let zeroMasks = Part(name: "zero masks of the model and of its export", bytes: 2 * ((projections + 63) / 64 * 8))
+        let reread = student == .float32 ? [Part(name: "export read back (Float32)", bytes: parameters * 4), zeroMasks] : [zeroMasks]
+        let decodeMeasurement = [Part(name: "input read in place by the decode measurement", bytes: checkpoint.fileSize)]
+        let after = [Part(name: "tokenized text, code, OpenBLAS buffers", bytes: runtimeBytes)] + evaluation
+            + (total(reread) > total(decodeMeasurement) ? reread : decodeMeasurement)
+        if total(after) > total(job + peak.1) {
+            let slack = Part(name: "allocator and transient buffers (\(Int(slackFraction * 100))%)",
+                             bytes: Int(Double(total(after)) * slackFraction))
+            return CompressionMemoryPlan(parts: after + [slack], peakPhase: "reading the outputs back",
+                                         trainingActivations: training ? activations : .store,
+                                         trainingWindowsPerPass: training ? windowsPerPass : s.batchSize,
+                                         denseFeatures: s.recovery == .losa ? denseFeatures : .stored, studentWeights: student,
+                                         limit: limit)
+        }
         let sized = job + peak.1
         let slack = Part(name: "allocator and transient buffers (\(Int(slackFraction * 100))%)",
                          bytes: Int(Double(total(sized)) * slackFraction))

@@ -16,8 +16,9 @@ extension CompressionJob {
             try cancellation.check()
             report(stage, step: i, steps: texts.evaluation.count, message: "perplexity of \(text.name)")
             do {
+                // Matrices read in place (a compact student, the exported files) let their pages go once decoded.
                 let result = try decoder.perplexity(of: text.stream, layout: texts.evaluationLayout, batch: 4,
-                                                    stopIf: cancellation.isCancelled)
+                                                    releasingPages: true, stopIf: cancellation.isCancelled)
                 results.append((text.name, result))
             } catch TransformerError.interrupted {
                 throw .cancelled

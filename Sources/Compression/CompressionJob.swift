@@ -105,6 +105,36 @@ public final class CompressionJob {
         // The interoperable file when the job wrote one, else the sparse file: zeros verified and perplexity on it.
         let primary = written.interop ?? written.sparse!
 
+        // Each file is read, checked and evaluated in turn, and let go before the next (a 7B model's pages are GiBs).
+        try verifyAndEvaluate(primary: primary, zeros: zeros, texts: texts, summary: &summary)
+        zeros.masks = []
+        if let sparse = written.sparse {
+            if written.interop != nil {
+                // The sparse file as losad's runtime reads it: its own kernels, no Float32 copy.
+                let decoder: Decoder
+                do { decoder = try Decoder(readingInPlace: Checkpoint.open(sparse)) } catch {
+                    throw .unsupportedModel(path: sparse, reason: "the sparse file does not load: \(error)")
+                }
+                let results = try evaluate(decoder, texts: texts, stage: .evaluate)
+                for (i, result) in results.enumerated() { summary.evaluations[i].sparse = result.result.perplexity }
+            } else {
+                for i in summary.evaluations.indices { summary.evaluations[i].sparse = summary.evaluations[i].final }
+            }
+            summary.decodeSpeed = try measureDecodeSpeed(input: request.input, sparse: sparse)
+        }
+        finishStage(.evaluate, in: &summary)
+
+        // A resumed job's wall time counts the runs before the interruption too.
+        summary.wallSeconds += clock.elapsed
+        summary.peakMemoryBytes = max(summary.peakMemoryBytes, ProcessMemory.peakResidentBytes)
+        try writeReport(summary)
+        jobCheckpoint?.remove()
+        return summary
+    }
+
+    /// Reads the exported file back, checks that every weight the job zeroed is zero in it, and evaluates it.
+    private func verifyAndEvaluate(primary: String, zeros: ZeroCount, texts: JobTexts,
+                                   summary: inout CompressionReport) throws(CompressionError) {
         report(.evaluate, message: "evaluating the exported file")
         let reread: Decoder
         do {
@@ -131,28 +161,6 @@ public final class CompressionJob {
                                       exportedZeros: rereadZeros.zeros, verified: true)
         let finalResults = try evaluate(reread, texts: texts, stage: .evaluate)
         for (i, result) in finalResults.enumerated() { summary.evaluations[i].final = result.result.perplexity }
-        if let sparse = written.sparse {
-            if written.interop != nil {
-                // The sparse file as losad's runtime reads it: its own kernels, no Float32 copy.
-                let decoder: Decoder
-                do { decoder = try Decoder(readingInPlace: Checkpoint.open(sparse)) } catch {
-                    throw .unsupportedModel(path: sparse, reason: "the sparse file does not load: \(error)")
-                }
-                let results = try evaluate(decoder, texts: texts, stage: .evaluate)
-                for (i, result) in results.enumerated() { summary.evaluations[i].sparse = result.result.perplexity }
-            } else {
-                for i in summary.evaluations.indices { summary.evaluations[i].sparse = summary.evaluations[i].final }
-            }
-            summary.decodeSpeed = try measureDecodeSpeed(input: request.input, sparse: sparse)
-        }
-        finishStage(.evaluate, in: &summary)
-
-        // A resumed job's wall time counts the runs before the interruption too.
-        summary.wallSeconds += clock.elapsed
-        summary.peakMemoryBytes = max(summary.peakMemoryBytes, ProcessMemory.peakResidentBytes)
-        try writeReport(summary)
-        jobCheckpoint?.remove()
-        return summary
     }
 
     /// The files a job wrote: the interoperable export and the sparse file, each when the settings ask for it.

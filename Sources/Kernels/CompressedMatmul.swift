@@ -9,6 +9,10 @@ public final class CompressedMatmulScratch: @unchecked Sendable {
     private(set) var activationBytes: Int
     private(set) var panel: UnsafeMutablePointer<Float>
     private(set) var panelCount: Int
+    /// Whether the panel path lets a mapped matrix's pages go once it has decoded them (`releaseResidentPages`): a
+    /// pass that reads every matrix once (an evaluation of a model larger than memory can spare) then holds one
+    /// panel's pages, not the file's. Off for inference, whose next token reads the same pages again.
+    public var releasesPages = false
 
     public init() {
         activations = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64)
@@ -82,6 +86,7 @@ public func compressedMatmul(_ x: Tensor, _ w: CompressedMatrix, into y: Tensor,
             w.dequantize(rows: (start + range.lowerBound)..<(start + range.upperBound),
                          into: panel + range.lowerBound * w.cols, path: path)
         }
+        if scratch.releasesPages { w.releaseResidentPages(rows: start..<end) }
         sgemm(transposeA: false, transposeB: true, m: n, n: end - start, k: w.cols,
               a: x.pointer, lda: w.cols, b: panel, ldb: w.cols,
               beta: accumulate ? 1 : 0, c: y.pointer + start, ldc: w.rows)

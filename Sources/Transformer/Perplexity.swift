@@ -31,9 +31,10 @@ extension Decoder {
 
     /// The perplexity of `stream` over the windows of `layout` (with a BOS prefix, the first text token is
     /// predicted from the BOS alone), `batch` windows per forward pass; `stopIf` is asked before every
-    /// batch (a yes throws `TransformerError.interrupted`).
+    /// batch (a yes throws `TransformerError.interrupted`). `releasingPages`: matrices read in place drop their file
+    /// pages once decoded (`CompressedMatmulScratch.releasesPages`), as a compression job evaluates a large model.
     public func perplexity(of stream: [Int32], layout: WindowLayout, batch: Int = 1, chunkRows: Int = 256,
-                           stopIf: () -> Bool = { false }) throws -> PerplexityResult {
+                           releasingPages: Bool = false, stopIf: () -> Bool = { false }) throws -> PerplexityResult {
         let windowLength = layout.length
         precondition(windowLength >= 2 && batch >= 1 && chunkRows >= 1,
                      "perplexity: window \(windowLength), batch \(batch), chunks of \(chunkRows)")
@@ -42,6 +43,7 @@ extension Decoder {
             throw TransformerError.streamTooShort(tokens: stream.count, windowLength: layout.textTokens)
         }
         let workspace = makeWorkspace(batch: min(batch, windowCount), tokens: windowLength)
+        workspace.matmulScratch.releasesPages = releasingPages
         let scratch = Tensor(zeros: [min(chunkRows, workspace.batchCapacity * windowLength), config.vocabSize])
         var totalNLL = 0.0, scored = 0
         var first = 0

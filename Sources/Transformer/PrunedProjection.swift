@@ -138,6 +138,15 @@ public final class PrunedProjection: CompressedMatrix, @unchecked Sendable {
         store(weight, ownValues: !sourceValues)
     }
 
+    /// Takes a mask saved from `prunedBits` (a checkpoint's), the values the source's.
+    public func restore(prunedBits bits: [UInt64]) {
+        precondition(merged == nil && bits.count == (rows * cols + 63) / 64, "pruned projection: restore \(bits.count) mask words")
+        prunedBits = bits
+        keptValues = nil
+        rowStarts = []
+        version += 1
+    }
+
     // MARK: - Reading it
 
     /// The whole matrix as Float32 [rows, cols] (the source decoded over the worker pool, then ΔW while merged).

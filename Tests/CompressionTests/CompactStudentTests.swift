@@ -61,10 +61,13 @@ import Transformer
         #expect(abs(pa.sparse! - pb.sparse!) <= 1e-3 * pa.sparse!, "sparse file \(pa.sparse!) against \(pb.sparse!)")
     }
 
-    /// Stopped after an iteration and started again, a compact job gives its uninterrupted run's model bit for bit,
-    /// from the same checkpoint file a Float32 job writes.
-    @Test func aCompactJobResumesFromItsCheckpoint() throws {
-        let settings = Job.settings(.losa)
+    /// Stopped after an iteration and started again, a compact job gives its uninterrupted run's model bit for bit.
+    /// Without the refit its checkpoint holds only the pruned positions (the values are the input's): 1/32 of the
+    /// Float32 size and a word per projection; with the refit, the kept values as a Float32 job writes them.
+    @Test(arguments: [WeightReconstruction.none, .leastSquares])
+    func aCompactJobResumesFromItsCheckpoint(refit: WeightReconstruction) throws {
+        var settings = Job.settings(.losa)
+        settings.weightReconstruction = refit
         let uninterrupted = try Job.temporaryDirectory(), interrupted = try Job.temporaryDirectory()
         defer {
             try? FileManager.default.removeItem(at: uninterrupted)
@@ -79,7 +82,17 @@ import Transformer
             if p.iteration == 2 && p.stage == .prune { stop.set() }
         }
         #expect(throws: CompressionError.cancelled) { try first.run() }
-        #expect(FileManager.default.fileExists(atPath: interrupted.appendingPathComponent(".checkpoint/projections.bin").path))
+        let saved = interrupted.appendingPathComponent(".checkpoint/projections.bin").path
+        let savedBytes = try #require(try FileManager.default.attributesOfItem(atPath: saved)[.size] as? Int)
+        let config = try Checkpoint.open(Job.tinyModel).config
+        let shapes = SparseLoRA.Projection.allCases.map { SparseLoRA.shape(of: $0, config: config) }
+        let maskBytes = shapes.reduce(0) { $0 + 8 + ($1.out * $1.in + 63) / 64 * 8 } * config.layerCount
+        let float32Bytes = shapes.reduce(0) { $0 + $1.out * $1.in * 4 } * config.layerCount
+        if refit == .none {
+            #expect(savedBytes == maskBytes)
+        } else {
+            #expect(Double(savedBytes) > 0.6 * Double(float32Bytes) && Double(savedBytes) < 0.72 * Double(float32Bytes))
+        }
         let resumed = try CompressionJob(request).run()
         #expect(resumed.resumedAfterIteration == 1)
         let a = try Data(contentsOf: uninterrupted.appendingPathComponent("model/model.safetensors"))
