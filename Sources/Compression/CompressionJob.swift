@@ -102,6 +102,7 @@ public final class CompressionJob {
         let jobCheckpoint = request.checkpointDirectory.map { JobCheckpoint(directory: $0) }
         // The in-memory model is released before the exported files are loaded for evaluation.
         var (summary, texts, zeros, written) = try compressAndExport(checkpoint: jobCheckpoint)
+        ProcessMemory.returnFreedMemory()
         // The interoperable file when the job wrote one, else the sparse file: zeros verified and perplexity on it.
         let primary = written.interop ?? written.sparse!
 

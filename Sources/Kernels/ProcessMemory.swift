@@ -33,3 +33,21 @@ public func releaseMappedPages(_ address: UnsafeRawPointer, byteCount: Int) {
     guard end > start, let pointer = UnsafeMutableRawPointer(bitPattern: start) else { return }
     _ = madvise(pointer, end - start, Int32(MADV_DONTNEED))
 }
+
+extension ProcessMemory {
+    /// Hands memory the allocator keeps after frees back to the system (glibc's malloc_trim): buffers below its mmap
+    /// threshold (up to 32 MiB) come from the heap and stay resident once freed. A compression job calls it when
+    /// its model is let go, before it reads its outputs back (the 7B shape's peak was there: 9.01 GiB, 6.81 of them
+    /// the input's pages, the rest freed heap).
+    public static func returnFreedMemory() {
+        #if os(Linux)
+        _ = glibcMallocTrim(0)
+        #endif
+    }
+}
+
+#if os(Linux)
+/// glibc's malloc_trim(3), declared in <malloc.h>, which the Glibc module does not export.
+@_silgen_name("malloc_trim")
+private func glibcMallocTrim(_ pad: Int) -> Int32
+#endif

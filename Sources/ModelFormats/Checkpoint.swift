@@ -308,7 +308,7 @@ public final class Checkpoint: @unchecked Sendable {
         for i in 0..<tensor.count { tensor.pointer[i] += 1 }
     }
 
-    /// Every tensor the decoder uses, converted to Float32, by role.
+    /// Every tensor the decoder uses, converted to Float32 into memory of its own (never a view of the file), by role.
     public func loadWeights() throws -> [TensorRole: Tensor] {
         var weights: [TensorRole: Tensor] = [:]
         for entry in tensors {
