@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Issue 14's scaling figures: `losad compress` on models from 135M to 7B parameters with one reduced budget
-# (LoSA, 2 iterations, 8 calibration and 16 training windows of 256 tokens, 2 evaluation windows of 512), then a
-# table per model: parameters, peak RSS against the job's own memory estimate, seconds per calibration token and
-# per training token, total time (scripts/scale-table.py). Models: the demo model (SmolLM2-135M, Q4_1), Gemma 3
+# (LoSA, 2 iterations, 4 calibration and 8 training windows of 128 tokens, 1 evaluation window of 256, no
+# least-squares refit: small enough that the 7B shape finishes in well under an hour on 2 cores; the refit's kept
+# values would make a 7B student 13.6 GiB larger), then a table per model: parameters, peak RSS against the job's
+# own memory estimate, how the plan kept the model, seconds per calibration token and per training token, total
+# time (scripts/scale-table.py). Models: the demo model (SmolLM2-135M, Q4_1), Gemma 3
 # 270M (Q4_K_M), and LLaMA shapes with random weights (scripts/make_random_llama.py, Q8_0): TinyLlama's ~1B and
 # Llama-2's ~7B. LOSAD_SCALE_MODELS="demo 1b" runs only those; extra arguments go to every `losad compress`
 # (e.g. --memory-limit 16G). A run whose report.json exists is kept (LOSAD_SCALE_OUT picks another folder).
@@ -27,8 +29,8 @@ model_path() {
     esac
 }
 
-budget=(--recovery losa --iterations 2 --calibration-windows 8 --calibration-length 256 --training-samples 16
-        --training-length 256 --eval-windows 2 --eval-length 512 --eval default)
+budget=(--recovery losa --iterations 2 --calibration-windows 4 --calibration-length 128 --training-samples 8
+        --training-length 128 --eval-windows 1 --eval-length 256 --eval default --weight-reconstruction none)
 read -r -a models <<< "${LOSAD_SCALE_MODELS:-demo gemma3-270m 1b 7b}"
 for name in "${models[@]}"; do
     if [ -s "$out/$name/report.json" ]; then echo "$name: done before, kept" >&2; continue; fi

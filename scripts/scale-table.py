@@ -5,7 +5,8 @@ features (kept or recomputed, as the job's memory plan chose), seconds per
 calibration token (the stages that push the calibration windows through the model: dense features, RMI, pruning,
 the pruned-only baseline, over all their passes, divided by the calibration tokens), seconds per training token,
 total wall time; then each model's per-token costs against the model before it, over the parameter ratio (the
-issue's bar: from 1B to 7B, no more than 1.3)."""
+issue's bar: from 1B to 7B, no more than 1.3). The student column: the model being compressed kept as a Float32
+copy or compactly (the input read in place with a mask per projection)."""
 import json
 import os
 import re
@@ -37,17 +38,18 @@ for name in names:
     rows.append(dict(
         name=name, params=params, peak=peak, estimate=memory.get("estimateBytes"),
         activations=memory.get("trainingActivations", "?"), dense=memory.get("denseFeatures", "?"),
+        student=memory.get("studentWeights") or "float32",
         calib=sum(stages.get(k, 0) for k in CALIBRATION_STAGES) / calibration_tokens,
         train=stages.get("train", 0) / max(training_tokens, 1), wall=r["wallSeconds"]))
 
 gib = 1 << 30
 print(f"{'model':<12} {'parameters':>11} {'peak GiB':>9} {'estimate':>9} {'est/peak':>8} {'activations':>11} {'dense':>10} "
-      f"{'s/calib tok':>11} {'s/train tok':>11} {'wall s':>8}")
+      f"{'student':>8} {'s/calib tok':>11} {'s/train tok':>11} {'wall s':>8}")
 for x in rows:
     est = f"{x['estimate'] / gib:9.2f}" if x["estimate"] else f"{'-':>9}"
     ratio = f"{x['estimate'] / x['peak']:8.2f}" if x["estimate"] else f"{'-':>8}"
     print(f"{x['name']:<12} {x['params'] / 1e9:10.3f}B {x['peak'] / gib:9.2f} {est} {ratio} {x['activations']:>11} {x['dense']:>10} "
-          f"{x['calib']:11.5f} {x['train']:11.5f} {x['wall']:8.0f}")
+          f"{x['student']:>8} {x['calib']:11.5f} {x['train']:11.5f} {x['wall']:8.0f}")
 if len(rows) > 1:
     print("\nper-token cost growth over parameter growth, each model against the one before:")
     for base, x in zip(rows, rows[1:]):
