@@ -98,6 +98,7 @@ extension CompressionJob {
         let c = checkpoint.config
         let parameters = checkpoint.tensors.reduce(0) { $0 + $1.elementCount }
         let projections = FrozenLayerExpansion.floatCount(config: c) * c.layerCount
+        let largestProjection = SparseLoRA.largestProjectionCount(config: c)
         // Recovery allocates its adapters, workspace and teacher whatever the number of training windows.
         let training = s.recovery != .none
         let teacher = training && s.objective.needsTeacher
@@ -117,7 +118,6 @@ extension CompressionJob {
             // Loading reads every page of the input.
             job = [Part(name: "weights (Float32)", bytes: parameters * 4), Part(name: "input file pages", bytes: checkpoint.fileSize)]
         case .compact:
-            let widestProjection = SparseLoRA.Projection.allCases.map { SparseLoRA.shape(of: $0, config: c) }.map { $0.out * $0.in }.max()!
             // The rest of the model as Float32 (its pages read once and kept); the projections as the input's blocks, a
             // mask bit each and, after a refit, their kept values (at the least sparse pruning of the job); one layer's
             // pages and one layer's Float32 expansion at a time.
@@ -131,7 +131,7 @@ extension CompressionJob {
                 // Storing a pruned projection back or writing its checkpoint record: its mask and values built anew (the
                 // values array grown by doubling) beside the old, a Float32 scratch of it, a panel of ΔW (at most 4 MiB). Without
                 // it the demo's quick job under 1.2G planned 1.1235 GiB against a measured 1.1251.
-                Part(name: "student: one projection's transients", bytes: widestProjection * 13 + min(widestProjection, 1 << 20) * 4),
+                Part(name: "student: one projection's transients", bytes: largestProjection * 13 + min(largestProjection, 1 << 20) * 4),
             ]
             if s.refitOptions != nil || s.method == .sparseGPT {
                 let least = s.recovery == .losa ? min(s.sparsity, SparsitySchedule(target: s.sparsity, iterations: s.iterations).sparsity(iteration: 1))
@@ -199,16 +199,14 @@ extension CompressionJob {
         // tensor (phi3's q/k/v, gate/up) its stacked Float32 copy too.
         var export: [Part] = []
         if s.outputs.contains(.sparse) {
-            let widest = SparseLoRA.Projection.allCases.map { p in SparseLoRA.shape(of: p, config: c) }.map { $0.out * $0.in }.max()!
             let fused = checkpoint.tensors.filter { !$0.parts.isEmpty }.map(\.elementCount).max() ?? 0
-            let encoded = max(widest, fused)
+            let encoded = max(largestProjection, fused)
             export.append(Part(name: "sparse file: one projection encoded at a time",
                                bytes: encoded * 9 / 8 + encoded / 32 + fused * 4))
         }
         if student == .compact {
             // Each projection is made in Float32 only when a writer reaches it.
-            let widest = SparseLoRA.Projection.allCases.map { p in SparseLoRA.shape(of: p, config: c) }.map { $0.out * $0.in }.max()!
-            export.append(Part(name: "export: one projection made at a time (Float32)", bytes: widest * 4))
+            export.append(Part(name: "export: one projection made at a time (Float32)", bytes: largestProjection * 4))
         }
 
         func total(_ parts: [Part]) -> Int { parts.reduce(0) { $0 + $1.bytes } }

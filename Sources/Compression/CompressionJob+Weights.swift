@@ -114,7 +114,7 @@ extension CompressionJob {
                 if case .compressed(let compact as PrunedProjection) = layer.projection(p) {
                     tensors[.layer(l, p.layerTensor)] = ProducedValues(shape: [compact.rows, compact.cols]) {
                         let values = Tensor(zeros: [compact.rows, compact.cols])
-                        compact.expand(into: values.pointer)
+                        compact.decodeAll(into: values.pointer)
                         return values
                     }
                 } else {
@@ -133,14 +133,7 @@ extension CompressionJob {
         case .compressed(let matrix):
             let count = matrix.rows * matrix.cols
             precondition(scratch.count >= count, "projection values: scratch \(scratch.count) for \(matrix.rows)×\(matrix.cols)")
-            if let compact = matrix as? PrunedProjection {
-                compact.expand(into: scratch.pointer)
-            } else {
-                WorkerPool.shared.parallelFor(matrix.rows, minimumChunk: 16) { rows in
-                    matrix.dequantize(rows: rows, into: scratch.pointer + rows.lowerBound * matrix.cols, path: .best)
-                }
-                matrix.releaseResidentPages(rows: 0..<matrix.rows)
-            }
+            matrix.decodeAll(into: scratch.pointer)
             return body(UnsafeBufferPointer(start: scratch.pointer, count: count))
         }
     }
@@ -160,8 +153,7 @@ extension CompressionJob {
         let compressed = weights.layers.contains { layer in
             SparseLoRA.Projection.allCases.contains { if case .compressed = layer.projection($0) { true } else { false } }
         }
-        let largest = SparseLoRA.Projection.allCases.map { SparseLoRA.shape(of: $0, config: weights.config) }.map { $0.out * $0.in }.max()!
-        let scratch = Tensor(zeros: [compressed ? largest : 0])
+        let scratch = Tensor(zeros: [compressed ? SparseLoRA.largestProjectionCount(config: weights.config) : 0])
         for layer in weights.layers {
             var layerZeros = 0, size = 0
             for p in SparseLoRA.Projection.allCases {

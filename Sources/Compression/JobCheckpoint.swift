@@ -157,7 +157,7 @@ struct JobCheckpoint {
                         try bits.withUnsafeBytes { try file.write($0) }
                         continue
                     }
-                    compact.expand(into: scratch.baseAddress!)
+                    compact.decodeAll(into: scratch.baseAddress!)
                     buffer = UnsafeBufferPointer(rebasing: scratch[0..<(matrix.rows * matrix.cols)])
                 }
                 var bits = [UInt64](repeating: 0, count: (buffer.count + 63) / 64)

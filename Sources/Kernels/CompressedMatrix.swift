@@ -48,26 +48,39 @@ public protocol CompressedMatrix: AnyObject, Sendable {
     /// file's (they stay in the page cache; the next read faults them back in): a pass that decodes a large model one
     /// layer at a time then holds one layer's pages, not the file's. Nothing for matrices in owned memory.
     func releaseResidentPages(rows rowRange: Range<Int>)
+    /// Decodes the whole matrix to Float32 [rows, cols] over the worker pool, then lets its file pages go.
+    func decodeAll(into out: UnsafeMutablePointer<Float>)
 }
 
 extension CompressedMatrix {
     public func releaseResidentPages(rows rowRange: Range<Int>) {}
 
-    // The direct product of a matrix without an 8-bit kernel (stored floats, a compression job's pruned projection):
-    // the activations kept as Float32 and each row decoded, then dotted — exact, and slow.
+    public func decodeAll(into out: UnsafeMutablePointer<Float>) {
+        let cols = cols
+        WorkerPool.shared.parallelFor(rows, minimumChunk: 16) { range in
+            self.dequantize(rows: range, into: out + range.lowerBound * cols, path: .best)
+        }
+        releaseResidentPages(rows: 0..<rows)
+    }
 
-    /// Bytes of one token's activations kept as Float32.
-    public var float32ActivationRowBytes: Int { cols * MemoryLayout<Float>.stride }
+}
 
-    /// Copies `tokens` rows of x (row stride `stride`) into `act` as packed Float32 rows.
-    public func copyFloat32Activations(_ x: UnsafePointer<Float>, tokens: Int, stride: Int, into act: UnsafeMutableRawPointer) {
+/// A matrix without an 8-bit kernel (stored floats, a compression job's pruned projection): its direct product keeps
+/// the activations as Float32, decodes each row and dots it — exact, and slow; only evaluations' panels (decoded, then
+/// sgemm) are meant to run on such matrices.
+public protocol Float32DirectProduct: CompressedMatrix {}
+
+extension Float32DirectProduct {
+    public var activationRowBytes: Int { cols * MemoryLayout<Float>.stride }
+
+    public func quantizeActivations(_ x: UnsafePointer<Float>, tokens: Int, stride: Int,
+                                    into act: UnsafeMutableRawPointer, path: KernelPath) {
         let out = act.assumingMemoryBound(to: Float.self)
         for t in 0..<tokens { (out + t * cols).update(from: x + t * stride, count: cols) }
     }
 
-    /// y[t·ldy + o] (+)= W[o] · x[t] for o in `rowRange`, each row decoded with `dequantize`; x as `copyFloat32Activations` left it.
-    public func multiplyDecodedRows(activations act: UnsafeRawPointer, tokens: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
-                                    rows rowRange: Range<Int>, accumulate: Bool, path: KernelPath) {
+    public func multiply(activations act: UnsafeRawPointer, tokens: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
+                         rows rowRange: Range<Int>, accumulate: Bool, path: KernelPath) {
         let x = act.assumingMemoryBound(to: Float.self), cols = cols
         let row = UnsafeMutablePointer<Float>.allocate(capacity: cols)
         defer { row.deallocate() }

@@ -4,7 +4,7 @@
 ///
 /// Not an inference kernel: the direct product (a few tokens) decodes a row at a time and multiplies in Float32,
 /// correct but slow. `Checkpoint.inPlaceMatrices`, which inference reads, does not hand these out.
-public final class StoredFloatMatrix: CompressedMatrix, @unchecked Sendable {
+public final class StoredFloatMatrix: Float32DirectProduct, @unchecked Sendable {
     // @unchecked: immutable; `base` points into memory `owner` keeps valid and unchanged.
     public enum Element: Sendable {
         case f32, f16, bf16
@@ -51,19 +51,5 @@ public final class StoredFloatMatrix: CompressedMatrix, @unchecked Sendable {
     public func releaseResidentPages(rows rowRange: Range<Int>) {
         guard mappedFile else { return }
         releaseMappedPages(base + rowRange.lowerBound * cols * element.byteCount, byteCount: rowRange.count * cols * element.byteCount)
-    }
-
-    // MARK: - The direct product, in Float32
-
-    public var activationRowBytes: Int { float32ActivationRowBytes }
-
-    public func quantizeActivations(_ x: UnsafePointer<Float>, tokens: Int, stride: Int,
-                                    into act: UnsafeMutableRawPointer, path: KernelPath) {
-        copyFloat32Activations(x, tokens: tokens, stride: stride, into: act)
-    }
-
-    public func multiply(activations act: UnsafeRawPointer, tokens: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
-                         rows rowRange: Range<Int>, accumulate: Bool, path: KernelPath) {
-        multiplyDecodedRows(activations: act, tokens: tokens, into: y, ldy: ldy, rows: rowRange, accumulate: accumulate, path: path)
     }
 }

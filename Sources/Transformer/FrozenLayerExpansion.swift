@@ -60,17 +60,9 @@ public final class FrozenLayerExpansion {
             let buffer = buffers[p]!
             precondition(buffer.shape == [matrix.rows, matrix.cols],
                          "frozen layer expansion: \(p) of layer \(l) is \(matrix.rows)×\(matrix.cols), expected \(buffer.shape)")
-            let pruned = matrix as? PrunedProjection
-            let version = pruned?.version ?? 0
+            let version = (matrix as? PrunedProjection)?.version ?? 0
             if let held = holds[p], held.layer == l, held.version == version { return .dense(buffer) }
-            if let pruned {
-                pruned.expand(into: buffer.pointer)
-            } else {
-                WorkerPool.shared.parallelFor(matrix.rows, minimumChunk: 16) { rows in
-                    matrix.dequantize(rows: rows, into: buffer.pointer + rows.lowerBound * matrix.cols, path: .best)
-                }
-                matrix.releaseResidentPages(rows: 0..<matrix.rows)
-            }
+            matrix.decodeAll(into: buffer.pointer)
             holds[p] = (l, version)
             return .dense(buffer)
         }

@@ -67,8 +67,7 @@ public final class LoRATrainingWorkspace {
     public static func shapes(config c: ModelConfig, batch: Int, tokens t: Int, chunkRows: Int,
                               policy: ActivationPolicy = .store, boundaries: Int? = nil) -> [(String, [Int])] {
         let n = batch * t, hd = c.headCount * c.headDim, kvd = c.kvHeadCount * c.headDim
-        let largestDelta = SparseLoRA.Projection.allCases.map { SparseLoRA.shape(of: $0, config: c) }
-            .map { $0.out * $0.in }.max()!
+        let largestDelta = SparseLoRA.largestProjectionCount(config: c)
         let group = c.headCount / c.kvHeadCount
         var shapes: [(String, [Int])] = [("layerInputs", [boundaries ?? c.layerCount + 1, n, c.hiddenSize])]
         for name in ["hidden", "dHidden", "dX", "residual", "normed1", "normed2", "xMid", "dNormed"] {

@@ -17,7 +17,7 @@ import ModelFormats
 /// with more than 8 tokens): both Float32 products over exactly the values a Float32 copy would hold.
 ///
 /// Shapes: W, M [rows, cols]; values [kept weights], row-major; rowStarts [rows + 1].
-public final class PrunedProjection: CompressedMatrix, @unchecked Sendable {
+public final class PrunedProjection: Float32DirectProduct, @unchecked Sendable {
     /// The input's matrix, read in place.
     public let source: any CompressedMatrix
     public var rows: Int { source.rows }
@@ -38,11 +38,6 @@ public final class PrunedProjection: CompressedMatrix, @unchecked Sendable {
 
     /// Bytes this object holds besides the source: the mask and the kept values.
     public var ownedByteCount: Int { (prunedBits?.count ?? 0) * 8 + (keptValues?.count ?? 0) * 4 + rowStarts.count * 8 }
-
-    /// The bytes `ownedByteCount` reaches for a matrix of `weights` weights of which `kept` keep their own values.
-    public static func ownedByteCount(weights: Int, rows: Int, keptValues kept: Int) -> Int {
-        (weights + 63) / 64 * 8 + kept * 4 + (kept > 0 ? (rows + 1) * 8 : 0)
-    }
 
     public var storedByteCount: Int { source.storedByteCount + ownedByteCount }
 
@@ -150,7 +145,7 @@ public final class PrunedProjection: CompressedMatrix, @unchecked Sendable {
     // MARK: - Reading it
 
     /// The whole matrix as Float32 [rows, cols] (the source decoded over the worker pool, then ΔW while merged).
-    public func expand(into out: UnsafeMutablePointer<Float>) {
+    public func decodeAll(into out: UnsafeMutablePointer<Float>) {
         let cols = cols
         WorkerPool.shared.parallelFor(rows, minimumChunk: 16) { range in
             self.fillBase(rows: range, into: out + range.lowerBound * cols)
@@ -227,20 +222,6 @@ public final class PrunedProjection: CompressedMatrix, @unchecked Sendable {
 
     /// Floats of the panels ΔW is formed in (4 MiB).
     private static let panelFloats = 1 << 20
-
-    // MARK: - The direct product (a few tokens): Float32, one decoded row at a time
-
-    public var activationRowBytes: Int { float32ActivationRowBytes }
-
-    public func quantizeActivations(_ x: UnsafePointer<Float>, tokens: Int, stride: Int,
-                                    into act: UnsafeMutableRawPointer, path: KernelPath) {
-        copyFloat32Activations(x, tokens: tokens, stride: stride, into: act)
-    }
-
-    public func multiply(activations act: UnsafeRawPointer, tokens: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
-                         rows rowRange: Range<Int>, accumulate: Bool, path: KernelPath) {
-        multiplyDecodedRows(activations: act, tokens: tokens, into: y, ldy: ldy, rows: rowRange, accumulate: accumulate, path: path)
-    }
 
     public func releaseResidentPages(rows rowRange: Range<Int>) {
         source.releaseResidentPages(rows: rowRange)

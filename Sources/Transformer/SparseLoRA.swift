@@ -199,8 +199,11 @@ public final class SparseLoRA {
     }
 
     /// The scratch floats `merge` and one adapted projection need: the largest out·in.
-    public var largestDeltaCount: Int {
-        Projection.allCases.map { SparseLoRA.shape(of: $0, config: config) }.map { $0.out * $0.in }.max()!
+    public var largestDeltaCount: Int { SparseLoRA.largestProjectionCount(config: config) }
+
+    /// The weights of the largest projection of a model with `config` (out·in): what one-projection scratches hold.
+    public static func largestProjectionCount(config: ModelConfig) -> Int {
+        Projection.allCases.map { shape(of: $0, config: config) }.map { $0.out * $0.in }.max()!
     }
 
     // The mask is read from the current W: after a merge W + ΔW is nonzero exactly where W was,

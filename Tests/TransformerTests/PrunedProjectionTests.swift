@@ -33,7 +33,7 @@ import Testing
 
         func expanded(_ matrix: PrunedProjection) -> Tensor {
             let out = Tensor(zeros: [matrix.rows, matrix.cols])
-            matrix.expand(into: out.pointer)
+            matrix.decodeAll(into: out.pointer)
             return out
         }
 
